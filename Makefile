@@ -1,0 +1,34 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint schemas bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "nps-pipeline needs Python 3.11 (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## Start the embedded broker, the worker and the feedback simulator (Ctrl-C stops all).
+run: $(STAMP)
+	$(BIN)/nps-pipeline run
+
+## Run the whole test suite (unit, property and integration tests on the embedded broker).
+test: $(STAMP)
+	$(BIN)/ruff check pipeline schemas tests
+	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline schemas tests
+	$(BIN)/ruff format --check pipeline schemas tests
+
+## Regenerate schemas/json/ from the pydantic models.
+schemas: $(STAMP)
+	$(BIN)/nps-pipeline schemas export
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

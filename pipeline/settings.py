@@ -1,0 +1,148 @@
+"""Settings: environment variables ``NPS_*`` and an optional YAML file.
+
+Precedence (highest first): command-line flags, ``NPS_*`` environment variables, the
+YAML file named by ``NPS_CONFIG_FILE`` (or ``--config``), the defaults below. Every
+value is validated at start; a bad one stops the process with a message naming the
+setting and what to fix (see :func:`format_errors`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+_HOSTPORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+
+
+class Settings(BaseSettings):
+    """Configuration of every nps-pipeline process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NPS_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    config_file: Path | None = Field(
+        default=None, description="YAML file with any of these settings (NPS_CONFIG_FILE)."
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers, 'host:port[,host:port]' or 'kafka://host:port'. "
+        "Unset: `run` starts the embedded broker.",
+    )
+    app_id: str = Field(default="nps-pipeline", min_length=1, description="Faust app id / group.")
+    topic_raw: str = Field(default="feedback.raw", min_length=1)
+    topic_scored: str = Field(default="feedback.scored", min_length=1)
+    topic_deadletter: str = Field(default="feedback.deadletter", min_length=1)
+    topic_partitions: int = Field(default=4, ge=1, le=1024)
+    topic_replication: int = Field(default=1, ge=1, le=16)
+    create_topics: bool = Field(default=True, description="Create missing topics at start.")
+
+    max_event_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Raw records larger than this are dead-lettered."
+    )
+    deadletter_max_original_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Original bytes kept in a dead letter; longer ones are truncated (flagged).",
+    )
+    dedupe_horizon_seconds: float = Field(
+        default=24 * 3600, ge=0, description="How long an event id is remembered for dedupe."
+    )
+    dedupe_max_ids: int = Field(default=2_000_000, ge=0, description="Memory cap of the dedupe.")
+
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    batch_within_seconds: float = Field(default=0.2, gt=0, le=60)
+    broker_session_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
+
+    web_host: str = Field(default="127.0.0.1")
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    status_interval_seconds: float = Field(default=5.0, ge=0)
+    log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        for server in value.removeprefix("kafka://").split(","):
+            if not _HOSTPORT.match(server.strip().removeprefix("kafka://")):
+                raise ValueError(
+                    f"{server!r} is not host:port (example: NPS_BROKER_URL=localhost:9092)"
+                )
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> Settings:
+        names = [self.topic_raw, self.topic_scored, self.topic_deadletter]
+        if len(set(names)) != len(names):
+            raise ValueError(f"topic names must be distinct, got {names}")
+        return self
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """Broker addresses for kafka-python and aiokafka."""
+        if not self.broker_url:
+            raise ValueError("no broker configured (set NPS_BROKER_URL)")
+        return [s.strip().removeprefix("kafka://") for s in self.broker_url.split(",")]
+
+    @property
+    def faust_broker(self) -> str:
+        return ";".join(f"kafka://{s}" for s in self.bootstrap_servers)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = init_settings().get("config_file") or env_settings().get("config_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise ConfigError(f"config file {path} does not exist (NPS_CONFIG_FILE / --config)")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+class ConfigError(SystemExit):
+    """A configuration problem; its text says what to fix. Exits the process with code 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def format_errors(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        env = f"NPS_{name.upper()}" if err["loc"] else ""
+        where = f"{name} ({env})" if env else name
+        got = f" (got {err['input']!r})" if err["type"] != "missing" and "input" in err else ""
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  - {where}: unknown setting; check the spelling{got}")
+        else:
+            lines.append(f"  - {where}: {err['msg']}{got}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from flags, environment and file; raises :class:`ConfigError` if invalid."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc)) from None

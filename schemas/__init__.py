@@ -1,0 +1,18 @@
+"""Event contracts of nps-pipeline: pydantic models, exported as JSON Schema to ``json/``."""
+
+from schemas.deadletter import DeadLetter, Reason
+from schemas.feedback import SCALES, SEGMENT_FIELDS, FeedbackEvent, SurveyType
+from schemas.scored import Category, ScoredEvent, SourcePosition, categorize
+
+__all__ = [
+    "SCALES",
+    "SEGMENT_FIELDS",
+    "Category",
+    "DeadLetter",
+    "FeedbackEvent",
+    "Reason",
+    "ScoredEvent",
+    "SourcePosition",
+    "SurveyType",
+    "categorize",
+]

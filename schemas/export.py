@@ -1,0 +1,50 @@
+"""Export every contract as a JSON Schema file under ``schemas/json/``.
+
+Run ``nps-pipeline schemas export`` (or ``python -m schemas.export``) after changing a
+model; a test fails while the committed files are stale.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from schemas.deadletter import DeadLetter
+from schemas.feedback import FeedbackEvent
+from schemas.scored import ScoredEvent
+
+JSON_DIR = Path(__file__).parent / "json"
+
+#: file stem -> model; later issues add window results and alerts here.
+MODELS: dict[str, type[BaseModel]] = {
+    "feedback_event": FeedbackEvent,
+    "scored_event": ScoredEvent,
+    "dead_letter": DeadLetter,
+}
+
+
+def render(model: type[BaseModel]) -> str:
+    schema = model.model_json_schema(mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def expected_files() -> dict[str, str]:
+    return {f"{stem}.v1.json": render(model) for stem, model in MODELS.items()}
+
+
+def export(directory: Path = JSON_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in expected_files().items():
+        path = directory / name
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in export():
+        print(path)

@@ -1,0 +1,63 @@
+"""The scored event published on ``feedback.scored``, keyed by event id."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.feedback import FeedbackEvent, SurveyType
+
+SCORED_SCHEMA_VERSION = 1
+
+
+class Category(StrEnum):
+    """NPS categories, and the three-way split used for CSAT and CES."""
+
+    PROMOTER = "promoter"
+    PASSIVE = "passive"
+    DETRACTOR = "detractor"
+    SATISFIED = "satisfied"
+    NEUTRAL = "neutral"
+    UNSATISFIED = "unsatisfied"
+
+
+def categorize(survey_type: SurveyType | str, score: int) -> Category:
+    """The category of a score already checked against its scale.
+
+    NPS (0-10): promoter 9-10, passive 7-8, detractor 0-6.
+    CSAT (1-5): satisfied 4-5, neutral 3, unsatisfied 1-2.
+    CES (1-7, agreement with "it was easy"): satisfied 5-7, neutral 4, unsatisfied 1-3.
+    """
+    kind = SurveyType(survey_type)
+    if kind is SurveyType.NPS:
+        if score >= 9:
+            return Category.PROMOTER
+        return Category.PASSIVE if score >= 7 else Category.DETRACTOR
+    satisfied_from, neutral = (4, 3) if kind is SurveyType.CSAT else (5, 4)
+    if score >= satisfied_from:
+        return Category.SATISFIED
+    return Category.NEUTRAL if score == neutral else Category.UNSATISFIED
+
+
+class SourcePosition(BaseModel):
+    """Where the raw record was read: lets consumers trace and deduplicate."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+
+
+class ScoredEvent(BaseModel):
+    """A validated feedback event with its category."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = Field(default=SCORED_SCHEMA_VERSION, ge=1)
+    event_id: str = Field(description="Same as feedback.event_id; the record key.")
+    category: Category
+    processed_at: AwareDatetime = Field(description="When the pipeline scored the event (UTC).")
+    source: SourcePosition
+    feedback: FeedbackEvent
