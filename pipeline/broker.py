@@ -82,7 +82,9 @@ class EmbeddedBroker:
         self.host = host
         self.port = port or free_port(host)
         self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the broker
+            prefix="tansu-", suffix=".log", delete=False
+        )
 
     @property
     def bootstrap(self) -> str:

@@ -37,6 +37,10 @@ class DeadLetter(BaseModel):
     event_id: str | None = Field(default=None, description="The event id, when it could be read.")
     original_base64: str = Field(description="The record value exactly as received, base64.")
     original_size: int = Field(ge=0, description="Size of the original value in bytes.")
+    original_truncated: bool = Field(
+        default=False,
+        description="True when only the first NPS_DEADLETTER_MAX_ORIGINAL_BYTES were kept.",
+    )
     key_base64: str | None = Field(default=None, description="The record key, base64.")
     source_topic: str
     source_partition: int = Field(ge=0)

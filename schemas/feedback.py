@@ -73,7 +73,12 @@ class FeedbackEvent(BaseModel):
             raise PydanticCustomError(
                 "score_out_of_range",
                 "score {score} is outside the {survey} scale {low}-{high}",
-                {"score": self.score, "survey": self.survey_type.value.upper(), "low": low, "high": high},
+                {
+                    "score": self.score,
+                    "survey": self.survey_type.value.upper(),
+                    "low": low,
+                    "high": high,
+                },
             )
         return self
 

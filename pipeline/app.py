@@ -1,0 +1,115 @@
+"""The Faust application: agents, topics and the worker's HTTP pages.
+
+Stage 1 (this module's ``score`` agent) reads ``feedback.raw`` as raw bytes in batches,
+hands them to :class:`pipeline.scoring.ScoringStage` and publishes the scored events
+(keyed by event id) and the dead letters.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from pipeline import metrics
+from pipeline.scoring import ScoringStage
+from pipeline.settings import Settings
+from pipeline.status import StatusLine
+from pipeline.topics import DEADLETTER_MAX_MESSAGE_BYTES
+from pipeline.validate import RawRecord
+
+FAUST_LOGLEVELS = {"debug": "debug", "info": "info", "warn": "warn", "error": "error"}
+
+
+def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
+    """A Faust app wired to ``settings`` (broker, topics, batch sizes, web port)."""
+    session_timeout = settings.broker_session_timeout_seconds
+    app = faust.App(
+        settings.app_id,
+        broker=settings.faust_broker,
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        topic_allow_declare=settings.create_topics,
+        broker_session_timeout=session_timeout,
+        broker_heartbeat_interval=max(0.5, session_timeout / 10),
+        broker_rebalance_timeout=session_timeout,
+        producer_max_request_size=DEADLETTER_MAX_MESSAGE_BYTES,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=settings.batch_size,
+    )
+    raw = app.topic(settings.topic_raw, key_type=bytes, value_type=bytes)
+    scored_topic = app.topic(settings.topic_scored, key_type=bytes, value_type=bytes)
+    deadletter_topic = app.topic(settings.topic_deadletter, key_type=bytes, value_type=bytes)
+    stage = ScoringStage(settings)
+    app.scoring_stage = stage  # type: ignore[attr-defined]
+
+    @app.agent(raw, name="score")
+    async def score(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        batches = stream.take_events(settings.batch_size, within=settings.batch_within_seconds)
+        async for events in batches:
+            started = time.perf_counter()
+            records = [
+                RawRecord(
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.key,
+                    e.message.value,
+                )
+                for e in events
+            ]
+            out = stage.process(records)
+            for key, value in out.scored:
+                await scored_topic.send(key=key, value=value)
+            for dkey, dvalue in out.deadletters:
+                await deadletter_topic.send(key=dkey, value=dvalue)
+            metrics.BATCH_SIZE.observe(len(records))
+            metrics.PROCESSING_LATENCY.observe(time.perf_counter() - started)
+            yield None
+
+    _add_pages(app)
+    if status_line and settings.status_interval_seconds > 0:
+        status = StatusLine(stage, out=sys.stdout)
+
+        @app.timer(settings.status_interval_seconds)
+        async def print_status() -> None:
+            status.print()
+
+    return app
+
+
+def _add_pages(app: faust.App) -> None:
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            body, content_type = metrics.render()
+            return self.bytes(body, content_type=content_type.split(";")[0])
+
+    @app.page("/healthz")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    class ReadyView(View):
+        async def get(self, request: Request) -> Response:
+            ready = _is_ready(app)
+            body: dict[str, Any] = {"ready": ready, "rebalancing": bool(app.rebalancing)}
+            return self.json(body, status=200 if ready else 503)
+
+
+def _is_ready(app: faust.App) -> bool:
+    consumer = getattr(app, "_consumer", None)
+    return bool(app.started and not app.rebalancing and consumer is not None)

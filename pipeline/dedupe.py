@@ -1,0 +1,57 @@
+"""Drop exact duplicates by event id within a time horizon.
+
+Survey tools and producers retry, so the same answer can arrive twice. The filter
+remembers, per event id, a digest of the event's content and when it was first seen
+(processing time). Within the horizon a repeat with the same content is a duplicate
+(dropped and counted); a repeat with *different* content is a conflict (dead-lettered,
+never silently dropped). Memory is bounded by ``max_ids``: the oldest ids are forgotten
+first and counted as evictions.
+
+The memory is per worker process: producers should key ``feedback.raw`` by event id so
+that all copies of one answer land on the same partition and worker.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from enum import Enum
+
+
+class Seen(Enum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+class DuplicateFilter:
+    def __init__(self, horizon_seconds: float, max_ids: int) -> None:
+        self.horizon = horizon_seconds
+        self.max_ids = max_ids
+        self._seen: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self.evicted_early = 0  # forgotten before the horizon because of max_ids
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def check(self, event_id: str, digest: int, now: float) -> Seen:
+        """Classify ``event_id`` and remember it if new."""
+        self._expire(now)
+        known = self._seen.get(event_id)
+        if known is not None:
+            return Seen.DUPLICATE if known[0] == digest else Seen.CONFLICT
+        if self.max_ids == 0 or self.horizon == 0:
+            return Seen.NEW
+        self._seen[event_id] = (digest, now)
+        if len(self._seen) > self.max_ids:
+            self._seen.popitem(last=False)
+            self.evicted_early += 1
+        return Seen.NEW
+
+    def _expire(self, now: float) -> None:
+        cutoff = now - self.horizon
+        seen = self._seen
+        while seen:
+            first = next(iter(seen.values()))
+            if first[1] >= cutoff:
+                return
+            seen.popitem(last=False)
