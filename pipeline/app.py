@@ -91,6 +91,15 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
 
 
 def _add_pages(app: faust.App) -> None:
+    assigned: set[Any] = set()
+    state = {"assigned_once": False}
+
+    @app.on_partitions_assigned.connect
+    async def _on_assigned(app: faust.App, assigned_partitions: set[Any], **_: Any) -> None:
+        assigned.clear()
+        assigned.update(assigned_partitions)
+        state["assigned_once"] = True
+
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
@@ -105,11 +114,10 @@ def _add_pages(app: faust.App) -> None:
     @app.page("/readyz")
     class ReadyView(View):
         async def get(self, request: Request) -> Response:
-            ready = _is_ready(app)
-            body: dict[str, Any] = {"ready": ready, "rebalancing": bool(app.rebalancing)}
+            ready = bool(app.started and not app.rebalancing and state["assigned_once"])
+            body: dict[str, Any] = {
+                "ready": ready,
+                "rebalancing": bool(app.rebalancing),
+                "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
+            }
             return self.json(body, status=200 if ready else 503)
-
-
-def _is_ready(app: faust.App) -> bool:
-    consumer = getattr(app, "_consumer", None)
-    return bool(app.started and not app.rebalancing and consumer is not None)

@@ -1,0 +1,98 @@
+"""Configuration errors fail fast with a message that says what to fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("NPS_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.broker_url is None
+    assert (settings.topic_raw, settings.topic_scored, settings.topic_deadletter) == (
+        "feedback.raw",
+        "feedback.scored",
+        "feedback.deadletter",
+    )
+
+
+def test_environment_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "nps.yaml"
+    config.write_text("topic_partitions: 8\nbroker_url: kafka://k1:9092,kafka://k2:9092\n")
+    monkeypatch.setenv("NPS_TOPIC_PARTITIONS", "12")
+    settings = load_settings(config_file=config)
+    assert settings.topic_partitions == 12  # environment wins over the file
+    assert settings.bootstrap_servers == ["k1:9092", "k2:9092"]
+    assert settings.faust_broker == "kafka://k1:9092;kafka://k2:9092"
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"NPS_TOPIC_PARTITIONS": "0"}, "topic_partitions (NPS_TOPIC_PARTITIONS)"),
+        ({"NPS_BROKER_URL": "localhost"}, "is not host:port"),
+        ({"NPS_TOPIC_SCORED": "feedback.raw"}, "topic names must be distinct"),
+        ({"NPS_LOG_LEVEL": "loud"}, "log_level"),
+        ({"NPS_MAX_EVENT_BYTES": "ten"}, "max_event_bytes"),
+    ],
+)
+def test_bad_values_name_the_setting(
+    env: dict[str, str], words: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert words in info.value.message
+
+
+def test_unknown_key_in_file(tmp_path: Path) -> None:
+    config = tmp_path / "nps.yaml"
+    config.write_text("topic_partitons: 8\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file=config)
+    assert "topic_partitons" in info.value.message and "unknown setting" in info.value.message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file=tmp_path / "nope.yaml")
+    assert "does not exist" in info.value.message
+
+
+def test_cli_exits_2_with_message(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "worker", "--broker", "nohost"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    assert "is not host:port" in proc.stderr
+
+
+def test_worker_without_broker_says_how_to_fix() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "worker"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    assert "NPS_BROKER_URL" in proc.stderr

@@ -1,0 +1,125 @@
+"""Raw bytes -> event or a precise rejection reason; dead letters keep the original."""
+
+from __future__ import annotations
+
+import base64
+
+import orjson
+import pytest
+
+from pipeline.dedupe import DuplicateFilter, Seen
+from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
+from schemas import FeedbackEvent, Reason
+from schemas.feedback import example_event
+
+LIMIT = 64 * 1024
+
+
+def reject(value: bytes | None) -> Rejection:
+    result = parse_feedback(value, LIMIT)
+    assert isinstance(result, Rejection), result
+    return result
+
+
+def test_valid_event_parses() -> None:
+    result = parse_feedback(orjson.dumps(example_event(score=7)), LIMIT)
+    assert isinstance(result, FeedbackEvent)
+    assert result.score == 7
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "field", "words"),
+    [
+        (b"x" * (LIMIT + 1), Reason.OVERSIZE, None, "65,537 bytes"),
+        (b'{"event_id": "\xff\xfe"}', Reason.BAD_ENCODING, None, "position 14"),
+        (b"\xc3\x28", Reason.BAD_ENCODING, None, "UTF-8"),
+        (b"hello", Reason.NOT_JSON, None, "not JSON"),
+        (b'{"event_id": "a",', Reason.NOT_JSON, None, "not JSON"),
+        (b"", Reason.NOT_JSON, None, "not JSON"),
+        (None, Reason.SCHEMA_VIOLATION, None, "empty record"),
+        (b"[1, 2]", Reason.SCHEMA_VIOLATION, None, "JSON object, got list"),
+        (b"42", Reason.SCHEMA_VIOLATION, None, "JSON object, got int"),
+        (
+            orjson.dumps(example_event(score=11)),
+            Reason.SCORE_OUT_OF_RANGE,
+            "score",
+            "score 11 is outside the NPS scale 0-10",
+        ),
+        (
+            orjson.dumps(example_event(survey_type="ces", score=8)),
+            Reason.SCORE_OUT_OF_RANGE,
+            "score",
+            "CES scale 1-7",
+        ),
+        (
+            orjson.dumps(example_event(event_time="2026-11-25T09:30:00")),
+            Reason.SCHEMA_VIOLATION,
+            "event_time",
+            "timezone",
+        ),
+        (
+            orjson.dumps(example_event(attributes={"tier": {"nested": 1}})),
+            Reason.SCHEMA_VIOLATION,
+            "attributes.tier",
+            "attributes.tier",
+        ),
+    ],
+)
+def test_rejection_reasons(
+    value: bytes | None, reason: Reason, field: str | None, words: str
+) -> None:
+    rejection = reject(value)
+    assert rejection.reason is reason
+    assert words in rejection.message
+    if field:
+        assert rejection.field is not None and rejection.field.startswith(field)
+
+
+def test_schema_violation_names_every_field_and_keeps_event_id() -> None:
+    event = example_event(score="high")
+    del event["customer_id"]
+    rejection = reject(orjson.dumps(event))
+    assert rejection.reason is Reason.SCHEMA_VIOLATION
+    assert "score" in rejection.message and "customer_id" in rejection.message
+    assert rejection.event_id == "resp-000001"
+
+
+def test_dead_letter_keeps_original_bytes_and_position() -> None:
+    value = b"\xff" + bytes(range(256))
+    record = RawRecord("feedback.raw", 3, 1234, b"key-1", value)
+    letter = dead_letter(record, reject(value), max_original_bytes=1 << 20)
+    assert letter.reason is Reason.BAD_ENCODING
+    assert letter.original() == value
+    assert base64.b64decode(letter.key_base64 or "") == b"key-1"
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
+        "feedback.raw",
+        3,
+        1234,
+    )
+    assert letter.original_size == len(value) and not letter.original_truncated
+
+
+def test_dead_letter_truncates_only_beyond_its_limit() -> None:
+    value = b"y" * 5000
+    record = RawRecord("t", 0, 0, None, value)
+    letter = dead_letter(record, reject(b"y" * (LIMIT + 1)), max_original_bytes=1024)
+    assert letter.original() == value[:1024]
+    assert letter.original_truncated and letter.original_size == 5000
+
+
+def test_duplicate_filter_horizon_conflicts_and_memory_cap() -> None:
+    dedupe = DuplicateFilter(horizon_seconds=10, max_ids=3)
+    assert dedupe.check("a", 1, now=0) is Seen.NEW
+    assert dedupe.check("a", 1, now=5) is Seen.DUPLICATE
+    assert dedupe.check("a", 2, now=6) is Seen.CONFLICT
+    assert dedupe.check("a", 1, now=10.5) is Seen.NEW  # forgotten after the horizon
+    for i, event_id in enumerate(["b", "c", "d"]):
+        assert dedupe.check(event_id, 1, now=11 + i) is Seen.NEW
+    assert len(dedupe) == 3 and dedupe.evicted_early == 1  # "a" pushed out by the cap
+    assert dedupe.check("a", 1, now=15) is Seen.NEW
+
+
+def test_duplicate_filter_disabled() -> None:
+    dedupe = DuplicateFilter(horizon_seconds=0, max_ids=100)
+    assert dedupe.check("a", 1, now=0) is Seen.NEW
+    assert dedupe.check("a", 1, now=0) is Seen.NEW
