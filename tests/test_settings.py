@@ -96,3 +96,15 @@ def test_worker_without_broker_says_how_to_fix() -> None:
     )
     assert proc.returncode == 2
     assert "NPS_BROKER_URL" in proc.stderr
+
+
+def test_readme_documents_every_setting() -> None:
+    from pipeline.settings import Settings
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [
+        f"NPS_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`NPS_{name.upper()}`" not in readme
+    ]
+    assert not missing, f"README configuration table lacks {missing}"
