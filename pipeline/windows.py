@@ -1,0 +1,646 @@
+"""Rolling windows of one segment: time buckets with running sums (no Kafka, no Faust).
+
+Shape (see ``/work/shared/notes/design.md``): an event updates one *bucket* of
+``bucket_seconds`` of event time (aligned to the Unix epoch); each rolling window
+keeps a running sum of the buckets inside it, adding a bucket when it enters and
+subtracting it when it leaves. Per event the cost is one bucket update, one total
+update and at most one add per window; per clock step it is amortized O(1) per
+bucket per window (each stored bucket enters and leaves each window once).
+
+Window semantics, with ``w`` the bucket width and ``c = bucket_of(clock)``:
+
+* Window ``L`` covers the buckets whose start ``b`` has ``c - L + w <= b <= c``: the
+  last ``L / w`` buckets including the current one, i.e. event time in the half-open
+  range ``[c - L + w, c + w)`` (:meth:`SegmentWindows.window_bounds`). An event exactly
+  at a bucket start belongs to that bucket.
+* The clock is event time chosen by the caller (the partition watermark) and only
+  moves forward; before the first :meth:`SegmentWindows.advance` every window is empty.
+* :meth:`SegmentWindows.add` may be late (bucket before ``c``): it is added to every
+  window that covers its bucket *now*, and leaves each one when the clock passes it,
+  exactly as if it had arrived on time. An event ahead of the clock is stored in its
+  bucket and enters the windows when the clock reaches it. Every event counts in the
+  all-time total at once.
+* Buckets that fall out of the retention (default: the longest window) are dropped on
+  every advance; they stay counted in the total.
+
+Floating-point sums (revenue weights) are kept by adding and subtracting, so a window
+can carry a rounding residue of order ``1e-16`` times the largest sum it ever held;
+when a window has no revenue answers left its revenue sums are reset to exactly 0,
+and :meth:`SegmentWindows.from_buckets` recomputes all sums from the buckets.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import ClassVar, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from pipeline.stats import nps, nps_interval, wilson_interval
+from schemas.feedback import SCALES, SurveyType
+
+DEFAULT_BUCKET_SECONDS = 60
+DEFAULT_WINDOWS: tuple[int, ...] = (300, 3600, 86400)
+
+#: Event time: Unix seconds or an aware datetime.
+Timestamp = float | int | datetime
+
+
+def epoch_seconds(ts: Timestamp) -> float | int:
+    """Unix seconds of a timestamp; naive datetimes are refused (ambiguous)."""
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            raise ValueError("naive datetime: event time needs a timezone")
+        return ts.timestamp()
+    return ts
+
+
+def bucket_of(ts: Timestamp, bucket_seconds: int = DEFAULT_BUCKET_SECONDS) -> int:
+    """Start (Unix seconds) of the bucket holding ``ts``: ``floor(ts / w) * w``."""
+    return int(epoch_seconds(ts) // bucket_seconds) * bucket_seconds
+
+
+# --------------------------------------------------------------------------- counts
+
+_INT_FIELDS = (
+    "responses",
+    "promoters",
+    "passives",
+    "detractors",
+    "csat_n",
+    "csat_sum",
+    "csat_satisfied",
+    "ces_n",
+    "ces_sum",
+    "rev_n",
+)
+_FLOAT_FIELDS = ("rev_weight", "rev_promoters", "rev_detractors")
+
+
+class Counts:
+    """Additive counts of one bucket or window: everything a KPI or test needs.
+
+    * NPS: ``responses`` answers, split in ``promoters`` / ``passives`` / ``detractors``.
+    * CSAT: ``csat_n`` answers, ``csat_sum`` of scores, ``csat_satisfied`` (4-5).
+    * CES: ``ces_n`` answers, ``ces_sum`` of scores.
+    * Revenue (NPS answers with an ``account_value``): ``rev_n`` answers, ``rev_weight``
+      the sum of their account values, ``rev_promoters`` / ``rev_detractors`` the sums
+      of the account values of promoters / detractors.
+
+    Serialized by :meth:`to_list` as a flat list in :attr:`FIELDS` order (new fields
+    will only ever be appended; :meth:`from_list` fills missing trailing ones with 0).
+    """
+
+    __slots__ = _INT_FIELDS + _FLOAT_FIELDS
+    FIELDS: ClassVar[tuple[str, ...]] = _INT_FIELDS + _FLOAT_FIELDS
+
+    def __init__(
+        self,
+        responses: int = 0,
+        promoters: int = 0,
+        passives: int = 0,
+        detractors: int = 0,
+        csat_n: int = 0,
+        csat_sum: int = 0,
+        csat_satisfied: int = 0,
+        ces_n: int = 0,
+        ces_sum: int = 0,
+        rev_n: int = 0,
+        rev_weight: float = 0.0,
+        rev_promoters: float = 0.0,
+        rev_detractors: float = 0.0,
+    ) -> None:
+        self.responses = responses
+        self.promoters = promoters
+        self.passives = passives
+        self.detractors = detractors
+        self.csat_n = csat_n
+        self.csat_sum = csat_sum
+        self.csat_satisfied = csat_satisfied
+        self.ces_n = ces_n
+        self.ces_sum = ces_sum
+        self.rev_n = rev_n
+        self.rev_weight = rev_weight
+        self.rev_promoters = rev_promoters
+        self.rev_detractors = rev_detractors
+
+    @classmethod
+    def of_event(
+        cls, survey_type: SurveyType | str, score: int, account_value: float | None = None
+    ) -> Self:
+        """The counts of one answer."""
+        counts = cls()
+        counts.add_event(survey_type, score, account_value)
+        return counts
+
+    def add_event(
+        self, survey_type: SurveyType | str, score: int, account_value: float | None = None
+    ) -> None:
+        """Count one answer. ``account_value`` only weighs NPS answers (others ignore it).
+
+        Raises ``ValueError`` for an unknown survey type or a score off its scale.
+        """
+        scale = SCALES.get(survey_type)
+        if scale is None or not scale[0] <= score <= scale[1]:
+            raise ValueError(f"score {score!r} is not on the {survey_type!r} scale")
+        if survey_type == "nps":
+            self.responses += 1
+            if score >= 9:
+                self.promoters += 1
+            elif score >= 7:
+                self.passives += 1
+            else:
+                self.detractors += 1
+            if account_value is not None:
+                self.rev_n += 1
+                self.rev_weight += account_value
+                if score >= 9:
+                    self.rev_promoters += account_value
+                elif score < 7:
+                    self.rev_detractors += account_value
+        elif survey_type == "csat":
+            self.csat_n += 1
+            self.csat_sum += score
+            if score >= 4:
+                self.csat_satisfied += 1
+        else:
+            self.ces_n += 1
+            self.ces_sum += score
+
+    def add(self, other: Counts) -> None:
+        """Add ``other`` into these counts (in place)."""
+        self.responses += other.responses
+        self.promoters += other.promoters
+        self.passives += other.passives
+        self.detractors += other.detractors
+        self.csat_n += other.csat_n
+        self.csat_sum += other.csat_sum
+        self.csat_satisfied += other.csat_satisfied
+        self.ces_n += other.ces_n
+        self.ces_sum += other.ces_sum
+        self.rev_n += other.rev_n
+        self.rev_weight += other.rev_weight
+        self.rev_promoters += other.rev_promoters
+        self.rev_detractors += other.rev_detractors
+
+    def subtract(self, other: Counts) -> None:
+        """Subtract ``other`` (previously added) from these counts, in place.
+
+        When no revenue answer is left the revenue sums are set to exactly 0, so
+        floating-point residue cannot outlive the answers it came from.
+        """
+        self.responses -= other.responses
+        self.promoters -= other.promoters
+        self.passives -= other.passives
+        self.detractors -= other.detractors
+        self.csat_n -= other.csat_n
+        self.csat_sum -= other.csat_sum
+        self.csat_satisfied -= other.csat_satisfied
+        self.ces_n -= other.ces_n
+        self.ces_sum -= other.ces_sum
+        self.rev_n -= other.rev_n
+        if self.rev_n == 0:
+            self.rev_weight = self.rev_promoters = self.rev_detractors = 0.0
+        else:
+            self.rev_weight -= other.rev_weight
+            self.rev_promoters -= other.rev_promoters
+            self.rev_detractors -= other.rev_detractors
+
+    def copy(self) -> Counts:
+        """An independent copy."""
+        return Counts(*self.to_list())
+
+    def is_empty(self) -> bool:
+        """True when every count and sum is 0 (nothing was added, or all was subtracted)."""
+        return not any(getattr(self, name) for name in self.FIELDS)
+
+    def to_list(self) -> list[int | float]:
+        """Compact form for a table value / changelog record, in :attr:`FIELDS` order."""
+        return [getattr(self, name) for name in self.FIELDS]
+
+    @classmethod
+    def from_list(cls, values: Sequence[int | float]) -> Self:
+        """Inverse of :meth:`to_list`; missing trailing fields are 0, extra ones an error."""
+        if len(values) > len(cls.FIELDS):
+            raise ValueError(f"Counts has {len(cls.FIELDS)} fields, got {len(values)} values")
+        counts = cls()
+        for name, value in zip(cls.FIELDS, values, strict=False):
+            if name in _INT_FIELDS:
+                if value != int(value):
+                    raise ValueError(f"Counts.{name} must be an integer, got {value!r}")
+                value = int(value)
+            else:
+                value = float(value)
+            setattr(counts, name, value)
+        return counts
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Counts):
+            return NotImplemented
+        return self.to_list() == other.to_list()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={v!r}" for n in self.FIELDS if (v := getattr(self, n)))
+        return f"Counts({shown})"
+
+
+# --------------------------------------------------------------------------- labels
+
+_LABEL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+ALL_TIME = "all"
+
+
+def window_label(seconds: int | None) -> str:
+    """Short name of a window length: 300 -> "5m", 3600 -> "1h", 86400 -> "24h".
+
+    Whole hours are written in hours (a day is "24h"), else whole minutes, else
+    seconds; ``None`` (the all-time total) is ``"all"``.
+    """
+    if seconds is None:
+        return ALL_TIME
+    if seconds <= 0:
+        raise ValueError(f"window length must be positive, got {seconds}")
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def parse_window_label(label: str) -> int | None:
+    """Seconds of a window label ("90s", "5m", "1h", "24h", "7d", "300"); "all" -> None."""
+    if label.strip().lower() == ALL_TIME:
+        return None
+    match = _LABEL.match(label.lower())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"not a window length: {label!r} (examples: 5m, 1h, 24h, all)")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+# --------------------------------------------------------------------------- windows
+
+
+class SegmentWindows:
+    """Buckets, rolling-window running sums and all-time total of one segment.
+
+    ``bucket_seconds`` is the bucket width ``w``; ``windows`` the window lengths in
+    seconds (each a positive multiple of ``w``); ``retain_seconds`` how far back
+    buckets are kept (default and minimum: the longest window). See the module
+    docstring for the window semantics.
+    """
+
+    __slots__ = ("_buckets", "_clock", "_desc", "_retain", "_starts", "_sums", "_total", "_width")
+
+    def __init__(
+        self,
+        bucket_seconds: int = DEFAULT_BUCKET_SECONDS,
+        windows: Sequence[int] = DEFAULT_WINDOWS,
+        retain_seconds: int | None = None,
+    ) -> None:
+        if not isinstance(bucket_seconds, int) or bucket_seconds <= 0:
+            raise ValueError(f"bucket_seconds must be a positive integer, got {bucket_seconds!r}")
+        lengths = sorted(set(windows))
+        if not lengths:
+            raise ValueError("at least one window length is needed")
+        for length in lengths:
+            if not isinstance(length, int) or length <= 0 or length % bucket_seconds:
+                raise ValueError(
+                    f"window {length!r} s is not a positive multiple of the "
+                    f"{bucket_seconds} s bucket"
+                )
+        retain = lengths[-1] if retain_seconds is None else retain_seconds
+        if retain < lengths[-1]:
+            raise ValueError(f"retain_seconds {retain} is shorter than the longest window")
+        self._width = bucket_seconds
+        self._desc: tuple[int, ...] = tuple(reversed(lengths))
+        self._retain = retain
+        self._buckets: dict[int, Counts] = {}
+        self._starts: list[int] = []  # sorted keys of _buckets
+        self._sums: dict[int, Counts] = {length: Counts() for length in lengths}
+        self._total = Counts()
+        self._clock: int | None = None
+
+    # -- configuration and state ------------------------------------------------------
+
+    @property
+    def bucket_seconds(self) -> int:
+        return self._width
+
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """Configured window lengths in seconds, ascending."""
+        return self._desc[::-1]
+
+    @property
+    def retain_seconds(self) -> int:
+        return self._retain
+
+    @property
+    def clock(self) -> int | None:
+        """Start of the current bucket (the last advance), ``None`` before the first."""
+        return self._clock
+
+    def bucket_of(self, ts: Timestamp) -> int:
+        """Start of the bucket holding ``ts``."""
+        return int(epoch_seconds(ts) // self._width) * self._width
+
+    def __len__(self) -> int:
+        """Number of stored (non-pruned) buckets."""
+        return len(self._starts)
+
+    # -- updates ----------------------------------------------------------------------
+
+    def add(self, ts: Timestamp, delta: Counts) -> int:
+        """Add ``delta`` (counts of events at time ``ts``) and return its bucket start.
+
+        Updates the bucket, the total and every window covering the bucket at the
+        current clock; a bucket ahead of the clock enters the windows on
+        :meth:`advance`. ``delta`` is not kept (it may be reused by the caller).
+        """
+        start = int(epoch_seconds(ts) // self._width) * self._width
+        bucket = self._buckets.get(start)
+        if bucket is None:
+            bucket = self._buckets[start] = Counts()
+            if not self._starts or start > self._starts[-1]:
+                self._starts.append(start)
+            else:
+                bisect.insort(self._starts, start)
+        bucket.add(delta)
+        self._total.add(delta)
+        clock = self._clock
+        if clock is not None and start <= clock:
+            oldest = clock + self._width - start  # bucket is in window L iff L >= oldest
+            for length in self._desc:
+                if length < oldest:
+                    break
+                self._sums[length].add(delta)
+        return start
+
+    def add_event(
+        self,
+        ts: Timestamp,
+        survey_type: SurveyType | str,
+        score: int,
+        account_value: float | None = None,
+    ) -> int:
+        """:meth:`add` of one answer; returns its bucket start."""
+        return self.add(ts, Counts.of_event(survey_type, score, account_value))
+
+    def _range(self, low: int, high: int) -> list[int]:
+        """Stored bucket starts ``b`` with ``low <= b <= high``."""
+        if low > high:
+            return []
+        i = bisect.bisect_left(self._starts, low)
+        j = bisect.bisect_right(self._starts, high, lo=i)
+        return self._starts[i:j]
+
+    def _sum_range(self, low: int, high: int) -> Counts:
+        acc = Counts()
+        for start in self._range(low, high):
+            acc.add(self._buckets[start])
+        return acc
+
+    def advance(self, now: Timestamp) -> list[int]:
+        """Move the clock to ``now``'s bucket (never backwards), then :meth:`prune`.
+
+        For each window, buckets that leave it are subtracted and buckets that enter
+        it (stored earlier while ahead of the clock) are added; a jump longer than
+        the window rebuilds its sum from the buckets of the new range. Returns the
+        starts of the buckets dropped by the retention (for changelog deletes).
+        """
+        new = self.bucket_of(now)
+        old = self._clock
+        if old is not None and new <= old:
+            return self.prune()
+        w = self._width
+        for length in self._desc:
+            new_low = new - length + w
+            if old is None or new_low > old:  # first position, or disjoint ranges
+                self._sums[length] = self._sum_range(new_low, new)
+                continue
+            acc = self._sums[length]
+            for start in self._range(old - length + w, new_low - w):
+                acc.subtract(self._buckets[start])
+            for start in self._range(old + w, new):
+                acc.add(self._buckets[start])
+        self._clock = new
+        return self.prune()
+
+    def prune(self, retain_seconds: int | None = None) -> list[int]:
+        """Drop buckets that left a window of ``retain_seconds`` (default: the retention).
+
+        ``retain_seconds`` may not be shorter than the longest window. Dropped buckets
+        stay in the total. Returns the dropped starts, ascending.
+        """
+        retain = self._retain if retain_seconds is None else retain_seconds
+        if retain < self._desc[0]:
+            raise ValueError(f"retain_seconds {retain} is shorter than the longest window")
+        if self._clock is None:
+            return []
+        cut = bisect.bisect_left(self._starts, self._clock - retain + self._width)
+        if not cut:
+            return []
+        dropped = self._starts[:cut]
+        del self._starts[:cut]
+        for start in dropped:
+            del self._buckets[start]
+        return dropped
+
+    # -- queries ----------------------------------------------------------------------
+
+    def _length(self, window: int | str) -> int:
+        length = parse_window_label(window) if isinstance(window, str) else window
+        if length not in self._sums:
+            raise ValueError(f"window {window!r} is not configured (have {self.windows})")
+        return length
+
+    def window(self, window: int | str, now: Timestamp | None = None) -> Counts:
+        """Counts of a configured window (seconds or label), a copy.
+
+        With ``now`` the clock is first advanced to it (a ``now`` before the clock
+        changes nothing). Before any advance every window is empty.
+        """
+        length = self._length(window)
+        if now is not None:
+            self.advance(now)
+        return self._sums[length].copy()
+
+    def window_bounds(self, window: int | str) -> tuple[int, int] | None:
+        """Event-time range ``[start, end)`` of a window at the clock; None before any."""
+        length = self._length(window)
+        if self._clock is None:
+            return None
+        return self._clock - length + self._width, self._clock + self._width
+
+    def total(self) -> Counts:
+        """All-time counts, including pruned buckets (a copy)."""
+        return self._total.copy()
+
+    def bucket(self, start: int) -> Counts | None:
+        """The stored bucket starting at ``start`` (live object: do not modify)."""
+        return self._buckets.get(start)
+
+    def buckets(self) -> Iterator[tuple[int, Counts]]:
+        """Stored buckets ``(start, counts copy)``, ascending, for persistence."""
+        for start in list(self._starts):
+            yield start, self._buckets[start].copy()
+
+    def stats(
+        self,
+        window: int | str | None = None,
+        now: Timestamp | None = None,
+        confidence: float = 0.95,
+    ) -> WindowStats:
+        """:class:`WindowStats` of a window, or of the all-time total for ``None``/"all"."""
+        if window is None or (isinstance(window, str) and parse_window_label(window) is None):
+            if now is not None:
+                self.advance(now)
+            return WindowStats.from_counts(self._total, None, confidence=confidence)
+        length = self._length(window)
+        counts = self.window(length, now)
+        bounds = self.window_bounds(length)
+        start = end = None
+        if bounds is not None:
+            start = datetime.fromtimestamp(bounds[0], UTC)
+            end = datetime.fromtimestamp(bounds[1], UTC)
+        return WindowStats.from_counts(counts, length, start=start, end=end, confidence=confidence)
+
+    # -- rebuild ----------------------------------------------------------------------
+
+    @classmethod
+    def from_buckets(
+        cls,
+        buckets: Iterable[tuple[int | str, Counts | Sequence[int | float]]],
+        total: Counts | Sequence[int | float] | None = None,
+        now: Timestamp | None = None,
+        *,
+        bucket_seconds: int = DEFAULT_BUCKET_SECONDS,
+        windows: Sequence[int] = DEFAULT_WINDOWS,
+        retain_seconds: int | None = None,
+    ) -> SegmentWindows:
+        """Rebuild from stored buckets (``Counts`` or :meth:`Counts.to_list` lists).
+
+        ``total`` is the stored all-time total; without it the total is the sum of
+        the given buckets (wrong if some were pruned). With ``now`` (the restored
+        watermark) the clock is set and every window sum is computed from the
+        buckets, which gives the same windows as the instance that stored them.
+        Each start must be aligned to the bucket width and appear once.
+        """
+        sw = cls(bucket_seconds, windows, retain_seconds)
+        for key, counts in buckets:
+            start = int(key)  # tolerates "60" (a JSON object key) but not 60.5
+            if float(key) != start:
+                raise ValueError(f"bucket start {key!r} is not a whole number of seconds")
+            if start % bucket_seconds:
+                raise ValueError(f"bucket start {start} is not aligned to {bucket_seconds} s")
+            if start in sw._buckets:
+                raise ValueError(f"bucket {start} given twice")
+            value = counts.copy() if isinstance(counts, Counts) else Counts.from_list(counts)
+            sw._buckets[start] = value
+        sw._starts = sorted(sw._buckets)
+        if total is None:
+            for start in sw._starts:
+                sw._total.add(sw._buckets[start])
+        else:
+            sw._total = total.copy() if isinstance(total, Counts) else Counts.from_list(total)
+        if now is not None:
+            sw.advance(now)
+        return sw
+
+
+# --------------------------------------------------------------------------- stats
+
+
+class WindowStats(BaseModel):
+    """KPIs of one segment over one window, with confidence intervals.
+
+    Part of the public contract (HTTP API, ``nps.windows`` topic). Shares are in 0..1,
+    NPS values in points (-100..100). A KPI without answers is ``null``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window: str = Field(description='Window label: "5m", "1h", "24h", ... or "all".')
+    window_seconds: int | None = Field(description="Window length; null for all-time.")
+    start: AwareDatetime | None = Field(
+        default=None, description="Event-time start of the window (inclusive); null for all."
+    )
+    end: AwareDatetime | None = Field(
+        default=None, description="Event-time end of the window (exclusive); null for all."
+    )
+    confidence: float = Field(description="Two-sided confidence level of the intervals.")
+    responses: int = Field(description="NPS answers.")
+    promoters: int
+    passives: int
+    detractors: int
+    nps: float | None = Field(description="100 * (promoters - detractors) / responses.")
+    nps_low: float | None = Field(description="Adjusted-Wald interval, lower bound.")
+    nps_high: float | None = Field(description="Adjusted-Wald interval, upper bound.")
+    detractor_share: float | None = Field(description="detractors / responses.")
+    detractor_share_low: float | None = Field(description="Wilson interval, lower bound.")
+    detractor_share_high: float | None = Field(description="Wilson interval, upper bound.")
+    csat_responses: int = Field(description="CSAT answers.")
+    csat_satisfied_share: float | None = Field(description="Share of CSAT answers 4-5.")
+    csat_mean: float | None = Field(description="Mean CSAT score (1-5).")
+    ces_responses: int = Field(description="CES answers.")
+    ces_mean: float | None = Field(description="Mean CES score (1-7).")
+    revenue_responses: int = Field(description="NPS answers that carry an account value.")
+    revenue_weighted_nps: float | None = Field(
+        description="100 * (promoter - detractor account value) / total account value, "
+        "over the NPS answers with an account value; null when none (or all zero)."
+    )
+
+    @classmethod
+    def from_counts(
+        cls,
+        counts: Counts,
+        window_seconds: int | None,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        confidence: float = 0.95,
+    ) -> WindowStats:
+        """The KPIs of ``counts``; ``window_seconds=None`` labels them "all"."""
+        c = counts
+        n = c.responses
+        nps_low: float | None = None
+        nps_high: float | None = None
+        share_low: float | None = None
+        share_high: float | None = None
+        if n:
+            nps_low, nps_high = nps_interval(c.promoters, c.detractors, n, confidence)
+            share_low, share_high = wilson_interval(c.detractors, n, confidence)
+        return cls(
+            window=window_label(window_seconds),
+            window_seconds=window_seconds,
+            start=start,
+            end=end,
+            confidence=confidence,
+            responses=n,
+            promoters=c.promoters,
+            passives=c.passives,
+            detractors=c.detractors,
+            nps=nps(c.promoters, c.detractors, n),
+            nps_low=nps_low,
+            nps_high=nps_high,
+            detractor_share=c.detractors / n if n else None,
+            detractor_share_low=share_low,
+            detractor_share_high=share_high,
+            csat_responses=c.csat_n,
+            csat_satisfied_share=c.csat_satisfied / c.csat_n if c.csat_n else None,
+            csat_mean=c.csat_sum / c.csat_n if c.csat_n else None,
+            ces_responses=c.ces_n,
+            ces_mean=c.ces_sum / c.ces_n if c.ces_n else None,
+            revenue_responses=c.rev_n,
+            revenue_weighted_nps=(
+                100.0 * (c.rev_promoters - c.rev_detractors) / c.rev_weight
+                if c.rev_n and c.rev_weight > 0
+                else None
+            ),
+        )
