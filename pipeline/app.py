@@ -15,9 +15,11 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from pipeline import metrics
+from pipeline import api, metrics
+from pipeline.aggregate import WindowState
 from pipeline.scoring import ScoringStage
 from pipeline.settings import Settings
+from pipeline.snapshots import SnapshotClock, snapshot_records
 from pipeline.status import StatusLine
 from pipeline.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from pipeline.validate import RawRecord
@@ -52,8 +54,28 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     raw = app.topic(settings.topic_raw, key_type=bytes, value_type=bytes)
     scored_topic = app.topic(settings.topic_scored, key_type=bytes, value_type=bytes)
     deadletter_topic = app.topic(settings.topic_deadletter, key_type=bytes, value_type=bytes)
+    deltas_topic = app.topic(settings.topic_deltas, key_type=bytes, value_type=bytes)
+    windows_topic = app.topic(settings.topic_windows, key_type=bytes, value_type=bytes)
     stage = ScoringStage(settings)
     app.scoring_stage = stage  # type: ignore[attr-defined]
+    state = WindowState(settings)
+    app.window_state = state  # type: ignore[attr-defined]
+    table = app.Table(
+        "windows-state",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.topic_partitions,
+    )
+    snapshots = SnapshotClock(settings.snapshot_interval_seconds)
+
+    @table.on_recover
+    async def rebuild_windows() -> None:
+        partitions = {
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == settings.topic_deltas
+        }
+        state.rebuild(list(table.data.items()), partitions)
 
     @app.agent(raw, name="score")
     async def score(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -75,13 +97,36 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
                 await scored_topic.send(key=key, value=value)
             for dkey, dvalue in out.deadletters:
                 await deadletter_topic.send(key=dkey, value=dvalue)
+            for skey, svalue in out.deltas:
+                await deltas_topic.send(key=skey, value=svalue)
             metrics.BATCH_SIZE.observe(len(records))
             metrics.PROCESSING_LATENCY.observe(time.perf_counter() - started)
             yield None
 
+    @app.agent(deltas_topic, name="windows")
+    async def windows(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        batches = stream.take_events(settings.batch_size, within=settings.batch_within_seconds)
+        async for events in batches:
+            changes = state.apply_batch(
+                (e.message.partition, e.message.key, e.message.value) for e in events
+            )
+            for key, value in changes:
+                partition = int(key.split(b"|", 2)[1])
+                if value is None:
+                    table.data.pop(key, None)
+                else:
+                    table.data[key] = value
+                table.send_changelog(partition, key, value)
+            boundary = snapshots.crossed(state.clock)
+            if boundary is not None:
+                for key, value in snapshot_records(state, boundary):
+                    await windows_topic.send(key=key, value=value)
+            yield None
+
+    api.register(app, settings, state, deltas_topic)
     _add_pages(app)
     if status_line and settings.status_interval_seconds > 0:
-        status = StatusLine(stage, out=sys.stdout)
+        status = StatusLine(stage, state, out=sys.stdout)
 
         @app.timer(settings.status_interval_seconds)
         async def print_status() -> None:

@@ -8,14 +8,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+
+import orjson
 
 from pipeline import metrics
 from pipeline.dedupe import DuplicateFilter, Seen
+from pipeline.eventtime import Watermarks
+from pipeline.segments import segment_keys
 from pipeline.settings import Settings
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
-from schemas import Category, Reason, ScoredEvent, SourcePosition, SurveyType, categorize
+from pipeline.windows import Counts
+from schemas import Reason, ScoredEvent, SourcePosition, categorize
 
 
 @dataclass(slots=True)
@@ -23,6 +28,8 @@ class Output:
     """What one batch produces, ready to send: (key, value) pairs per topic."""
 
     scored: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: one record per segment touched by the batch: its bucket deltas (see :func:`encode_deltas`)
+    deltas: list[tuple[bytes, bytes]] = field(default_factory=list)
     deadletters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     duplicates: int = 0
 
@@ -35,14 +42,6 @@ class Totals:
     scored: int = 0
     deadlettered: int = 0
     duplicates: int = 0
-    nps_responses: int = 0
-    promoters: int = 0
-    detractors: int = 0
-
-    def nps(self) -> float | None:
-        if not self.nps_responses:
-            return None
-        return 100.0 * (self.promoters - self.detractors) / self.nps_responses
 
 
 class ScoringStage:
@@ -51,11 +50,21 @@ class ScoringStage:
         self.max_original_bytes = settings.deadletter_max_original_bytes
         self.dedupe = DuplicateFilter(settings.dedupe_horizon_seconds, settings.dedupe_max_ids)
         self.totals = Totals()
+        self.watermarks = Watermarks(
+            settings.allowed_lateness_seconds, settings.future_tolerance_seconds
+        )
+        self.dimensions = tuple(settings.dimensions)
+        self.combinations = settings.combination_fields
+        self.bucket_seconds = settings.bucket_seconds
 
     def process(self, records: list[RawRecord]) -> Output:
         out = Output()
         now = datetime.now(UTC)
         mono = time.monotonic()
+        wall = now.timestamp()
+        width = self.bucket_seconds
+        deltas: dict[str, dict[int, Counts]] = {}
+        max_ts = 0.0
         evicted_before = self.dedupe.evicted_early
         for record in records:
             metrics.EVENTS_CONSUMED.labels(record.topic).inc()
@@ -81,12 +90,6 @@ class ScoringStage:
                 )
                 continue
             category = categorize(parsed.survey_type, parsed.score)
-            if category is Category.PROMOTER:
-                self.totals.promoters += 1
-            elif category is Category.DETRACTOR:
-                self.totals.detractors += 1
-            if parsed.survey_type is SurveyType.NPS:
-                self.totals.nps_responses += 1
             scored = ScoredEvent(
                 event_id=parsed.event_id,
                 category=category,
@@ -98,7 +101,25 @@ class ScoringStage:
             )
             out.scored.append((parsed.event_id.encode(), scored.model_dump_json().encode()))
             metrics.EVENTS_SCORED.labels(parsed.survey_type.value, category.value).inc()
+            ts = parsed.event_time.timestamp()
+            excluded = self.watermarks.check(record.partition, ts, wall)
+            if excluded is not None:
+                self._reject(out, record, replace(excluded, event_id=parsed.event_id), now)
+                continue
+            max_ts = max(max_ts, ts)
+            bucket = int(ts // width) * width
+            counts = Counts.of_event(parsed.survey_type, parsed.score, parsed.account_value)
+            for key in segment_keys(parsed, self.dimensions, self.combinations):
+                per_bucket = deltas.setdefault(key, {})
+                known = per_bucket.get(bucket)
+                if known is None:
+                    per_bucket[bucket] = counts.copy()
+                else:
+                    known.add(counts)
             metrics.EVENT_TIME_LAG.observe((now - parsed.event_time).total_seconds())
+        out.deltas = [
+            (key.encode(), encode_deltas(buckets, max_ts)) for key, buckets in deltas.items()
+        ]
         totals = self.totals
         totals.consumed += len(records)
         totals.scored += len(out.scored)
@@ -112,3 +133,16 @@ class ScoringStage:
         letter = dead_letter(record, rejection, self.max_original_bytes, now)
         out.deadletters.append((record.key, letter.model_dump_json().encode()))
         metrics.DEADLETTERS.labels(rejection.reason.value).inc()
+
+
+def encode_deltas(buckets: dict[int, Counts], max_ts: float) -> bytes:
+    """A segment's bucket deltas of one batch: ``{"b": [[start, counts], ...], "t": ts}``.
+
+    ``t`` is the newest event time of the batch: it moves the windows' clock.
+    """
+    return orjson.dumps({"b": [[start, c.to_list()] for start, c in buckets.items()], "t": max_ts})
+
+
+def decode_deltas(value: bytes) -> tuple[list[tuple[int, list[int | float]]], float]:
+    document = orjson.loads(value)
+    return [(int(start), counts) for start, counts in document["b"]], float(document["t"])

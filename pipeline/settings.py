@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from schemas.feedback import SEGMENT_FIELDS
 
 _HOSTPORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 
@@ -42,6 +45,12 @@ class Settings(BaseSettings):
     topic_raw: str = Field(default="feedback.raw", min_length=1)
     topic_scored: str = Field(default="feedback.scored", min_length=1)
     topic_deadletter: str = Field(default="feedback.deadletter", min_length=1)
+    topic_deltas: str = Field(
+        default="nps.segment-deltas",
+        min_length=1,
+        description="Internal repartition topic: per-batch bucket deltas keyed by segment.",
+    )
+    topic_windows: str = Field(default="nps.windows", min_length=1)
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication: int = Field(default=1, ge=1, le=16)
     create_topics: bool = Field(default=True, description="Create missing topics at start.")
@@ -58,6 +67,31 @@ class Settings(BaseSettings):
         default=24 * 3600, ge=0, description="How long an event id is remembered for dedupe."
     )
     dedupe_max_ids: int = Field(default=2_000_000, ge=0, description="Memory cap of the dedupe.")
+
+    dimensions: Annotated[list[str], NoDecode] = Field(
+        default=["department", "agent", "product", "channel", "region"],
+        description="Segment fields with windows of their own (comma-separated in env).",
+    )
+    combinations: Annotated[list[str], NoDecode] = Field(
+        default=["department,channel"],
+        description="Combinations of dimensions with windows of their own, e.g. "
+        "'department,channel'; several separated by ';' in env.",
+    )
+    windows_seconds: Annotated[list[int], NoDecode] = Field(
+        default=[300, 3600, 86400], description="Rolling window lengths (multiples of the bucket)."
+    )
+    bucket_seconds: int = Field(default=60, ge=1, le=3600, description="Time bucket width.")
+    allowed_lateness_seconds: float = Field(
+        default=600, ge=0, description="Events older than partition watermark minus this: late."
+    )
+    future_tolerance_seconds: float = Field(
+        default=300, ge=0, description="Events further in the future than this: future."
+    )
+    snapshot_interval_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="Event-time cadence of window snapshots on the windows topic.",
+    )
 
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     batch_within_seconds: float = Field(default=0.2, gt=0, le=60)
@@ -80,9 +114,71 @@ class Settings(BaseSettings):
                 )
         return value.strip()
 
+    @field_validator("dimensions", mode="before")
+    @classmethod
+    def _split_dimensions(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("combinations", mode="before")
+    @classmethod
+    def _split_combinations(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(";") if v.strip()]
+        return value
+
+    @field_validator("windows_seconds", mode="before")
+    @classmethod
+    def _split_windows(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("dimensions")
+    @classmethod
+    def _known_dimensions(cls, value: list[str]) -> list[str]:
+        unknown = [d for d in value if d not in SEGMENT_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown dimension(s) {unknown}; choose from {list(SEGMENT_FIELDS)}")
+        return value
+
+    @field_validator("combinations")
+    @classmethod
+    def _known_combinations(cls, value: list[str]) -> list[str]:
+        for combo in value:
+            parts = [p.strip() for p in combo.split(",")]
+            unknown = [p for p in parts if p not in SEGMENT_FIELDS]
+            if len(parts) < 2 or unknown:
+                raise ValueError(
+                    f"combination {combo!r} must list two or more of {list(SEGMENT_FIELDS)} "
+                    "separated by commas, e.g. 'department,channel'"
+                )
+        return value
+
+    @property
+    def combination_fields(self) -> list[tuple[str, ...]]:
+        return [tuple(p.strip() for p in combo.split(",")) for combo in self.combinations]
+
+    @model_validator(mode="after")
+    def _windows_fit_buckets(self) -> Settings:
+        bad = [w for w in self.windows_seconds if w <= 0 or w % self.bucket_seconds]
+        if bad or not self.windows_seconds:
+            raise ValueError(
+                f"windows_seconds {self.windows_seconds} must be positive multiples of "
+                f"bucket_seconds ({self.bucket_seconds}) (NPS_WINDOWS_SECONDS, NPS_BUCKET_SECONDS)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:
-        names = [self.topic_raw, self.topic_scored, self.topic_deadletter]
+        names = [
+            self.topic_raw,
+            self.topic_scored,
+            self.topic_deadletter,
+            self.topic_deltas,
+            self.topic_windows,
+        ]
         if len(set(names)) != len(names):
             raise ValueError(f"topic names must be distinct, got {names}")
         return self

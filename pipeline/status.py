@@ -1,18 +1,23 @@
-"""A compact live line for ``nps-pipeline run``: throughput and counts."""
+"""A compact live line for ``nps-pipeline run``: throughput, counts, NPS per department."""
 
 from __future__ import annotations
 
 import time
 from typing import TextIO
 
+from pipeline.aggregate import WindowState, dimension_of
 from pipeline.scoring import ScoringStage
+from pipeline.windows import window_label
 
 
 class StatusLine:
-    def __init__(self, stage: ScoringStage, out: TextIO) -> None:
+    def __init__(self, stage: ScoringStage, state: WindowState, out: TextIO) -> None:
         self.stage = stage
+        self.state = state
         self.out = out
         self._last = (time.monotonic(), 0)
+        windows = state.windows
+        self.window = 3600 if 3600 in windows else max(windows)
 
     def print(self) -> None:
         totals = self.stage.totals
@@ -25,7 +30,14 @@ class StatusLine:
             f"scored {totals.scored:,}  dead-lettered {totals.deadlettered:,}  "
             f"duplicates {totals.duplicates:,}"
         )
-        nps = totals.nps()
-        if nps is not None:
-            line += f"  NPS {nps:+.1f} (all time, n={totals.nps_responses:,})"
+        departments = []
+        for segment, windows in self.state.advanced_segments():
+            if dimension_of(segment) != "department":
+                continue
+            stats = windows.stats(self.window)
+            if stats.nps is not None:
+                departments.append(f"{segment.partition('=')[2]} {stats.nps:+.0f}")
+        if departments:
+            label = window_label(self.window)
+            line += f"\n          NPS {label}: " + "  ".join(sorted(departments))
         print(line, file=self.out, flush=True)

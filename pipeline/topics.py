@@ -25,6 +25,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         spec(settings.topic_raw),
         spec(settings.topic_scored),
         spec(settings.topic_deadletter, {"max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)}),
+        spec(settings.topic_deltas),
+        spec(settings.topic_windows),
     ]
 
 

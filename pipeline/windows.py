@@ -37,10 +37,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import ClassVar, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-
 from pipeline.stats import nps, nps_interval, wilson_interval
 from schemas.feedback import SCALES, SurveyType
+from schemas.windowstats import WindowStats
 
 DEFAULT_BUCKET_SECONDS = 60
 DEFAULT_WINDOWS: tuple[int, ...] = (300, 3600, 86400)
@@ -501,7 +500,7 @@ class SegmentWindows:
         if window is None or (isinstance(window, str) and parse_window_label(window) is None):
             if now is not None:
                 self.advance(now)
-            return WindowStats.from_counts(self._total, None, confidence=confidence)
+            return window_stats(self._total, None, confidence=confidence)
         length = self._length(window)
         counts = self.window(length, now)
         bounds = self.window_bounds(length)
@@ -509,7 +508,7 @@ class SegmentWindows:
         if bounds is not None:
             start = datetime.fromtimestamp(bounds[0], UTC)
             end = datetime.fromtimestamp(bounds[1], UTC)
-        return WindowStats.from_counts(counts, length, start=start, end=end, confidence=confidence)
+        return window_stats(counts, length, start=start, end=end, confidence=confidence)
 
     # -- rebuild ----------------------------------------------------------------------
 
@@ -557,90 +556,49 @@ class SegmentWindows:
 # --------------------------------------------------------------------------- stats
 
 
-class WindowStats(BaseModel):
-    """KPIs of one segment over one window, with confidence intervals.
-
-    Part of the public contract (HTTP API, ``nps.windows`` topic). Shares are in 0..1,
-    NPS values in points (-100..100). A KPI without answers is ``null``.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    window: str = Field(description='Window label: "5m", "1h", "24h", ... or "all".')
-    window_seconds: int | None = Field(description="Window length; null for all-time.")
-    start: AwareDatetime | None = Field(
-        default=None, description="Event-time start of the window (inclusive); null for all."
+def window_stats(
+    counts: Counts,
+    window_seconds: int | None,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    confidence: float = 0.95,
+) -> WindowStats:
+    """The KPIs of ``counts``; ``window_seconds=None`` labels them "all"."""
+    c = counts
+    n = c.responses
+    nps_low: float | None = None
+    nps_high: float | None = None
+    share_low: float | None = None
+    share_high: float | None = None
+    if n:
+        nps_low, nps_high = nps_interval(c.promoters, c.detractors, n, confidence)
+        share_low, share_high = wilson_interval(c.detractors, n, confidence)
+    return WindowStats(
+        window=window_label(window_seconds),
+        window_seconds=window_seconds,
+        start=start,
+        end=end,
+        confidence=confidence,
+        responses=n,
+        promoters=c.promoters,
+        passives=c.passives,
+        detractors=c.detractors,
+        nps=nps(c.promoters, c.detractors, n),
+        nps_low=nps_low,
+        nps_high=nps_high,
+        detractor_share=c.detractors / n if n else None,
+        detractor_share_low=share_low,
+        detractor_share_high=share_high,
+        csat_responses=c.csat_n,
+        csat_satisfied_share=c.csat_satisfied / c.csat_n if c.csat_n else None,
+        csat_mean=c.csat_sum / c.csat_n if c.csat_n else None,
+        ces_responses=c.ces_n,
+        ces_mean=c.ces_sum / c.ces_n if c.ces_n else None,
+        revenue_responses=c.rev_n,
+        revenue_weighted_nps=(
+            100.0 * (c.rev_promoters - c.rev_detractors) / c.rev_weight
+            if c.rev_n and c.rev_weight > 0
+            else None
+        ),
     )
-    end: AwareDatetime | None = Field(
-        default=None, description="Event-time end of the window (exclusive); null for all."
-    )
-    confidence: float = Field(description="Two-sided confidence level of the intervals.")
-    responses: int = Field(description="NPS answers.")
-    promoters: int
-    passives: int
-    detractors: int
-    nps: float | None = Field(description="100 * (promoters - detractors) / responses.")
-    nps_low: float | None = Field(description="Adjusted-Wald interval, lower bound.")
-    nps_high: float | None = Field(description="Adjusted-Wald interval, upper bound.")
-    detractor_share: float | None = Field(description="detractors / responses.")
-    detractor_share_low: float | None = Field(description="Wilson interval, lower bound.")
-    detractor_share_high: float | None = Field(description="Wilson interval, upper bound.")
-    csat_responses: int = Field(description="CSAT answers.")
-    csat_satisfied_share: float | None = Field(description="Share of CSAT answers 4-5.")
-    csat_mean: float | None = Field(description="Mean CSAT score (1-5).")
-    ces_responses: int = Field(description="CES answers.")
-    ces_mean: float | None = Field(description="Mean CES score (1-7).")
-    revenue_responses: int = Field(description="NPS answers that carry an account value.")
-    revenue_weighted_nps: float | None = Field(
-        description="100 * (promoter - detractor account value) / total account value, "
-        "over the NPS answers with an account value; null when none (or all zero)."
-    )
-
-    @classmethod
-    def from_counts(
-        cls,
-        counts: Counts,
-        window_seconds: int | None,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        confidence: float = 0.95,
-    ) -> WindowStats:
-        """The KPIs of ``counts``; ``window_seconds=None`` labels them "all"."""
-        c = counts
-        n = c.responses
-        nps_low: float | None = None
-        nps_high: float | None = None
-        share_low: float | None = None
-        share_high: float | None = None
-        if n:
-            nps_low, nps_high = nps_interval(c.promoters, c.detractors, n, confidence)
-            share_low, share_high = wilson_interval(c.detractors, n, confidence)
-        return cls(
-            window=window_label(window_seconds),
-            window_seconds=window_seconds,
-            start=start,
-            end=end,
-            confidence=confidence,
-            responses=n,
-            promoters=c.promoters,
-            passives=c.passives,
-            detractors=c.detractors,
-            nps=nps(c.promoters, c.detractors, n),
-            nps_low=nps_low,
-            nps_high=nps_high,
-            detractor_share=c.detractors / n if n else None,
-            detractor_share_low=share_low,
-            detractor_share_high=share_high,
-            csat_responses=c.csat_n,
-            csat_satisfied_share=c.csat_satisfied / c.csat_n if c.csat_n else None,
-            csat_mean=c.csat_sum / c.csat_n if c.csat_n else None,
-            ces_responses=c.ces_n,
-            ces_mean=c.ces_sum / c.ces_n if c.ces_n else None,
-            revenue_responses=c.rev_n,
-            revenue_weighted_nps=(
-                100.0 * (c.rev_promoters - c.rev_detractors) / c.rev_weight
-                if c.rev_n and c.rev_weight > 0
-                else None
-            ),
-        )

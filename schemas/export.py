@@ -14,14 +14,18 @@ from pydantic import BaseModel
 from schemas.deadletter import DeadLetter
 from schemas.feedback import FeedbackEvent
 from schemas.scored import ScoredEvent
+from schemas.windows import SegmentList, SegmentWindowsView, WindowSnapshot
 
 JSON_DIR = Path(__file__).parent / "json"
 
-#: file stem -> model; later issues add window results and alerts here.
+#: file stem -> model; alerts will be added by the issue that produces them.
 MODELS: dict[str, type[BaseModel]] = {
     "feedback_event": FeedbackEvent,
     "scored_event": ScoredEvent,
     "dead_letter": DeadLetter,
+    "window_snapshot": WindowSnapshot,
+    "segment_windows": SegmentWindowsView,
+    "segment_list": SegmentList,
 }
 
 

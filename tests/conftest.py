@@ -101,6 +101,8 @@ def worker_env(broker: EmbeddedBroker, unique: str) -> dict[str, str]:
         NPS_TOPIC_RAW=f"raw-{unique}",
         NPS_TOPIC_SCORED=f"scored-{unique}",
         NPS_TOPIC_DEADLETTER=f"dead-{unique}",
+        NPS_TOPIC_DELTAS=f"deltas-{unique}",
+        NPS_TOPIC_WINDOWS=f"windows-{unique}",
         NPS_TOPIC_PARTITIONS="4",
         NPS_WEB_PORT=str(free_port()),
         NPS_BROKER_SESSION_TIMEOUT_SECONDS="6",

@@ -26,6 +26,7 @@ from pipeline.windows import (
     bucket_of,
     parse_window_label,
     window_label,
+    window_stats,
 )
 from schemas.feedback import FeedbackEvent, example_event
 
@@ -277,7 +278,7 @@ def test_stats_of_a_window():
 
 
 def test_stats_without_answers():
-    stats = WindowStats.from_counts(Counts(), 3600)
+    stats = window_stats(Counts(), 3600)
     assert stats.window == "1h" and stats.responses == 0
     for name in (
         "nps",
@@ -292,7 +293,7 @@ def test_stats_without_answers():
         "revenue_weighted_nps",
     ):
         assert getattr(stats, name) is None, name
-    assert WindowStats.from_counts(one("nps", 9, 0.0), 300).revenue_weighted_nps is None
+    assert window_stats(one("nps", 9, 0.0), 300).revenue_weighted_nps is None
 
 
 # --------------------------------------------------------------------------- properties

@@ -1,0 +1,192 @@
+"""The windowed state of the second stage: segments of the partitions this worker owns.
+
+Input: the deltas topic, keyed by segment key, one record per segment and scoring
+batch (:func:`pipeline.scoring.encode_deltas`). State: per owned partition, a
+:class:`~pipeline.windows.SegmentWindows` per segment (buckets + running sums) and the
+partition's clock (newest event time seen). Durability: every touched bucket, total
+and clock is written to a Faust table (and so its changelog topic) once per batch —
+not once per event — under keys that carry the partition, so that after a restart or
+a rebalance :meth:`WindowState.rebuild` restores exactly the same windows.
+
+Table keys (bytes): ``B|<partition>|<bucket start>|<segment>`` -> counts list,
+``T|<partition>|<segment>`` -> all-time total, ``C|<partition>`` -> clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import orjson
+
+from pipeline.scoring import decode_deltas
+from pipeline.segments import OVERALL, parse_segment_key
+from pipeline.settings import Settings
+from pipeline.windows import Counts, SegmentWindows
+
+#: (table key, encoded value or None for a delete)
+Change = tuple[bytes, bytes | None]
+
+
+def bucket_key(partition: int, start: int, segment: str) -> bytes:
+    return f"B|{partition}|{start}|{segment}".encode()
+
+
+def total_key(partition: int, segment: str) -> bytes:
+    return f"T|{partition}|{segment}".encode()
+
+
+def clock_key(partition: int) -> bytes:
+    return f"C|{partition}".encode()
+
+
+def dimension_of(segment: str) -> str:
+    """``"agent"`` for ``agent=a1``, ``"department,channel"`` for a combination."""
+    if segment == OVERALL:
+        return OVERALL
+    return ",".join(parse_segment_key(segment))
+
+
+@dataclass
+class PartitionState:
+    segments: dict[str, SegmentWindows] = field(default_factory=dict)
+    clock: float | None = None
+
+
+class WindowState:
+    def __init__(self, settings: Settings) -> None:
+        self.bucket_seconds = settings.bucket_seconds
+        self.windows = tuple(sorted(settings.windows_seconds))
+        self.retain_seconds = max(self.windows)
+        self.partitions: dict[int, PartitionState] = {}
+        self.pending: dict[bytes, bytes | None] = {}  # prunes found outside a batch
+        self._dirty_since_snapshot: set[tuple[int, str]] = set()
+
+    # -- updates -------------------------------------------------------------------------
+
+    def new_segment(self) -> SegmentWindows:
+        return SegmentWindows(self.bucket_seconds, self.windows, self.retain_seconds)
+
+    def apply_batch(self, records: Iterable[tuple[int, bytes, bytes]]) -> list[Change]:
+        """Apply (partition, segment key, deltas value) records; return the table changes.
+
+        Each touched bucket, total and clock appears once in the result, however many
+        records touched it.
+        """
+        changes: dict[bytes, bytes | None] = self.pending
+        self.pending = {}
+        touched: set[tuple[int, str, int]] = set()
+        touched_segments: set[tuple[int, str]] = set()
+        clocks: set[int] = set()
+        for partition, key, value in records:
+            segment = key.decode()
+            buckets, ts = decode_deltas(value)
+            state = self.partitions.setdefault(partition, PartitionState())
+            if state.clock is None or ts > state.clock:
+                state.clock = ts
+                clocks.add(partition)
+            windows = state.segments.get(segment)
+            if windows is None:
+                windows = state.segments[segment] = self.new_segment()
+            for start, counts in buckets:
+                windows.add(start, Counts.from_list(counts))
+                touched.add((partition, segment, start))
+            touched_segments.add((partition, segment))
+        for partition, segment, start in touched:
+            bucket = self.partitions[partition].segments[segment].bucket(start)
+            if bucket is not None:
+                changes[bucket_key(partition, start, segment)] = orjson.dumps(bucket.to_list())
+        for partition, segment in touched_segments:
+            state = self.partitions[partition]
+            windows = state.segments[segment]
+            for dropped in windows.advance(state.clock or 0):
+                changes[bucket_key(partition, dropped, segment)] = None
+            changes[total_key(partition, segment)] = orjson.dumps(windows.total().to_list())
+        for partition in clocks:
+            changes[clock_key(partition)] = orjson.dumps(self.partitions[partition].clock)
+        self._dirty_since_snapshot |= touched_segments
+        return list(changes.items())
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def rebuild(self, items: Iterable[tuple[bytes, bytes]], partitions: set[int]) -> None:
+        """Rebuild the windows of ``partitions`` from table items (after recovery)."""
+        buckets: dict[tuple[int, str], list[tuple[int, list[int | float]]]] = {}
+        totals: dict[tuple[int, str], list[int | float]] = {}
+        clocks: dict[int, float] = {}
+        for raw_key, raw_value in items:
+            if raw_value is None:
+                continue
+            kind, _, rest = raw_key.decode().partition("|")
+            if kind == "C":
+                partition = int(rest)
+                if partition in partitions:
+                    clocks[partition] = float(orjson.loads(raw_value))
+                continue
+            part, _, rest = rest.partition("|")
+            partition = int(part)
+            if partition not in partitions:
+                continue
+            if kind == "B":
+                start, _, segment = rest.partition("|")
+                buckets.setdefault((partition, segment), []).append(
+                    (int(start), orjson.loads(raw_value))
+                )
+            elif kind == "T":
+                totals[(partition, rest)] = orjson.loads(raw_value)
+        self.partitions = {p: PartitionState(clock=clocks.get(p)) for p in partitions}
+        for (partition, segment), total in totals.items():
+            state = self.partitions[partition]
+            state.segments[segment] = SegmentWindows.from_buckets(
+                buckets.get((partition, segment), []),
+                total,
+                state.clock,
+                bucket_seconds=self.bucket_seconds,
+                windows=self.windows,
+                retain_seconds=self.retain_seconds,
+            )
+
+    # -- queries -------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> float | None:
+        """The newest event time this worker has seen (its windows' "now")."""
+        clocks = [s.clock for s in self.partitions.values() if s.clock is not None]
+        return max(clocks) if clocks else None
+
+    def segments(self) -> Iterator[tuple[int, str, SegmentWindows]]:
+        for partition, state in self.partitions.items():
+            for segment, windows in state.segments.items():
+                yield partition, segment, windows
+
+    def get(self, segment: str) -> SegmentWindows | None:
+        for state in self.partitions.values():
+            windows = state.segments.get(segment)
+            if windows is not None:
+                return self._advanced(state, segment, windows)
+        return None
+
+    def advanced_segments(self) -> Iterator[tuple[str, SegmentWindows]]:
+        """Every segment, its windows moved to the worker clock."""
+        for state in self.partitions.values():
+            for segment, windows in state.segments.items():
+                yield segment, self._advanced(state, segment, windows)
+
+    def _advanced(
+        self, state: PartitionState, segment: str, windows: SegmentWindows
+    ) -> SegmentWindows:
+        clock = self.clock
+        if clock is not None:
+            partition = next(p for p, s in self.partitions.items() if s is state)
+            self.advance(partition, segment, windows, clock)
+        return windows
+
+    def advance(self, partition: int, segment: str, windows: SegmentWindows, now: float) -> None:
+        """Move a segment's windows to ``now``; pruned buckets are deleted with the next batch."""
+        for dropped in windows.advance(now):
+            self.pending[bucket_key(partition, dropped, segment)] = None
+
+    def take_dirty(self) -> set[tuple[int, str]]:
+        """Segments changed since the last call (for window snapshots)."""
+        dirty, self._dirty_since_snapshot = self._dirty_since_snapshot, set()
+        return dirty

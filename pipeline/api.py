@@ -1,0 +1,207 @@
+"""HTTP API of the windows: ``/api/v1/segments`` on every worker.
+
+A worker holds the segments of the partitions it owns. A request for one segment is
+routed to its owner (Faust's topic routing, by the segment key of the deltas topic);
+a listing gathers the local rows of every worker that owns partitions and merges them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import faust
+from faust.web import Request, Response, View
+
+from pipeline.aggregate import WindowState, dimension_of
+from pipeline.segments import OVERALL, parse_segment_key, segment_key
+from pipeline.settings import Settings
+from pipeline.windows import SegmentWindows, window_label
+from schemas.windows import SegmentList, SegmentRow, SegmentWindowsView, WindowStats
+
+#: sort field -> the order that puts the worst segments first
+SORTS: dict[str, str] = {
+    "nps": "asc",
+    "detractor_share": "desc",
+    "responses": "desc",
+    "csat_satisfied_share": "asc",
+    "csat_mean": "asc",
+    "ces_mean": "asc",
+    "revenue_weighted_nps": "asc",
+}
+
+
+class ApiError(ValueError):
+    pass
+
+
+def as_of(state: WindowState) -> datetime | None:
+    clock = state.clock
+    return None if clock is None else datetime.fromtimestamp(clock, UTC)
+
+
+def segment_view(state: WindowState, segment: str, windows: SegmentWindows) -> SegmentWindowsView:
+    return SegmentWindowsView(
+        segment=segment,
+        dimension=dimension_of(segment),
+        fields=parse_segment_key(segment),
+        as_of=as_of(state),
+        windows={window_label(length): windows.stats(length) for length in windows.windows},
+        all_time=windows.stats(None),
+    )
+
+
+def list_rows(
+    state: WindowState, dimension: str, window: str, min_responses: int
+) -> list[SegmentRow]:
+    rows = []
+    for segment, windows in state.advanced_segments():
+        if dimension_of(segment) != dimension:
+            continue
+        stats = windows.stats(None if window == "all" else window)
+        if stats.responses + stats.csat_responses + stats.ces_responses < min_responses:
+            continue
+        rows.append(SegmentRow(segment=segment, fields=parse_segment_key(segment), stats=stats))
+    return rows
+
+
+def sort_rows(rows: list[SegmentRow], sort: str, order: str) -> list[SegmentRow]:
+    def key(row: SegmentRow) -> tuple[bool, float, str]:
+        value = getattr(row.stats, sort)
+        if value is None:
+            return (True, 0.0, row.segment)  # no data: always last
+        return (False, value if order == "asc" else -value, row.segment)
+
+    return sorted(rows, key=key)
+
+
+def parse_list_query(query: Any, settings: Settings) -> tuple[str, str, str, str, int, int]:
+    dimension = query.get("dimension", OVERALL)
+    known = {OVERALL, *settings.dimensions, *settings.combinations}
+    known |= {",".join(c) for c in settings.combination_fields}
+    if dimension not in known:
+        raise ApiError(f"unknown dimension {dimension!r}; configured: {sorted(known)}")
+    window = query.get("window", window_label(min(settings.windows_seconds)))
+    labels = [window_label(w) for w in settings.windows_seconds]
+    if window not in [*labels, "all"]:
+        raise ApiError(f"unknown window {window!r}; configured: {[*labels, 'all']}")
+    sort = query.get("sort", "nps")
+    if sort not in SORTS:
+        raise ApiError(f"unknown sort {sort!r}; one of {sorted(SORTS)}")
+    order = query.get("order", SORTS[sort])
+    if order not in ("asc", "desc"):
+        raise ApiError("order must be 'asc' or 'desc'")
+    try:
+        limit = int(query.get("limit", 20))
+        min_responses = int(query.get("min_responses", 1))
+    except ValueError:
+        raise ApiError("limit and min_responses must be integers") from None
+    if not 1 <= limit <= 10_000 or min_responses < 0:
+        raise ApiError("limit must be 1..10000 and min_responses >= 0")
+    return dimension.replace(" ", ""), window, sort, order, limit, min_responses
+
+
+def register(app: faust.App, settings: Settings, state: WindowState, deltas: faust.TopicT) -> None:
+    """Add the API views to ``app``."""
+
+    def error(view: View, status: int, message: str) -> Response:
+        return view.json({"error": message}, status=status)
+
+    @app.page("/api/v1/segments")
+    class SegmentsView(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                dimension, window, sort, order, limit, min_responses = parse_list_query(
+                    request.query, settings
+                )
+            except ApiError as exc:
+                return error(self, 400, str(exc))
+            rows = list_rows(state, dimension, window, min_responses)
+            if request.query.get("scope") == "local":
+                return self.json([r.model_dump(mode="json") for r in rows])
+            rows.extend(await _remote_rows(app, settings, request))
+            ordered = sort_rows(rows, sort, order)
+            body = SegmentList(
+                dimension=dimension,
+                window=window,
+                sort=sort,
+                order=order,
+                as_of=as_of(state),
+                total=len(ordered),
+                segments=ordered[:limit],
+            )
+            return self.json(body.model_dump(mode="json"))
+
+    @app.page("/api/v1/segments/{dimension}/{value}")
+    class SegmentView(View):
+        async def get(self, request: Request, dimension: str, value: str) -> Response:
+            if dimension == OVERALL:
+                key = OVERALL
+            else:
+                names, values = dimension.split(","), value.split(",")
+                if len(names) != len(values):
+                    return error(self, 400, "a combination needs one value per dimension")
+                key = segment_key(list(zip(names, values, strict=True)))
+            return await _one_segment(self, app, state, deltas, key, request)
+
+    @app.page("/api/v1/segments/overall")
+    class OverallView(View):
+        async def get(self, request: Request) -> Response:
+            return await _one_segment(self, app, state, deltas, OVERALL, request)
+
+
+async def _one_segment(
+    view: View,
+    app: faust.App,
+    state: WindowState,
+    deltas: faust.TopicT,
+    key: str,
+    request: Request,
+) -> Response:
+    windows = state.get(key)
+    if windows is None and request.query.get("routed") != "1":
+        owner = app.router.external_topic_key_store(deltas, key)
+        if _urlident(owner) != _urlident(app.conf.canonical_url):
+            url = owner.with_path(request.path).with_query({**request.query, "routed": "1"})
+            async with aiohttp.ClientSession() as session, session.get(str(url)) as resp:
+                return view.bytes(
+                    await resp.read(), status=resp.status, content_type="application/json"
+                )
+    if windows is None:
+        return view.json({"error": f"no data for segment {key!r}"}, status=404)
+    return view.json(segment_view(state, key, windows).model_dump(mode="json"))
+
+
+async def _remote_rows(app: faust.App, settings: Settings, request: Request) -> list[SegmentRow]:
+    me = _urlident(app.conf.canonical_url)
+    hosts = {
+        str(host)
+        for host, topics in app.router.external_topics_metadata().items()
+        if topics.get(settings.topic_deltas) and _urlident(host) != me
+    }
+    if not hosts:
+        return []
+    query = {**request.query, "scope": "local"}
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def fetch(host: str) -> list[SegmentRow]:
+            url = f"{host.rstrip('/')}/api/v1/segments"
+            async with session.get(url, params=query) as resp:
+                resp.raise_for_status()
+                return [SegmentRow.model_validate(r) for r in await resp.json()]
+
+        results = await asyncio.gather(*(fetch(h) for h in hosts))
+    return [row for rows in results for row in rows]
+
+
+def _urlident(url: Any) -> tuple[str, int]:
+    from yarl import URL
+
+    parsed = URL(str(url))
+    return (parsed.host or "", parsed.port or 80)
+
+
+__all__ = ["SORTS", "WindowStats", "register"]
