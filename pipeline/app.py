@@ -7,6 +7,7 @@ hands them to :class:`pipeline.scoring.ScoringStage` and publishes the scored ev
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +30,9 @@ FAUST_LOGLEVELS = {"debug": "debug", "info": "info", "warn": "warn", "error": "e
 
 def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     """A Faust app wired to ``settings`` (broker, topics, batch sizes, web port)."""
+    # Faust warns on every send while more than 100 records wait in its producer buffer,
+    # which is every batch here: noise, not news.
+    logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     session_timeout = settings.broker_session_timeout_seconds
     app = faust.App(
         settings.app_id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import urllib.error
 from datetime import UTC, datetime
 
 import orjson
@@ -240,3 +241,67 @@ def test_restart_resumes_exactly(broker, start_worker, worker_env) -> None:
         expected = reference(events, clock, segment)
         total = sum(expected["all"][k] for k in ("responses", "csat_responses", "ces_responses"))
         assert_matches(wait_for_responses(again, path, total), expected)
+
+
+def readiness(worker) -> dict:
+    try:
+        return orjson.loads(worker.get("/readyz"))
+    except urllib.error.HTTPError as exc:  # 503 while rebalancing
+        return orjson.loads(exc.read())
+
+
+def test_two_workers_share_state_and_survive_a_rebalance(broker, start_worker, worker_env) -> None:
+    end = time.time() - 30
+    events = dataset(1600, seed=9, end=end)
+    clock = max(datetime.fromisoformat(e["event_time"]).timestamp() for e in events)
+    first, second = events[:800], events[800:]
+    worker_a = start_worker()
+    send(broker.bootstrap, worker_env["NPS_TOPIC_RAW"], first)
+    half = reference(
+        first, max(datetime.fromisoformat(e["event_time"]).timestamp() for e in first), {}
+    )
+    wait_for_responses(
+        worker_a,
+        "/api/v1/segments/overall",
+        sum(half["all"][k] for k in ("responses", "csat_responses", "ces_responses")),
+    )
+
+    worker_b = start_worker()  # same group: the partitions are split between the two
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready_a, ready_b = readiness(worker_a), readiness(worker_b)
+        deltas = [
+            p for p in ready_b["partitions"] if p.startswith(worker_env["NPS_TOPIC_DELTAS"] + ":")
+        ]
+        if ready_a["ready"] and ready_b["ready"] and deltas:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the second worker never got partitions")
+    send(broker.bootstrap, worker_env["NPS_TOPIC_RAW"], second)
+
+    # every segment is answered correctly by either worker (owner or forwarded)
+    for segment, path in SEGMENTS:
+        expected = reference(events, clock, segment)
+        total = sum(expected["all"][k] for k in ("responses", "csat_responses", "ces_responses"))
+        for worker in (worker_a, worker_b):
+            assert_matches(wait_for_responses(worker, path, total), expected)
+    # a listing through either worker gathers every owner's segments
+    for worker in (worker_a, worker_b):
+        listing = orjson.loads(worker.get("/api/v1/segments?dimension=agent&window=24h&limit=50"))
+        assert sorted(r["segment"] for r in listing["segments"]) == [
+            f"agent=agent-{i}" for i in range(1, 6)
+        ]
+        for row in listing["segments"]:
+            agent = row["fields"]["agent"]
+            assert (
+                row["stats"]["responses"]
+                == reference(events, clock, {"agent": agent})["24h"]["responses"]
+            )
+
+    # the survivor recovers the other worker's windows from the changelog, exactly
+    worker_a.stop()
+    for segment, path in SEGMENTS:
+        expected = reference(events, clock, segment)
+        total = sum(expected["all"][k] for k in ("responses", "csat_responses", "ces_responses"))
+        assert_matches(wait_for_responses(worker_b, path, total, timeout=90), expected)
