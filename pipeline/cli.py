@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -41,7 +42,9 @@ def _settings(config: Path | None, broker: str | None = None, **extra: object) -
 def run(
     config: ConfigOpt = None,
     broker: BrokerOpt = None,
-    rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 200.0,
+    rate: Annotated[
+        float, typer.Option(help="Simulated events per second, daily average (busier by day).")
+    ] = 200.0,
     simulate: Annotated[
         bool, typer.Option(help="Run the feedback simulator (embedded broker only).")
     ] = True,
@@ -91,7 +94,12 @@ def worker(config: ConfigOpt = None, broker: BrokerOpt = None) -> None:
 def simulate_cmd(
     config: ConfigOpt = None,
     broker: BrokerOpt = None,
-    rate: Annotated[float, typer.Option(help="Events per second; 0 = as fast as possible.")] = 200,
+    rate: Annotated[
+        float,
+        typer.Option(
+            help="Events per second, daily average (busier by day); 0 = as fast as possible."
+        ),
+    ] = 200,
     count: Annotated[int | None, typer.Option(help="Stop after this many events.")] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     incident: Annotated[
@@ -106,7 +114,10 @@ def simulate_cmd(
     time_scale: Annotated[
         float, typer.Option(help="Event-time seconds per wall-clock second.")
     ] = 1.0,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same events).")] = 7,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Random seed (same seed, same events and ids); default: a new one."),
+    ] = None,
 ) -> None:
     """Produce realistic feedback to the raw topic (kafka-python)."""
     settings = _settings(config, broker)
@@ -115,6 +126,9 @@ def simulate_cmd(
         raise typer.Exit(2)
     from pipeline.simulator import produce
 
+    if seed is None:
+        seed = random.SystemRandom().randrange(1, 2**31)
+        typer.echo(f"seed {seed} (pass --seed {seed} to repeat this run)", err=True)
     sim_config = _simulator_config(
         rate=rate,
         count=count,
