@@ -74,28 +74,23 @@ def test_missing_file(tmp_path: Path) -> None:
     assert "does not exist" in info.value.message
 
 
-def test_cli_exits_2_with_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["worker", "--broker", "nohost"], "is not host:port"),
+        (["worker"], "NPS_BROKER_URL"),
+    ],
+)
+def test_cli_exits_2_with_a_message_that_says_what_to_fix(args: list[str], words: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "worker", "--broker", "nohost"],
+        [sys.executable, "-m", "pipeline", *args],
         capture_output=True,
         text=True,
         timeout=60,
         env={"PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 2
-    assert "is not host:port" in proc.stderr
-
-
-def test_worker_without_broker_says_how_to_fix() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "worker"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin"},
-    )
-    assert proc.returncode == 2
-    assert "NPS_BROKER_URL" in proc.stderr
+    assert words in proc.stderr
 
 
 def test_readme_documents_every_setting() -> None:

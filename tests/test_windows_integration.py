@@ -149,13 +149,30 @@ SEGMENTS = [
 ]
 
 
+def event_clock(events: list[dict]) -> float:
+    return max(datetime.fromisoformat(e["event_time"]).timestamp() for e in events)
+
+
+def assert_all_segments(worker, events: list[dict], timeout: float = 60) -> list[dict]:
+    """Every segment of SEGMENTS answered by ``worker`` equals the brute-force reference."""
+    clock = event_clock(events)
+    views = []
+    for segment, path in SEGMENTS:
+        expected = reference(events, clock, segment)
+        total = sum(expected["all"][k] for k in ("responses", "csat_responses", "ces_responses"))
+        view = wait_for_responses(worker, path, total, timeout)
+        assert_matches(view, expected)
+        views.append(view)
+    return views
+
+
 def test_windows_match_reference_and_late_events_dead_lettered(
     broker, start_worker, worker_env
 ) -> None:
     worker = start_worker()
     end = time.time() - 30
     events = dataset(1500, seed=3, end=end)
-    clock = max(datetime.fromisoformat(e["event_time"]).timestamp() for e in events)
+    clock = event_clock(events)
     # two events far behind the newest (allowed lateness is 600 s) and one from the future
     late = [
         {
@@ -183,12 +200,7 @@ def test_windows_match_reference_and_late_events_dead_lettered(
     send(broker.bootstrap, worker_env["NPS_TOPIC_RAW"], [*events, *late, within])
     counted = [*events, within]
 
-    for segment, path in SEGMENTS:
-        expected = reference(counted, clock, segment)
-        total = sum(expected["all"][k] for k in ("responses", "csat_responses", "ces_responses"))
-        view = wait_for_responses(worker, path, total)
-        assert_matches(view, expected)
-        assert view["as_of"] is not None
+    for view in assert_all_segments(worker, counted):
         assert datetime.fromisoformat(view["as_of"]).timestamp() == pytest.approx(clock, abs=1e-3)
 
     dead = consume(broker.bootstrap, worker_env["NPS_TOPIC_DEADLETTER"], 3)
@@ -221,26 +233,15 @@ def test_windows_match_reference_and_late_events_dead_lettered(
 def test_restart_resumes_exactly(broker, start_worker, worker_env) -> None:
     end = time.time() - 30
     events = dataset(1200, seed=5, end=end)
-    clock = max(datetime.fromisoformat(e["event_time"]).timestamp() for e in events)
     first, second = events[:600], events[600:]
     worker = start_worker()
     send(broker.bootstrap, worker_env["NPS_TOPIC_RAW"], first)
-    half = reference(
-        first, max(datetime.fromisoformat(e["event_time"]).timestamp() for e in first), {}
-    )
-    wait_for_responses(
-        worker,
-        "/api/v1/segments/overall",
-        sum(half["all"][k] for k in ("responses", "csat_responses", "ces_responses")),
-    )
+    assert_all_segments(worker, first)
     worker.stop()
 
     again = start_worker()
     send(broker.bootstrap, worker_env["NPS_TOPIC_RAW"], second)
-    for segment, path in SEGMENTS:
-        expected = reference(events, clock, segment)
-        total = sum(expected["all"][k] for k in ("responses", "csat_responses", "ces_responses"))
-        assert_matches(wait_for_responses(again, path, total), expected)
+    assert_all_segments(again, events)
 
 
 def readiness(worker) -> dict:
@@ -253,18 +254,11 @@ def readiness(worker) -> dict:
 def test_two_workers_share_state_and_survive_a_rebalance(broker, start_worker, worker_env) -> None:
     end = time.time() - 30
     events = dataset(1600, seed=9, end=end)
-    clock = max(datetime.fromisoformat(e["event_time"]).timestamp() for e in events)
+    clock = event_clock(events)
     first, second = events[:800], events[800:]
     worker_a = start_worker()
     send(broker.bootstrap, worker_env["NPS_TOPIC_RAW"], first)
-    half = reference(
-        first, max(datetime.fromisoformat(e["event_time"]).timestamp() for e in first), {}
-    )
-    wait_for_responses(
-        worker_a,
-        "/api/v1/segments/overall",
-        sum(half["all"][k] for k in ("responses", "csat_responses", "ces_responses")),
-    )
+    assert_all_segments(worker_a, first)
 
     worker_b = start_worker()  # same group: the partitions are split between the two
     deadline = time.monotonic() + 60
@@ -281,11 +275,8 @@ def test_two_workers_share_state_and_survive_a_rebalance(broker, start_worker, w
     send(broker.bootstrap, worker_env["NPS_TOPIC_RAW"], second)
 
     # every segment is answered correctly by either worker (owner or forwarded)
-    for segment, path in SEGMENTS:
-        expected = reference(events, clock, segment)
-        total = sum(expected["all"][k] for k in ("responses", "csat_responses", "ces_responses"))
-        for worker in (worker_a, worker_b):
-            assert_matches(wait_for_responses(worker, path, total), expected)
+    for worker in (worker_a, worker_b):
+        assert_all_segments(worker, events)
     # a listing through either worker gathers every owner's segments
     for worker in (worker_a, worker_b):
         listing = orjson.loads(worker.get("/api/v1/segments?dimension=agent&window=24h&limit=50"))
@@ -301,7 +292,4 @@ def test_two_workers_share_state_and_survive_a_rebalance(broker, start_worker, w
 
     # the survivor recovers the other worker's windows from the changelog, exactly
     worker_a.stop()
-    for segment, path in SEGMENTS:
-        expected = reference(events, clock, segment)
-        total = sum(expected["all"][k] for k in ("responses", "csat_responses", "ces_responses"))
-        assert_matches(wait_for_responses(worker_b, path, total, timeout=90), expected)
+    assert_all_segments(worker_b, events, timeout=90)
