@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -21,6 +22,8 @@ from pipeline.settings import Settings
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
 from pipeline.windows import Counts
 from schemas import Reason, ScoredEvent, SourcePosition, categorize
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -44,6 +47,20 @@ class Totals:
     duplicates: int = 0
 
 
+@dataclass(slots=True)
+class _Batch:
+    """Per-batch working state of :meth:`ScoringStage.process`."""
+
+    now: datetime
+    mono: float
+    max_ts: float = 0.0
+    deltas: dict[str, dict[int, Counts]] = field(default_factory=dict)
+
+    @property
+    def wall(self) -> float:
+        return self.now.timestamp()
+
+
 class ScoringStage:
     def __init__(self, settings: Settings) -> None:
         self.max_event_bytes = settings.max_event_bytes
@@ -59,66 +76,21 @@ class ScoringStage:
 
     def process(self, records: list[RawRecord]) -> Output:
         out = Output()
-        now = datetime.now(UTC)
-        mono = time.monotonic()
-        wall = now.timestamp()
-        width = self.bucket_seconds
-        deltas: dict[str, dict[int, Counts]] = {}
-        max_ts = 0.0
+        batch = _Batch(now=datetime.now(UTC), mono=time.monotonic())
         evicted_before = self.dedupe.evicted_early
         for record in records:
             metrics.EVENTS_CONSUMED.labels(record.topic).inc()
-            parsed = parse_feedback(record.value, self.max_event_bytes)
-            if isinstance(parsed, Rejection):
-                self._reject(out, record, parsed, now)
-                continue
-            seen = self.dedupe.check(parsed.event_id, hash(parsed.model_dump_json()), mono)
-            if seen is Seen.DUPLICATE:
-                out.duplicates += 1
-                metrics.DUPLICATES.inc()
-                continue
-            if seen is Seen.CONFLICT:
-                message = (
-                    f"event id {parsed.event_id!r} was already received with different "
-                    "content within the dedupe horizon; the first version was kept"
+            try:
+                self._handle(record, out, batch)
+            except Exception as exc:  # a bug must not stop the worker nor lose the record
+                log.exception(
+                    "unexpected error on %s/%s@%s", record.topic, record.partition, record.offset
                 )
-                self._reject(
-                    out,
-                    record,
-                    Rejection(Reason.CONFLICTING_DUPLICATE, message, "event_id", parsed.event_id),
-                    now,
-                )
-                continue
-            category = categorize(parsed.survey_type, parsed.score)
-            scored = ScoredEvent(
-                event_id=parsed.event_id,
-                category=category,
-                processed_at=now,
-                source=SourcePosition(
-                    topic=record.topic, partition=record.partition, offset=record.offset
-                ),
-                feedback=parsed,
-            )
-            out.scored.append((parsed.event_id.encode(), scored.model_dump_json().encode()))
-            metrics.EVENTS_SCORED.labels(parsed.survey_type.value, category.value).inc()
-            ts = parsed.event_time.timestamp()
-            excluded = self.watermarks.check(record.partition, ts, wall)
-            if excluded is not None:
-                self._reject(out, record, replace(excluded, event_id=parsed.event_id), now)
-                continue
-            max_ts = max(max_ts, ts)
-            bucket = int(ts // width) * width
-            counts = Counts.of_event(parsed.survey_type, parsed.score, parsed.account_value)
-            for key in segment_keys(parsed, self.dimensions, self.combinations):
-                per_bucket = deltas.setdefault(key, {})
-                known = per_bucket.get(bucket)
-                if known is None:
-                    per_bucket[bucket] = counts.copy()
-                else:
-                    known.add(counts)
-            metrics.EVENT_TIME_LAG.observe((now - parsed.event_time).total_seconds())
+                message = f"unexpected processing error {type(exc).__name__}: {exc}"
+                self._reject(out, record, Rejection(Reason.PROCESSING_ERROR, message), batch.now)
         out.deltas = [
-            (key.encode(), encode_deltas(buckets, max_ts)) for key, buckets in deltas.items()
+            (key.encode(), encode_deltas(buckets, batch.max_ts))
+            for key, buckets in batch.deltas.items()
         ]
         totals = self.totals
         totals.consumed += len(records)
@@ -128,6 +100,55 @@ class ScoringStage:
         metrics.DEDUPE_IDS.set(len(self.dedupe))
         metrics.DEDUPE_EVICTED.inc(self.dedupe.evicted_early - evicted_before)
         return out
+
+    def _handle(self, record: RawRecord, out: Output, batch: _Batch) -> None:
+        now = batch.now
+        parsed = parse_feedback(record.value, self.max_event_bytes)
+        if isinstance(parsed, Rejection):
+            self._reject(out, record, parsed, now)
+            return
+        seen = self.dedupe.check(parsed.event_id, hash(parsed.model_dump_json()), batch.mono)
+        if seen is Seen.DUPLICATE:
+            out.duplicates += 1
+            metrics.DUPLICATES.inc()
+            return
+        if seen is Seen.CONFLICT:
+            message = (
+                f"event id {parsed.event_id!r} was already received with different "
+                "content within the dedupe horizon; the first version was kept"
+            )
+            conflict = Rejection(Reason.CONFLICTING_DUPLICATE, message, "event_id", parsed.event_id)
+            self._reject(out, record, conflict, now)
+            return
+        category = categorize(parsed.survey_type, parsed.score)
+        scored = ScoredEvent(
+            event_id=parsed.event_id,
+            category=category,
+            processed_at=now,
+            source=SourcePosition(
+                topic=record.topic, partition=record.partition, offset=record.offset
+            ),
+            feedback=parsed,
+        )
+        out.scored.append((parsed.event_id.encode(), scored.model_dump_json().encode()))
+        metrics.EVENTS_SCORED.labels(parsed.survey_type.value, category.value).inc()
+        metrics.EVENT_TIME_LAG.observe((now - parsed.event_time).total_seconds())
+        ts = parsed.event_time.timestamp()
+        excluded = self.watermarks.check(record.partition, ts, batch.wall)
+        if excluded is not None:
+            self._reject(out, record, replace(excluded, event_id=parsed.event_id), now)
+            return
+        batch.max_ts = max(batch.max_ts, ts)
+        width = self.bucket_seconds
+        bucket = int(ts // width) * width
+        counts = Counts.of_event(parsed.survey_type, parsed.score, parsed.account_value)
+        for key in segment_keys(parsed, self.dimensions, self.combinations):
+            per_bucket = batch.deltas.setdefault(key, {})
+            known = per_bucket.get(bucket)
+            if known is None:
+                per_bucket[bucket] = counts.copy()
+            else:
+                known.add(counts)
 
     def _reject(self, out: Output, record: RawRecord, rejection: Rejection, now: datetime) -> None:
         letter = dead_letter(record, rejection, self.max_original_bytes, now)

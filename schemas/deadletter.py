@@ -19,8 +19,9 @@ class Reason(StrEnum):
     SCHEMA_VIOLATION = "schema_violation"
     SCORE_OUT_OF_RANGE = "score_out_of_range"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
-    LATE = "late"
-    FUTURE = "future"
+    LATE = "late"  # published scored, but left out of the windows
+    FUTURE = "future"  # published scored, but left out of the windows
+    PROCESSING_ERROR = "processing_error"  # a bug: the worker kept going, the record is here
 
 
 class DeadLetter(BaseModel):

@@ -1,0 +1,93 @@
+"""The scoring stage on batches: outcomes, fan-out to segments, resilience to bugs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from pipeline import scoring
+from pipeline.scoring import ScoringStage, decode_deltas
+from pipeline.settings import load_settings
+from pipeline.validate import RawRecord
+from schemas import DeadLetter, ScoredEvent
+from schemas.feedback import example_event
+
+
+def record(offset: int, event: dict | bytes, partition: int = 0) -> RawRecord:
+    value = event if isinstance(event, bytes) else orjson.dumps(event)
+    return RawRecord("feedback.raw", partition, offset, None, value)
+
+
+def stage(**overrides: object) -> ScoringStage:
+    return ScoringStage(load_settings(**overrides))
+
+
+def test_fan_out_to_segments_and_buckets() -> None:
+    now = datetime.now(UTC).replace(second=30, microsecond=0) - timedelta(minutes=5)
+    events = [
+        example_event(event_id="a", score=10, event_time=now.isoformat(), agent=None),
+        example_event(event_id="b", score=3, event_time=(now + timedelta(seconds=10)).isoformat()),
+        example_event(event_id="c", score=8, event_time=(now + timedelta(minutes=2)).isoformat()),
+    ]
+    out = stage().process([record(i, e) for i, e in enumerate(events)])
+    assert len(out.scored) == 3 and not out.deadletters
+    deltas = {key.decode(): decode_deltas(value) for key, value in out.deltas}
+    assert set(deltas) == {
+        "overall",
+        "department=support",
+        "agent=agent-007",
+        "product=mobile-app",
+        "channel=chat",
+        "region=emea",
+        "department=support|channel=chat",
+    }
+    buckets, newest = deltas["overall"]
+    minute = int(now.timestamp() // 60) * 60
+    by_start = dict(buckets)
+    assert sorted(by_start) == [minute, minute + 120]
+    # counts list: responses, promoters, passives, detractors, ...
+    assert by_start[minute][:4] == [2, 1, 0, 1]
+    assert by_start[minute + 120][:4] == [1, 0, 1, 0]
+    assert newest == pytest.approx((now + timedelta(minutes=2)).timestamp())
+    agent_buckets, _ = deltas["agent=agent-007"]
+    assert dict(agent_buckets)[minute][:4] == [1, 0, 0, 1]  # event "a" has no agent
+
+
+def test_unexpected_error_is_dead_lettered_and_the_batch_goes_on(monkeypatch) -> None:
+    real = scoring.categorize
+
+    def flaky(survey_type, score):
+        if score == 4:
+            raise RuntimeError("boom")
+        return real(survey_type, score)
+
+    monkeypatch.setattr(scoring, "categorize", flaky)
+    events = [example_event(event_id=f"e{i}", score=i) for i in (3, 4, 5)]
+    out = stage().process([record(i, e) for i, e in enumerate(events)])
+    assert [ScoredEvent.model_validate_json(v).event_id for _, v in out.scored] == ["e3", "e5"]
+    [(_, letter)] = out.deadletters
+    dead = DeadLetter.model_validate_json(letter)
+    assert dead.reason.value == "processing_error"
+    assert "RuntimeError: boom" in dead.message
+    assert dead.original() == orjson.dumps(events[1])
+
+
+def test_late_and_future_are_scored_but_not_windowed() -> None:
+    now = datetime.now(UTC)
+    events = [
+        example_event(event_id="new", event_time=now.isoformat()),
+        example_event(event_id="old", event_time=(now - timedelta(hours=1)).isoformat()),
+        example_event(event_id="soon", event_time=(now + timedelta(hours=1)).isoformat()),
+        example_event(event_id="ok", event_time=(now - timedelta(minutes=5)).isoformat()),
+    ]
+    out = stage(allowed_lateness_seconds=600).process([record(i, e) for i, e in enumerate(events)])
+    assert len(out.scored) == 4
+    letters = [DeadLetter.model_validate_json(v) for _, v in out.deadletters]
+    assert sorted((d.reason.value, d.event_id) for d in letters) == [
+        ("future", "soon"),
+        ("late", "old"),
+    ]
+    overall = dict(decode_deltas(dict(out.deltas)[b"overall"])[0])
+    assert sum(c[0] for c in overall.values()) == 2  # "new" and "ok"
