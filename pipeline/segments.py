@@ -83,7 +83,8 @@ def segment_keys(
     configured order. Duplicates (a one-field combination that is also a dimension,
     a combination listed twice) appear once.
     """
-    raw = source.segments() if isinstance(source, HasSegments) else source
+    # not isinstance(source, HasSegments): a runtime Protocol check costs ~10 µs per call
+    raw = source if isinstance(source, Mapping) else source.segments()
     values = _present(raw)
     keys = [OVERALL]
     seen = {OVERALL}
