@@ -19,7 +19,7 @@ from pipeline.aggregate import WindowState, dimension_of
 from pipeline.segments import OVERALL, parse_segment_key, segment_key
 from pipeline.settings import Settings
 from pipeline.windows import SegmentWindows, window_label
-from schemas.windows import SegmentList, SegmentRow, SegmentWindowsView, WindowStats
+from schemas.windows import SegmentList, SegmentRow, SegmentWindowsView
 
 #: sort field -> the order that puts the worst segments first
 SORTS: dict[str, str] = {
@@ -204,4 +204,4 @@ def _urlident(url: Any) -> tuple[str, int]:
     return (parsed.host or "", parsed.port or 80)
 
 
-__all__ = ["SORTS", "WindowStats", "register"]
+__all__ = ["SORTS", "register"]

@@ -25,8 +25,6 @@ from pipeline.status import StatusLine
 from pipeline.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from pipeline.validate import RawRecord
 
-FAUST_LOGLEVELS = {"debug": "debug", "info": "info", "warn": "warn", "error": "error"}
-
 
 def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     """A Faust app wired to ``settings`` (broker, topics, batch sizes, web port)."""
