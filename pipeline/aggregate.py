@@ -154,32 +154,25 @@ class WindowState:
         clocks = [s.clock for s in self.partitions.values() if s.clock is not None]
         return max(clocks) if clocks else None
 
-    def segments(self) -> Iterator[tuple[int, str, SegmentWindows]]:
-        for partition, state in self.partitions.items():
-            for segment, windows in state.segments.items():
-                yield partition, segment, windows
-
     def get(self, segment: str) -> SegmentWindows | None:
-        for state in self.partitions.values():
+        """One segment, its windows moved to the worker clock; None if not owned here."""
+        clock = self.clock
+        for partition, state in self.partitions.items():
             windows = state.segments.get(segment)
             if windows is not None:
-                return self._advanced(state, segment, windows)
+                if clock is not None:
+                    self.advance(partition, segment, windows, clock)
+                return windows
         return None
 
     def advanced_segments(self) -> Iterator[tuple[str, SegmentWindows]]:
         """Every segment, its windows moved to the worker clock."""
-        for state in self.partitions.values():
-            for segment, windows in state.segments.items():
-                yield segment, self._advanced(state, segment, windows)
-
-    def _advanced(
-        self, state: PartitionState, segment: str, windows: SegmentWindows
-    ) -> SegmentWindows:
         clock = self.clock
-        if clock is not None:
-            partition = next(p for p, s in self.partitions.items() if s is state)
-            self.advance(partition, segment, windows, clock)
-        return windows
+        for partition, state in self.partitions.items():
+            for segment, windows in state.segments.items():
+                if clock is not None:
+                    self.advance(partition, segment, windows, clock)
+                yield segment, windows
 
     def advance(self, partition: int, segment: str, windows: SegmentWindows, now: float) -> None:
         """Move a segment's windows to ``now``; pruned buckets are deleted with the next batch."""
