@@ -58,7 +58,8 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     deadletter_topic = app.topic(settings.topic_deadletter, key_type=bytes, value_type=bytes)
     deltas_topic = app.topic(settings.topic_deltas, key_type=bytes, value_type=bytes)
     windows_topic = app.topic(settings.topic_windows, key_type=bytes, value_type=bytes)
-    stage = ScoringStage(settings)
+    counters = metrics.SegmentCounters(settings.metrics_dimensions)
+    stage = ScoringStage(settings, counters)
     app.scoring_stage = stage  # type: ignore[attr-defined]
     state = WindowState(settings)
     app.window_state = state  # type: ignore[attr-defined]
@@ -126,7 +127,9 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             yield None
 
     api.register(app, settings, state, deltas_topic)
-    _add_pages(app)
+    metrics.WINDOW_GAUGES.attach(state, settings.metrics_max_segments, settings.metrics_dimensions)
+    metrics.CONSUMER_LAG.source = lambda: _consumer_lag(app)
+    _add_pages(app, counters)
     if status_line and settings.status_interval_seconds > 0:
         status = StatusLine(stage, state, out=sys.stdout)
 
@@ -137,7 +140,25 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     return app
 
 
-def _add_pages(app: faust.App) -> None:
+def _consumer_lag(app: faust.App) -> list[tuple[str, int, int]]:
+    """(topic, partition, records not yet read) of the assigned partitions."""
+    if not app.started:
+        return []
+    consumer = app.consumer
+    # faust keeps no public accessor for the read position or the committed offset
+    read, committed = consumer._read_offset, consumer._committed_offset
+    lags = []
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        last_read = read.get(tp)
+        position = last_read + 1 if last_read is not None else committed.get(tp)
+        if highwater is None or position is None:
+            continue
+        lags.append((tp.topic, tp.partition, max(0, highwater - position)))
+    return lags
+
+
+def _add_pages(app: faust.App, counters: metrics.SegmentCounters) -> None:
     assigned: set[Any] = set()
     state = {"assigned_once": False}
 
@@ -150,7 +171,7 @@ def _add_pages(app: faust.App) -> None:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            body, content_type = metrics.render()
+            body, content_type = metrics.render(counters.after_scrape)
             return self.bytes(body, content_type=content_type.split(";")[0])
 
     @app.page("/healthz")

@@ -1,19 +1,43 @@
 """Prometheus metrics of the pipeline (exposed on ``/metrics`` of every worker).
 
 Names follow the Prometheus conventions: prefix ``nps_pipeline_``, base units
-(seconds, bytes), ``_total`` for counters.
+(seconds, bytes), ``_total`` for counters, ``_ratio`` for shares in 0..1.
+
+Three kinds:
+
+* pipeline health (module-level counters and histograms below);
+* business counters per segment of the low-cardinality dimensions
+  (:class:`SegmentCounters`): counters, so that Prometheus computes any window with
+  ``increase()`` and sums correctly across workers;
+* the pipeline's own rolling-window KPIs as gauges, read from the window state at
+  scrape time (:class:`WindowGauges`), and consumer lag (:class:`ConsumerLag`).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pipeline.segments import OVERALL, parse_segment_key
+
+if TYPE_CHECKING:
+    from pipeline.aggregate import WindowState
+    from pipeline.windows import Counts
+
+log = logging.getLogger(__name__)
 
 # ``*_created`` series double the exposition for no use on dashboards.
 disable_created_metrics()
@@ -57,6 +81,235 @@ BATCH_SIZE = Histogram(
 )
 
 
-def render() -> tuple[bytes, str]:
-    """The text exposition of every metric and its content type."""
-    return generate_latest(), CONTENT_TYPE_LATEST
+ALERTS_FIRING = Gauge(
+    f"{PREFIX}_alerts_firing",
+    "The pipeline's own statistical alerts currently firing (segments owned by this worker).",
+    ["rule", "severity"],
+)
+
+# --------------------------------------------------------------------------- business
+
+_SEGMENT_LABELS = ("dimension", "segment")
+#: (metric, help, Counts attribute)
+_BUSINESS: tuple[tuple[str, str, str], ...] = (
+    ("nps_responses_total", "NPS answers.", "responses"),
+    ("nps_promoters_total", "NPS answers 9-10.", "promoters"),
+    ("nps_passives_total", "NPS answers 7-8.", "passives"),
+    ("nps_detractors_total", "NPS answers 0-6.", "detractors"),
+    ("csat_responses_total", "CSAT answers.", "csat_n"),
+    ("csat_satisfied_total", "CSAT answers 4-5 (of 1-5).", "csat_satisfied"),
+    ("csat_score_total", "Sum of CSAT scores (1-5); divide by responses for the mean.", "csat_sum"),
+    ("ces_responses_total", "CES answers.", "ces_n"),
+    ("ces_score_total", "Sum of CES scores (1-7, higher = easier).", "ces_sum"),
+)
+BUSINESS_COUNTERS: tuple[tuple[Counter, str], ...] = tuple(
+    (
+        Counter(
+            f"{PREFIX}_{name}",
+            f"{text} Per segment of the metrics dimensions (NPS_METRICS_DIMENSIONS); "
+            'dimension="overall", segment="all" counts every answer.',
+            _SEGMENT_LABELS,
+        ),
+        attribute,
+    )
+    for name, text, attribute in _BUSINESS
+)
+
+
+def segment_labels(key: str, dimensions: Iterable[str]) -> tuple[str, str] | None:
+    """``(dimension, segment)`` labels of a single-dimension segment key, else None.
+
+    ``overall`` -> ``("overall", "all")``; ``department=support`` ->
+    ``("department", "support")`` if department is one of ``dimensions``;
+    combinations and other dimensions -> None.
+    """
+    if key == OVERALL:
+        return OVERALL, "all"
+    fields = parse_segment_key(key)
+    if len(fields) != 1:
+        return None
+    ((dimension, value),) = fields.items()
+    return (dimension, value) if dimension in dimensions else None
+
+
+class SegmentCounters:
+    """Business counters per segment, updated once per scoring batch from its deltas.
+
+    A new series is exposed at 0 before its first increment: its increments wait
+    (in :attr:`pending`) until a scrape has seen it (:meth:`after_scrape`). So
+    ``increase()`` in Prometheus counts the first answers of a segment too, instead
+    of taking the first scraped value as the starting point.
+    """
+
+    def __init__(self, dimensions: Sequence[str]) -> None:
+        self.dimensions = frozenset(dimensions)
+        self._labels: dict[str, tuple[str, str] | None] = {}
+        self._children: dict[tuple[str, str], list[tuple[Any, str]]] = {}
+        self.pending: dict[tuple[str, str], list[Counts]] = {}
+
+    def add(self, key: str, counts: Counts) -> None:
+        """Count a segment's answers of one batch (``key`` as in :mod:`pipeline.segments`)."""
+        labels = self._labels.get(key, ())
+        if labels == ():
+            labels = self._labels[key] = segment_labels(key, self.dimensions)
+        if labels is None:
+            return
+        children = self._children.get(labels)
+        if children is None:
+            self._children[labels] = [(c.labels(*labels), a) for c, a in BUSINESS_COUNTERS]
+            self.pending[labels] = [counts]
+            return
+        waiting = self.pending.get(labels)
+        if waiting is not None:
+            waiting.append(counts)
+            return
+        _increment(children, counts)
+
+    def after_scrape(self) -> None:
+        """Apply the increments of the series a scrape has now exposed at 0."""
+        pending, self.pending = self.pending, {}
+        for labels, batches in pending.items():
+            for counts in batches:
+                _increment(self._children[labels], counts)
+
+
+def _increment(children: list[tuple[Any, str]], counts: Counts) -> None:
+    for child, attribute in children:
+        value = getattr(counts, attribute)
+        if value:
+            child.inc(value)
+
+
+# --------------------------------------------------------------------------- collectors
+
+
+class WindowGauges(Collector):
+    """Rolling-window KPIs per segment and window, computed from the state at scrape time.
+
+    At most ``max_segments`` segments per worker are exported: ``overall`` first, then
+    the metrics dimensions, then the others; within each, the segments with the most
+    answers in the longest window. The rest is counted in
+    ``nps_pipeline_window_segments_dropped``.
+    """
+
+    def __init__(self) -> None:
+        self.state: WindowState | None = None
+        self.max_segments = 0
+        self.dimensions: tuple[str, ...] = ()
+
+    def attach(self, state: WindowState, max_segments: int, dimensions: Sequence[str]) -> None:
+        self.state = state
+        self.max_segments = max_segments
+        self.dimensions = tuple(dimensions)
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # the families are created at collect time; no registration-time check
+
+    def collect(self) -> Iterator[Metric]:
+        families = {
+            "nps": GaugeMetricFamily(
+                f"{PREFIX}_window_nps",
+                "NPS over the rolling window, in points (-100..100).",
+                labels=["dimension", "segment", "window"],
+            ),
+            "nps_low": GaugeMetricFamily(
+                f"{PREFIX}_window_nps_lower",
+                "Lower bound of the 95% adjusted-Wald interval of the window NPS, in points.",
+                labels=["dimension", "segment", "window"],
+            ),
+            "nps_high": GaugeMetricFamily(
+                f"{PREFIX}_window_nps_upper",
+                "Upper bound of the 95% adjusted-Wald interval of the window NPS, in points.",
+                labels=["dimension", "segment", "window"],
+            ),
+            "responses": GaugeMetricFamily(
+                f"{PREFIX}_window_responses",
+                "NPS answers in the rolling window.",
+                labels=["dimension", "segment", "window"],
+            ),
+            "detractor_share": GaugeMetricFamily(
+                f"{PREFIX}_window_detractor_ratio",
+                "Share of detractors among the window's NPS answers (0..1).",
+                labels=["dimension", "segment", "window"],
+            ),
+        }
+        dropped = GaugeMetricFamily(
+            f"{PREFIX}_window_segments_dropped",
+            "Segments of this worker without window gauges (NPS_METRICS_MAX_SEGMENTS).",
+        )
+        state = self.state
+        if state is None:
+            dropped.add_metric([], 0)
+            yield from (*families.values(), dropped)
+            return
+        chosen, left_out = self._choose(state)
+        for dimension, segment, windows in chosen:
+            for length in state.windows:
+                stats = windows.stats(length)
+                labels = [dimension, segment, stats.window]
+                families["responses"].add_metric(labels, stats.responses)
+                for name in ("nps", "nps_low", "nps_high", "detractor_share"):
+                    value = getattr(stats, name)
+                    if value is not None:
+                        families[name].add_metric(labels, value)
+        dropped.add_metric([], left_out)
+        yield from (*families.values(), dropped)
+
+    def _choose(self, state: WindowState) -> tuple[list[tuple[str, str, Any]], int]:
+        longest = max(state.windows)
+        ranked: list[tuple[int, int, str, str, Any]] = []
+        order = {d: i for i, d in enumerate(self.dimensions)}
+        for key, windows in state.advanced_segments():
+            if key == OVERALL:
+                rank, dimension, segment = -1, OVERALL, "all"
+            else:
+                fields = parse_segment_key(key)
+                dimension = ",".join(fields)
+                segment = "|".join(fields.values())
+                rank = order.get(dimension, len(order))
+            ranked.append((rank, -windows.window(longest).responses, dimension, segment, windows))
+        ranked.sort(key=lambda r: r[:4])
+        kept = ranked[: self.max_segments]
+        return [(d, s, w) for _, _, d, s, w in kept], len(ranked) - len(kept)
+
+
+class ConsumerLag(Collector):
+    """Records not yet read per assigned input partition: highwater minus read position."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[tuple[str, int, int]]] | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            f"{PREFIX}_consumer_lag_records",
+            "Records in the partition not yet read by this worker (highwater - position).",
+            labels=["topic", "partition"],
+        )
+        if self.source is not None:
+            try:
+                for topic, partition, lag in self.source():
+                    family.add_metric([topic, str(partition)], lag)
+            except Exception:  # a scrape must not fail because the consumer is rebalancing
+                log.debug("consumer lag unavailable", exc_info=True)
+        yield family
+
+
+WINDOW_GAUGES = WindowGauges()
+CONSUMER_LAG = ConsumerLag()
+REGISTRY.register(WINDOW_GAUGES)
+REGISTRY.register(CONSUMER_LAG)
+
+
+def render(after_scrape: Callable[[], None] | None = None) -> tuple[bytes, str]:
+    """The text exposition of every metric and its content type.
+
+    ``after_scrape`` runs right after the exposition is generated (see
+    :meth:`SegmentCounters.after_scrape`).
+    """
+    body = generate_latest()
+    if after_scrape is not None:
+        after_scrape()
+    return body, CONTENT_TYPE_LATEST

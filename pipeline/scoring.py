@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -62,7 +63,8 @@ class _Batch:
 
 
 class ScoringStage:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, counters: metrics.SegmentCounters | None = None) -> None:
+        self.counters = counters
         self.max_event_bytes = settings.max_event_bytes
         self.max_original_bytes = settings.deadletter_max_original_bytes
         self.dedupe = DuplicateFilter(settings.dedupe_horizon_seconds, settings.dedupe_max_ids)
@@ -92,6 +94,9 @@ class ScoringStage:
             (key.encode(), encode_deltas(buckets, batch.max_ts))
             for key, buckets in batch.deltas.items()
         ]
+        if self.counters is not None:
+            for key, buckets in batch.deltas.items():
+                self.counters.add(key, _sum_counts(buckets.values()))
         totals = self.totals
         totals.consumed += len(records)
         totals.scored += len(out.scored)
@@ -154,6 +159,13 @@ class ScoringStage:
         letter = dead_letter(record, rejection, self.max_original_bytes, now)
         out.deadletters.append((record.key, letter.model_dump_json().encode()))
         metrics.DEADLETTERS.labels(rejection.reason.value).inc()
+
+
+def _sum_counts(parts: Iterable[Counts]) -> Counts:
+    total = Counts()
+    for part in parts:
+        total.add(part)
+    return total
 
 
 def encode_deltas(buckets: dict[int, Counts], max_ts: float) -> bytes:

@@ -93,6 +93,18 @@ class Settings(BaseSettings):
         description="Event-time cadence of window snapshots on the windows topic.",
     )
 
+    metrics_dimensions: Annotated[list[str], NoDecode] = Field(
+        default=["department", "product", "channel", "region"],
+        description="Dimensions with per-segment business counters on /metrics (keep them "
+        "low-cardinality; add 'agent' only for a few hundred agents). Subset of dimensions.",
+    )
+    metrics_max_segments: int = Field(
+        default=500,
+        ge=0,
+        description="Most segments per worker with rolling-window gauges on /metrics; the "
+        "rest are counted in nps_pipeline_window_segments_dropped.",
+    )
+
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     batch_within_seconds: float = Field(default=0.2, gt=0, le=60)
     broker_session_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
@@ -114,7 +126,7 @@ class Settings(BaseSettings):
                 )
         return value.strip()
 
-    @field_validator("dimensions", mode="before")
+    @field_validator("dimensions", "metrics_dimensions", mode="before")
     @classmethod
     def _split_dimensions(cls, value: object) -> object:
         if isinstance(value, str):
@@ -167,6 +179,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"windows_seconds {self.windows_seconds} must be positive multiples of "
                 f"bucket_seconds ({self.bucket_seconds}) (NPS_WINDOWS_SECONDS, NPS_BUCKET_SECONDS)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_dimensions_windowed(self) -> Settings:
+        missing = [d for d in self.metrics_dimensions if d not in self.dimensions]
+        if missing:
+            raise ValueError(
+                f"metrics_dimensions {missing} are not in dimensions {self.dimensions}: "
+                "add them to NPS_DIMENSIONS or remove them from NPS_METRICS_DIMENSIONS"
             )
         return self
 

@@ -75,8 +75,11 @@ _INT_FIELDS = (
     "ces_n",
     "ces_sum",
     "rev_n",
+    "ces_sq",
 )
 _FLOAT_FIELDS = ("rev_weight", "rev_promoters", "rev_detractors")
+#: Serialization order: new fields are only ever appended (stored lists stay readable).
+_FIELDS = (*_INT_FIELDS[:-1], *_FLOAT_FIELDS, "ces_sq")
 
 
 class Counts:
@@ -84,7 +87,8 @@ class Counts:
 
     * NPS: ``responses`` answers, split in ``promoters`` / ``passives`` / ``detractors``.
     * CSAT: ``csat_n`` answers, ``csat_sum`` of scores, ``csat_satisfied`` (4-5).
-    * CES: ``ces_n`` answers, ``ces_sum`` of scores.
+    * CES: ``ces_n`` answers, ``ces_sum`` of scores, ``ces_sq`` sum of squared scores
+      (for the variance of the mean in CES alerts).
     * Revenue (NPS answers with an ``account_value``): ``rev_n`` answers, ``rev_weight``
       the sum of their account values, ``rev_promoters`` / ``rev_detractors`` the sums
       of the account values of promoters / detractors.
@@ -94,7 +98,7 @@ class Counts:
     """
 
     __slots__ = _INT_FIELDS + _FLOAT_FIELDS
-    FIELDS: ClassVar[tuple[str, ...]] = _INT_FIELDS + _FLOAT_FIELDS
+    FIELDS: ClassVar[tuple[str, ...]] = _FIELDS
 
     def __init__(
         self,
@@ -111,6 +115,7 @@ class Counts:
         rev_weight: float = 0.0,
         rev_promoters: float = 0.0,
         rev_detractors: float = 0.0,
+        ces_sq: int = 0,
     ) -> None:
         self.responses = responses
         self.promoters = promoters
@@ -125,6 +130,7 @@ class Counts:
         self.rev_weight = rev_weight
         self.rev_promoters = rev_promoters
         self.rev_detractors = rev_detractors
+        self.ces_sq = ces_sq
 
     @classmethod
     def of_event(
@@ -168,6 +174,7 @@ class Counts:
         else:
             self.ces_n += 1
             self.ces_sum += score
+            self.ces_sq += score * score
 
     def add(self, other: Counts) -> None:
         """Add ``other`` into these counts (in place)."""
@@ -184,6 +191,7 @@ class Counts:
         self.rev_weight += other.rev_weight
         self.rev_promoters += other.rev_promoters
         self.rev_detractors += other.rev_detractors
+        self.ces_sq += other.ces_sq
 
     def subtract(self, other: Counts) -> None:
         """Subtract ``other`` (previously added) from these counts, in place.
@@ -200,6 +208,7 @@ class Counts:
         self.csat_satisfied -= other.csat_satisfied
         self.ces_n -= other.ces_n
         self.ces_sum -= other.ces_sum
+        self.ces_sq -= other.ces_sq
         self.rev_n -= other.rev_n
         if self.rev_n == 0:
             self.rev_weight = self.rev_promoters = self.rev_detractors = 0.0

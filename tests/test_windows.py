@@ -52,7 +52,7 @@ def test_counts_add_event_categories():
     c.add_event("ces", 2)
     assert (c.responses, c.promoters, c.passives, c.detractors) == (7, 3, 2, 2)
     assert (c.csat_n, c.csat_sum, c.csat_satisfied) == (4, 13, 2)
-    assert (c.ces_n, c.ces_sum) == (2, 9)
+    assert (c.ces_n, c.ces_sum, c.ces_sq) == (2, 9, 53)
     assert (c.rev_n, c.rev_weight, c.rev_promoters, c.rev_detractors) == (6, 600.0, 200.0, 200.0)
 
 
@@ -84,7 +84,8 @@ def test_counts_serialization():
     c = one("nps", 9, 123.25)
     c.add_event("ces", 5)
     values = c.to_list()
-    assert len(values) == len(Counts.FIELDS) == 13
+    assert len(values) == len(Counts.FIELDS) == 14
+    assert values[-1] == 25  # ces_sq appended last: lists stored before it stay readable
     assert Counts.from_list(json.loads(json.dumps(values))) == c
     assert Counts.from_list(values[:4]) == Counts(responses=1, promoters=1)
     with pytest.raises(ValueError):
