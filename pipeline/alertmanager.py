@@ -242,6 +242,10 @@ class AlertmanagerSink:
 
     # -- observation -------------------------------------------------------------------
 
+    def held_count(self) -> int:
+        """Alerts held: firing ones, and resolutions not yet accepted by every URL."""
+        return len(self._alerts)
+
     def pending_count(self) -> int:
         """Alerts whose newest state at least one Alertmanager has not accepted yet."""
         return sum(
