@@ -9,11 +9,18 @@ Formulas and references are in ``/work/shared/notes/nps-statistics.md``. Convent
   :func:`one_sided_p_value` turns it into the p-value of the one-sided alternative.
 * No data is not an error: an empty sample gives the widest interval and a z of 0
   ("no evidence"), so alert code never divides by zero.
+
+Besides the one-window estimates, the module holds what the alert engine needs to test
+many segments continuously: Benjamini-Hochberg across the segments of one evaluation
+round, a Bernoulli CUSUM and an EWMA chart on "is detractor", the silence test, and a
+two-sample z for CSAT/CES means.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 from statistics import NormalDist
 from typing import Literal, NamedTuple
 
@@ -168,3 +175,305 @@ def one_sided_p_value(z: float, alternative: Literal["greater", "less"] = "great
     if alternative == "less":
         return _STANDARD_NORMAL.cdf(z)
     raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+
+
+# --- Many segments at once: Benjamini-Hochberg ---------------------------------------
+
+
+def _checked_p_values(p_values: Sequence[float]) -> list[float]:
+    values = [float(p) for p in p_values]
+    for p in values:
+        if not 0.0 <= p <= 1.0:  # also rejects NaN
+            raise ValueError(f"p-values must be in [0, 1], got {p}")
+    return values
+
+
+def bh_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values, in input order.
+
+    With the m p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, the adjusted value
+    of ``p_(i)`` is ``min(1, min_{j >= i} m * p_(j) / j)`` (Benjamini & Hochberg 1995;
+    the same as R's ``p.adjust(method="BH")``). They are monotone in the p-values, never
+    below them, capped at 1, and equal for equal p-values. A hypothesis is rejected at
+    false discovery rate ``q`` exactly when its adjusted value is ``<= q``, which is how
+    :func:`benjamini_hochberg` decides, so the two always agree.
+    """
+    values = _checked_p_values(p_values)
+    m = len(values)
+    order = sorted(range(m), key=values.__getitem__)
+    adjusted = [0.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):
+        index = order[rank - 1]
+        # m / rank >= 1 first: the product never rounds below the p-value itself.
+        running = min(running, values[index] * (m / rank))
+        adjusted[index] = running
+    return adjusted
+
+
+def benjamini_hochberg(p_values: Sequence[float], q: float) -> list[bool]:
+    """Which hypotheses the Benjamini-Hochberg step-up procedure rejects, in input order.
+
+    Sort the m p-values ascending, find the largest ``k`` with ``p_(k) <= k * q / m`` and
+    reject the hypotheses of ``p_(1) .. p_(k)`` (Benjamini & Hochberg, "Controlling the
+    false discovery rate", JRSS B 57(1), 1995). For independent tests the expected share
+    of false alarms among the alarms of one round is at most ``q``; with 300 segments
+    that is far less conservative than Bonferroni's ``q / m`` per segment. Empty input
+    gives ``[]``. Decided as ``bh_adjusted(p) <= q`` (the same set, by definition).
+    """
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"q must be between 0 and 1 (exclusive), got {q}")
+    return [adjusted <= q for adjusted in bh_adjusted(p_values)]
+
+
+# --- Sequential: Bernoulli CUSUM on "is detractor" -----------------------------------
+
+
+def _check_cusum_shares(p0: float, p1: float) -> None:
+    if not 0.0 < p0 < p1 < 1.0:
+        raise ValueError(f"need 0 < p0 < p1 < 1, got p0={p0}, p1={p1}")
+
+
+def cusum_weights(p0: float, p1: float) -> tuple[float, float]:
+    """Per-answer log-likelihood ratios ``(w_hit, w_miss)`` of the Bernoulli CUSUM.
+
+    ``w_hit = ln(p1 / p0)`` (added for a detractor, positive) and
+    ``w_miss = ln((1 - p1) / (1 - p0))`` (added for any other answer, negative), where
+    ``p0`` is the in-control detractor share and ``p1`` the shifted share to detect
+    (Reynolds & Stoumbos, J. Quality Technology 31(1), 1999). Requires
+    ``0 < p0 < p1 < 1``.
+    """
+    _check_cusum_shares(p0, p1)
+    return math.log(p1 / p0), math.log1p(-p1) - math.log1p(-p0)
+
+
+def cusum_update(s: float, hits: int, n: int, p0: float, p1: float) -> float:
+    """The CUSUM after a bucket of ``n`` answers, ``hits`` of them detractors.
+
+    ``S = max(0, S + hits * w_hit + (n - hits) * w_miss)`` with :func:`cusum_weights`.
+    For ``n == 1`` this is the per-answer Bernoulli CUSUM of Reynolds & Stoumbos (1999);
+    for a bucket it is the binomial CUSUM for grouped data, whose increment
+    ``hits * ln(p1/p0) + (n - hits) * ln((1-p1)/(1-p0))`` is the binomial log-likelihood
+    ratio (the binomial coefficients cancel).
+
+    Adding the bucket at once equals applying its answers one by one *with the
+    detractors first* (the sum only rises, then only falls, so the floor at 0 can only
+    bite at the end). Any other order ends the bucket at this value or higher, so the
+    grouped value is a **lower** bound of the per-answer value at the end of the bucket,
+    while ``S + hits * w_hit`` is the highest value any order reaches inside it.
+    Checking ``S > h`` once per bucket therefore alarms no sooner than the per-answer
+    chart: its in-control run length is at least :func:`cusum_arl` (fewer false alarms),
+    at the price of up to a bucket's delay in detection.
+    """
+    if n < 0 or not 0 <= hits <= n:
+        raise ValueError(f"need 0 <= hits <= n, got {hits}/{n}")
+    if s < 0.0:
+        raise ValueError(f"a CUSUM is never negative, got {s}")
+    w_hit, w_miss = cusum_weights(p0, p1)
+    return max(0.0, s + hits * w_hit + (n - hits) * w_miss)
+
+
+def cusum_arl(p0: float, p1: float, h: float, p: float | None = None) -> float:
+    """Average run length, in answers, of the per-answer Bernoulli CUSUM (start 0, alarm S > h).
+
+    ``p`` is the true detractor share: ``None`` (or ``p0``) gives the in-control ARL0,
+    the mean number of answers between false alarms; ``p = p1`` gives the mean delay
+    to detect a shift to ``p1``.
+
+    Computed exactly, not approximated: the chart restarts whenever it falls to 0, so a
+    run is a sequence of independent cycles (Wald SPRTs between 0 and ``h``) and
+    ``ARL = E[cycle length] / P(a cycle ends in an alarm)`` (Page, "Continuous
+    inspection schemes", Biometrika 41, 1954). Inside a cycle that started at 0 with
+    ``k`` detractors and ``j`` other answers, ``S = k * w_hit + j * w_miss`` exactly, so
+    the probability of every reachable state is a sum over lattice paths that stay in
+    ``(0, h]``, found row by row (one row per detractor) until the live probability is
+    negligible (< 1e-15 of the total). Cost: rows x ``h / |w_miss|`` cells; measured
+    ~2 ms for p0 = 0.2 and ~40 ms for p0 = 0.01 (ARL0 1e5), growing as p0 shrinks.
+
+    This replaces Siegmund's approximation ``ARL0 ~ (e^h - h - 1) / KL(p0 || p1)``, which
+    ignores the overshoot over ``h``: for p0 = 0.2, p1 = 0.35 its ``h`` for ARL0 = 2000
+    gives about 2,800 answers (measured), and the lattice of the Bernoulli steps makes
+    corrected diffusion approximations miss by up to 40 % for p0 near 0.4.
+    """
+    w_hit, w_miss = cusum_weights(p0, p1)
+    if h < 0.0:
+        raise ValueError(f"h must be >= 0, got {h}")
+    share = p0 if p is None else p
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"p must be between 0 and 1 (exclusive), got {share}")
+    other = 1.0 - share
+    steps = 1.0  # the cycle's first answer, taken from S = 0
+    alarm = 0.0
+    row: dict[int, float] = {0: 1.0}  # j -> P(cycle reaches k detractors, j others)
+    k = 0
+    while row:
+        k += 1
+        last = max(row)
+        nxt: dict[int, float] = {}
+        j = min(row)
+        carry = 0.0  # probability arriving at (k, j) by an answer that is not a detractor
+        while True:
+            level = k * w_hit + j * w_miss
+            from_hit = row.get(j, 0.0) * share
+            if level > h:
+                alarm += from_hit
+                mass = 0.0
+            elif level <= 0.0:
+                mass = 0.0  # back to 0: the cycle ends, the next one starts afresh
+            else:
+                mass = from_hit + carry
+            if mass > 0.0:
+                nxt[j] = mass
+            carry = mass * other
+            j += 1
+            if j > last and carry == 0.0:
+                break
+        row = nxt
+        live = sum(row.values())
+        steps += live
+        if live < 1e-15 * steps:
+            break
+    return math.inf if alarm == 0.0 else steps / alarm
+
+
+@functools.lru_cache(maxsize=256)
+def cusum_threshold(p0: float, p1: float, arl0: float) -> float:
+    """The decision limit ``h`` of the Bernoulli CUSUM for an in-control ARL of ``arl0`` answers.
+
+    The smallest ``h`` (to a relative 1e-6, plus a 1e-9 margin so that float noise in a
+    running sum never lands on a lattice value of ``S``) with ``cusum_arl(p0, p1, h) >=
+    arl0``, found by bisection on the exact run length of :func:`cusum_arl` (ARL grows
+    with ``h``). The steps of a Bernoulli CUSUM are discrete, so the ARL0 is a step
+    function of ``h``: the result is at least ``arl0`` and can be well above it when the
+    weights are commensurate (e.g. p0 = 0.4, p1 = 0.6, where ``w_hit = -w_miss``); read
+    the actual value with ``cusum_arl(p0, p1, h)``. Returns 0.0 (alarm on the first
+    detractor) when ``arl0 <= 1 / p0``. Cached: rules ask for the same few limits.
+    """
+    _check_cusum_shares(p0, p1)
+    if not arl0 >= 1.0:
+        raise ValueError(f"arl0 must be >= 1 answer, got {arl0}")
+    if cusum_arl(p0, p1, 0.0) >= arl0:
+        return 0.0
+    low, high = 0.0, 1.0
+    while cusum_arl(p0, p1, high) < arl0:
+        low, high = high, 2.0 * high
+    while high - low > 1e-6 * high:
+        middle = (low + high) / 2.0
+        if cusum_arl(p0, p1, middle) >= arl0:
+            high = middle
+        else:
+            low = middle
+    return high + 1e-9 * max(1.0, high)
+
+
+# --- Sequential: EWMA of the detractor share ----------------------------------------
+
+
+def ewma_update(z: float, x: float, lam: float) -> float:
+    """One EWMA step ``z_t = lam * x_t + (1 - lam) * z_{t-1}``.
+
+    ``x`` is the new bucket's detractor share, ``z`` the previous statistic (start it at
+    the in-control share ``p0``). NIST/SEMATECH e-Handbook of Statistical Methods,
+    6.3.2.4 "EWMA control charts"; ``lam`` of 0.2-0.3 is usual, ``lam = 1`` is a
+    Shewhart chart.
+    """
+    if not 0.0 < lam <= 1.0:
+        raise ValueError(f"lam must be in (0, 1], got {lam}")
+    return lam * x + (1.0 - lam) * z
+
+
+def ewma_limits(p0: float, n: int, lam: float, L: float, t: int) -> tuple[float, float]:
+    """Control limits ``(LCL, UCL)`` of the EWMA of a proportion after ``t`` updates.
+
+    ``p0 ± L * sigma * sqrt(lam / (2 - lam) * (1 - (1 - lam)^(2t)))`` with
+    ``sigma^2 = p0 (1 - p0) / n``, the variance of one bucket's share of ``n`` answers
+    (NIST/SEMATECH e-Handbook 6.3.2.4, with the exact time-varying factor that narrows
+    the first limits; it tends to ``lam / (2 - lam)``). Clipped to [0, 1], the range of
+    a proportion. ``n`` is the (typical) number of answers per bucket: with buckets of
+    very different sizes the limits are approximate.
+    """
+    if not 0.0 < p0 < 1.0:
+        raise ValueError(f"p0 must be between 0 and 1 (exclusive), got {p0}")
+    if n < 1 or t < 1:
+        raise ValueError(f"need n >= 1 and t >= 1, got n={n}, t={t}")
+    if not 0.0 < lam <= 1.0:
+        raise ValueError(f"lam must be in (0, 1], got {lam}")
+    if not L > 0.0:
+        raise ValueError(f"L must be > 0, got {L}")
+    sigma = math.sqrt(p0 * (1.0 - p0) / n)
+    factor = lam / (2.0 - lam) * (1.0 - (1.0 - lam) ** (2 * t))
+    half = L * sigma * math.sqrt(factor)
+    return max(0.0, p0 - half), min(1.0, p0 + half)
+
+
+# --- Silence -------------------------------------------------------------------------
+
+
+def expected_count(baseline_n: int, baseline_seconds: float, silent_seconds: float) -> float:
+    """Answers expected in ``silent_seconds`` at the baseline's rate.
+
+    ``baseline_n * silent_seconds / baseline_seconds``: the Poisson mean of the count in
+    the silent stretch if the segment kept its baseline rate.
+    """
+    if baseline_n < 0 or not baseline_seconds > 0.0 or silent_seconds < 0.0:
+        raise ValueError(
+            f"need baseline_n >= 0, baseline_seconds > 0, silent_seconds >= 0; got "
+            f"{baseline_n}, {baseline_seconds}, {silent_seconds}"
+        )
+    return baseline_n * silent_seconds / baseline_seconds
+
+
+def silence_p_value(expected: float) -> float:
+    """P(no answer at all) for a Poisson count of mean ``expected``: ``exp(-expected)``.
+
+    The p-value of a silence: small when many answers were due (4.6 expected gives
+    0.010). Arrivals are burstier than Poisson in practice (daily cycles), so use the
+    rate of a comparable time of day for ``expected``.
+    """
+    if not expected >= 0.0:
+        raise ValueError(f"expected must be >= 0, got {expected}")
+    return math.exp(-expected)
+
+
+# --- Means: CSAT and CES averages ----------------------------------------------------
+
+
+def mean_and_variance(total: float, sum_squares: float, n: int) -> tuple[float, float]:
+    """Sample mean and variance (``n - 1`` denominator) from running sums.
+
+    ``mean = total / n`` and ``var = (n * sum_squares - total^2) / (n (n - 1))``, the
+    textbook computing formula; written with one division so that integer scores give
+    exact sums. The variance is 0 for ``n < 2``; ``(0, 0)`` for ``n == 0`` (no data: the
+    caller checks ``n``). Sums that no data could give (``n * sum_squares`` clearly below
+    ``total^2``) raise ``ValueError``; rounding below 0 is clipped to 0.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if n == 0:
+        return 0.0, 0.0
+    mean = total / n
+    if n == 1:
+        return mean, 0.0
+    spread = n * sum_squares - total * total
+    if spread < -1e-9 * max(1.0, n * abs(sum_squares)):
+        raise ValueError(f"impossible sums: total={total}, sum_squares={sum_squares}, n={n}")
+    return mean, max(0.0, spread) / (n * (n - 1))
+
+
+def two_mean_z(sum1: float, sq1: float, n1: int, sum2: float, sq2: float, n2: int) -> float:
+    """Welch-style z of ``mean1 - mean2`` from running sums (e.g. window vs baseline CSAT).
+
+    ``(mean1 - mean2) / sqrt(v1 / n1 + v2 / n2)`` with the sample variances of
+    :func:`mean_and_variance` (unpooled, as in Welch's t; with the tens of answers an
+    alert needs, the normal is a fine stand-in for Student's t). Returns 0.0 when a
+    sample has fewer than 2 answers or both are constant (SE 0: the test has nothing to
+    say, even if the means differ; pair it with a minimum effect size).
+    """
+    mean1, var1 = mean_and_variance(sum1, sq1, n1)
+    mean2, var2 = mean_and_variance(sum2, sq2, n2)
+    if n1 < 2 or n2 < 2:
+        return 0.0
+    se = math.sqrt(var1 / n1 + var2 / n2)
+    if se == 0.0:
+        return 0.0
+    return (mean1 - mean2) / se

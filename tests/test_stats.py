@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import math
+import random
+import statistics
+import time
+from fractions import Fraction
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from pipeline.stats import (
     Interval,
     adjusted_nps,
+    benjamini_hochberg,
+    bh_adjusted,
+    cusum_arl,
+    cusum_threshold,
+    cusum_update,
+    cusum_weights,
+    ewma_limits,
+    ewma_update,
+    expected_count,
+    mean_and_variance,
     nps,
     nps_interval,
     nps_standard_error,
     one_sided_p_value,
+    silence_p_value,
+    two_mean_z,
     two_nps_z,
     two_proportion_z,
     wilson_interval,
@@ -144,6 +162,9 @@ def test_two_proportion_z_by_hand():
     assert z == pytest.approx(expected)
     assert z == pytest.approx(4.3818, abs=1e-4)
     assert two_proportion_z(20, 200, 30, 100) == pytest.approx(-expected)
+    # Cross-check: z^2 is Pearson's chi-square of the 2x2 table [[30, 70], [20, 180]],
+    # N (ad - bc)^2 / (row and column totals) = 300 * 4000^2 / (100 * 200 * 50 * 250).
+    assert z * z == pytest.approx(19.2)
     assert two_proportion_z(0, 10, 0, 20) == 0.0
     assert two_proportion_z(10, 10, 20, 20) == 0.0
     assert two_proportion_z(3, 10, 0, 0) == 0.0
@@ -160,3 +181,312 @@ def test_one_sided_p_values():
     assert one_sided_p_value(10.0) == pytest.approx(7.619853e-24, rel=1e-5)
     with pytest.raises(ValueError):
         one_sided_p_value(1.0, "two-sided")  # type: ignore[arg-type]
+
+
+# --- Benjamini-Hochberg ---------------------------------------------------------------
+
+# Benjamini & Hochberg (1995), section 4.1: the 15 p-values of Neuhaus et al. At q = 0.05
+# the procedure rejects the 4 smallest (p_(4) = 0.0095 <= 4 * 0.05 / 15 = 0.0133, and no
+# larger p_(k) is below k * 0.05 / 15), where Bonferroni (0.05 / 15) rejects only 3.
+BH_1995 = [
+    0.0001, 0.0004, 0.0019, 0.0095, 0.0201, 0.0278, 0.0298, 0.0344,
+    0.0459, 0.3240, 0.4262, 0.5719, 0.6528, 0.7590, 1.0000,
+]  # fmt: skip
+# min over j >= i of 15 * p_(j) / j, worked out by hand (p_(6): 0.0695 -> 0.06386 of p_(7)).
+BH_1995_ADJUSTED = [
+    0.0015, 0.003, 0.0095, 0.035625, 0.0603, 0.0298 * 15 / 7, 0.0298 * 15 / 7, 0.0645,
+    0.0765, 0.486, 0.4262 * 15 / 11, 0.714875, 0.6528 * 15 / 13, 0.759 * 15 / 14, 1.0,
+]  # fmt: skip
+
+
+def test_bh_paper_example():
+    assert benjamini_hochberg(BH_1995, 0.05) == [True] * 4 + [False] * 11
+    assert sum(p <= 0.05 / 15 for p in BH_1995) == 3  # Bonferroni, for contrast
+    # At q = 0.1: p_(9) = 0.0459 <= 9 * 0.1 / 15 = 0.06, p_(10) = 0.324 > 0.0667.
+    assert benjamini_hochberg(BH_1995, 0.1) == [True] * 9 + [False] * 6
+    assert bh_adjusted(BH_1995) == pytest.approx(BH_1995_ADJUSTED, abs=1e-12)
+
+
+def test_bh_keeps_input_order():
+    order = list(range(15))
+    random.Random(7).shuffle(order)
+    shuffled = [BH_1995[i] for i in order]
+    assert benjamini_hochberg(shuffled, 0.05) == [i < 4 for i in order]
+    assert bh_adjusted(shuffled) == pytest.approx([BH_1995_ADJUSTED[i] for i in order])
+
+
+def test_bh_edges_and_validation():
+    assert benjamini_hochberg([], 0.05) == []
+    assert bh_adjusted([]) == []
+    assert benjamini_hochberg([0.05], 0.05) == [True]  # m = 1: p <= q
+    assert benjamini_hochberg([0.03, 0.03, 0.03], 0.05) == [True] * 3  # ties go together
+    assert bh_adjusted([0.03, 0.03, 0.03]) == pytest.approx([0.03] * 3)
+    assert bh_adjusted([0.9, 0.8]) == pytest.approx([0.9, 0.9])  # monotone: min from the top
+    assert bh_adjusted([0.6, 0.9]) == pytest.approx([0.9, 0.9])
+    assert bh_adjusted([0.6]) == [0.6]
+    for bad_q in (0.0, 1.0, -0.1, 1.5):
+        with pytest.raises(ValueError):
+            benjamini_hochberg([0.01], bad_q)
+    for bad_p in (-0.01, 1.01, math.nan):
+        with pytest.raises(ValueError):
+            benjamini_hochberg([0.01, bad_p], 0.05)
+        with pytest.raises(ValueError):
+            bh_adjusted([bad_p])
+
+
+def _bh_brute_force(p_values, q):
+    """The 1995 definition in exact arithmetic: reject p <= p_(k), k the largest with
+    p_(k) <= k q / m; and the adjusted values min_{j >= i} min(1, m p_(j) / j)."""
+    exact = [Fraction(p) for p in p_values]
+    m = len(exact)
+    ranked = sorted(exact)
+    passing = [k for k in range(1, m + 1) if ranked[k - 1] <= k * Fraction(q) / m]
+    cut = ranked[max(passing) - 1] if passing else None
+    rejected = [cut is not None and p <= cut for p in exact]
+    adjusted_sorted = [
+        min(min(Fraction(1), m * ranked[j - 1] / j) for j in range(i, m + 1))
+        for i in range(1, m + 1)
+    ]
+    adjusted = [adjusted_sorted[ranked.index(p)] for p in exact]
+    return rejected, adjusted, ranked
+
+
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=1.0), max_size=40),
+    st.sampled_from([0.01, 0.05, 0.1, 0.2, 0.5]),
+)
+def test_bh_matches_the_definition(p_values, q):
+    rejected, adjusted, ranked = _bh_brute_force(p_values, q)
+    m = len(p_values)
+    # Where a p_(k) sits exactly on its line k q / m, float rounding may decide either way.
+    assume(all(abs(m * p / k - Fraction(q)) > Fraction(q) / 10**9 for k, p in enumerate(ranked, 1)))
+    got = bh_adjusted(p_values)
+    assert benjamini_hochberg(p_values, q) == rejected
+    assert got == pytest.approx([float(a) for a in adjusted], rel=1e-12)
+    assert [a <= q for a in got] == rejected
+    assert all(p <= a <= 1.0 for p, a in zip(p_values, got, strict=True))
+    by_p = [a for _, a in sorted(zip(p_values, got, strict=True))]
+    assert by_p == sorted(by_p)
+
+
+# --- Bernoulli CUSUM ------------------------------------------------------------------
+
+
+def test_cusum_weights_by_hand():
+    w_hit, w_miss = cusum_weights(0.2, 0.35)
+    assert w_hit == pytest.approx(math.log(1.75))
+    assert w_hit == pytest.approx(0.5596158, abs=1e-7)
+    assert w_miss == pytest.approx(math.log(0.65 / 0.8))
+    assert w_miss == pytest.approx(-0.2076394, abs=1e-7)
+    for bad in ((0.35, 0.2), (0.2, 0.2), (0.0, 0.3), (0.2, 1.0)):
+        with pytest.raises(ValueError):
+            cusum_weights(*bad)
+
+
+def test_cusum_update_by_hand():
+    w_hit, w_miss = math.log(1.75), math.log(0.65 / 0.8)
+    # 3 detractors in 5 answers from 0: 3 * 0.5596158 - 2 * 0.2076394 = 1.2635686.
+    s = cusum_update(0.0, 3, 5, 0.2, 0.35)
+    assert s == pytest.approx(3 * w_hit + 2 * w_miss)
+    assert s == pytest.approx(1.2635686, abs=1e-7)
+    # 1 in 10 from there: 1.2636 + 0.5596 - 9 * 0.2076 < 0, floored at 0.
+    assert s + w_hit + 9 * w_miss < 0
+    assert cusum_update(s, 1, 10, 0.2, 0.35) == 0.0
+    assert cusum_update(2.5, 0, 0, 0.2, 0.35) == 2.5  # an empty bucket changes nothing
+    for bad in ((0.0, 6, 5), (0.0, -1, 5), (-0.1, 1, 5)):
+        with pytest.raises(ValueError):
+            cusum_update(bad[0], bad[1], bad[2], 0.2, 0.35)
+
+
+def _per_answer(s, answers, p0, p1):
+    for is_detractor in answers:
+        s = cusum_update(s, int(is_detractor), 1, p0, p1)
+    return s
+
+
+@given(
+    st.floats(min_value=0.0, max_value=10.0),
+    st.lists(st.booleans(), max_size=60),
+    st.sampled_from([(0.2, 0.35), (0.1, 0.3), (0.4, 0.6), (0.02, 0.05)]),
+)
+def test_cusum_bucket_is_detractors_first_and_a_lower_bound(s, answers, shares):
+    p0, p1 = shares
+    hits, n = sum(answers), len(answers)
+    grouped = cusum_update(s, hits, n, p0, p1)
+    first = _per_answer(s, sorted(answers, reverse=True), p0, p1)
+    assert grouped == pytest.approx(first, abs=1e-9)
+    # Any other order ends the bucket at the grouped value or above.
+    assert _per_answer(s, answers, p0, p1) >= grouped - 1e-9
+    assert _per_answer(s, sorted(answers), p0, p1) >= grouped - 1e-9
+
+
+def test_cusum_arl_hand_cases():
+    p0, p1 = 0.4, 0.6  # w_hit = ln 1.5 = -w_miss = 0.405
+    # h below one step: every detractor alarms, the run length is geometric, mean 1/p.
+    assert cusum_arl(p0, p1, 0.3) == pytest.approx(1 / 0.4)
+    assert cusum_arl(p0, p1, 0.3, p=0.6) == pytest.approx(1 / 0.6)
+    # One step <= h < two: alarm on two detractors in a row, any other answer resets to
+    # 0. L0 = 1 + q L0 + p L1, L1 = 1 + q L0 give the classic (1 + p) / p^2.
+    assert cusum_arl(p0, p1, 0.5) == pytest.approx(1.4 / 0.16)
+    assert cusum_arl(p0, p1, 0.5, p=0.6) == pytest.approx(1.6 / 0.36)
+    # Longer limits, longer runs; out of control is much shorter than in control.
+    assert cusum_arl(0.2, 0.35, 3.0) < cusum_arl(0.2, 0.35, 4.0)
+    assert cusum_arl(0.2, 0.35, 4.0, p=0.35) < cusum_arl(0.2, 0.35, 4.0) / 10
+    with pytest.raises(ValueError):
+        cusum_arl(0.2, 0.35, -1.0)
+    with pytest.raises(ValueError):
+        cusum_arl(0.2, 0.35, 1.0, p=1.0)
+
+
+def _simulated_mean_run_length(p0, p1, h, runs, seed):
+    """Mean answers to the first alarm of the per-answer CUSUM on in-control data.
+
+    Exact shortcut: the answers between two detractors form a geometric number of
+    non-detractors, which only lower S (one grouped update is exactly their per-answer
+    path, see the property test above), so S is compared to h only after a detractor.
+    """
+    rng = random.Random(seed)
+    log_miss = math.log1p(-p0)
+    total = 0
+    for _ in range(runs):
+        s, answers = 0.0, 0
+        while True:
+            misses = int(math.log(1.0 - rng.random()) / log_miss)
+            s = cusum_update(s, 0, misses, p0, p1)
+            s = cusum_update(s, 1, 1, p0, p1)
+            answers += misses + 1
+            if s > h:
+                break
+        total += answers
+    return total / runs
+
+
+@pytest.mark.parametrize(
+    ("p0", "p1", "arl0"),
+    [
+        (0.2, 0.35, 2000),  # a typical detractor share and shift
+        (0.4, 0.6, 500),  # w_hit = -w_miss: a coarse lattice, the ARL moves in big steps
+    ],
+)
+def test_cusum_threshold_by_monte_carlo(p0, p1, arl0):
+    started = time.perf_counter()
+    h = cusum_threshold(p0, p1, arl0)
+    exact = cusum_arl(p0, p1, h)
+    # The smallest such h: a hair lower and the in-control ARL falls below arl0.
+    assert exact >= arl0
+    assert cusum_arl(p0, p1, h * (1 - 1e-5)) < arl0
+    assert exact < 1.05 * arl0  # the steps happen to be small at these two settings
+    # 1,000 runs: run lengths are close to geometric (sd ~ mean), so the standard error
+    # of their mean is ~1/sqrt(1000) = 3.2 %; +-12 % is 3.8 standard errors (fixed seed).
+    simulated = _simulated_mean_run_length(p0, p1, h, runs=1000, seed=20240601)
+    assert simulated == pytest.approx(exact, rel=0.12)
+    assert time.perf_counter() - started < 3.0
+
+
+def test_cusum_threshold_edges():
+    assert cusum_threshold(0.2, 0.35, 4.0) == 0.0  # 1/p0 = 5 answers already
+    assert cusum_arl(0.2, 0.35, 0.0) == pytest.approx(5.0)
+    assert cusum_threshold(0.2, 0.35, 10_000) > cusum_threshold(0.2, 0.35, 1000)
+    for bad in ((0.2, 0.35, 0.5), (0.35, 0.2, 1000), (0.2, 0.35, math.nan)):
+        with pytest.raises(ValueError):
+            cusum_threshold(*bad)
+
+
+# --- EWMA -----------------------------------------------------------------------------
+
+
+def test_ewma_update_by_hand():
+    z = 0.2
+    steps = []
+    for x in (0.3, 0.1, 0.5):
+        z = ewma_update(z, x, 0.2)
+        steps.append(z)
+    # 0.2*0.3 + 0.8*0.2 = 0.22; 0.02 + 0.176 = 0.196; 0.1 + 0.1568 = 0.2568
+    assert steps == pytest.approx([0.22, 0.196, 0.2568])
+    assert ewma_update(0.2, 0.7, 1.0) == 0.7  # lam = 1: a Shewhart chart
+    for bad in (0.0, 1.1, -0.2):
+        with pytest.raises(ValueError):
+            ewma_update(0.2, 0.3, bad)
+
+
+def test_ewma_limits_by_hand():
+    # p0 = 0.2, n = 50: sigma = sqrt(0.16 / 50) = 0.0565685; lam = 0.2, L = 3.
+    sigma = math.sqrt(0.0032)
+    # t = 1: 0.2/1.8 * (1 - 0.8^2) = 0.04, sqrt = 0.2 -> half-width 3 * sigma * 0.2.
+    low, high = ewma_limits(0.2, 50, 0.2, 3.0, 1)
+    assert (low, high) == pytest.approx((0.2 - 0.6 * sigma, 0.2 + 0.6 * sigma))
+    assert high == pytest.approx(0.2339411, abs=1e-7)
+    # t = 2: 1/9 * (1 - 0.8^4) = 0.0656, sqrt = 0.2561250.
+    low, high = ewma_limits(0.2, 50, 0.2, 3.0, 2)
+    assert high == pytest.approx(0.2 + 3 * sigma * 0.2561250, abs=1e-7)
+    assert low == pytest.approx(0.1565342, abs=1e-7)
+    # t large: the factor tends to lam / (2 - lam) = 1/9, sqrt = 1/3: half-width = sigma.
+    low, high = ewma_limits(0.2, 50, 0.2, 3.0, 500)
+    assert (low, high) == pytest.approx((0.2 - sigma, 0.2 + sigma))
+    assert low == pytest.approx(0.1434315, abs=1e-7)
+    # A lower limit below 0 is clipped: p0 = 0.02, n = 10, lam = 0.3 gives 0.02 - 0.0558.
+    low, high = ewma_limits(0.02, 10, 0.3, 3.0, 100)
+    assert low == 0.0
+    assert high == pytest.approx(0.02 + 3 * math.sqrt(0.0196 / 10) * math.sqrt(0.3 / 1.7))
+    for bad in ((0.0, 50, 0.2, 3.0, 1), (0.2, 0, 0.2, 3.0, 1), (0.2, 50, 0.0, 3.0, 1),
+                (0.2, 50, 0.2, 0.0, 1), (0.2, 50, 0.2, 3.0, 0)):  # fmt: skip
+        with pytest.raises(ValueError):
+            ewma_limits(*bad)
+
+
+# --- Silence --------------------------------------------------------------------------
+
+
+def test_silence_by_hand():
+    assert silence_p_value(0.0) == 1.0
+    assert silence_p_value(4.6) == pytest.approx(0.0100518, abs=1e-7)  # e^-4.6
+    assert silence_p_value(math.log(100)) == pytest.approx(0.01)
+    # 1,200 answers in a day, 10 silent minutes: 1200 * 600 / 86400 = 8.33 expected.
+    expected = expected_count(1200, 86_400, 600)
+    assert expected == pytest.approx(25 / 3)
+    assert silence_p_value(expected) == pytest.approx(2.4036e-4, rel=1e-4)
+    assert expected_count(0, 3600, 600) == 0.0
+    with pytest.raises(ValueError):
+        silence_p_value(-1.0)
+    for bad in ((-1, 3600, 60), (10, 0, 60), (10, 3600, -1)):
+        with pytest.raises(ValueError):
+            expected_count(*bad)
+
+
+# --- Means ----------------------------------------------------------------------------
+
+CSAT_A = [4, 5, 3, 5, 2]  # total 19, squares 79: mean 3.8, var (79 - 19^2/5) / 4 = 1.7
+CSAT_B = [1, 2, 2, 3]  # total 8, squares 18: mean 2, var (18 - 16) / 3 = 2/3
+
+
+def _sums(scores):
+    return sum(scores), sum(x * x for x in scores), len(scores)
+
+
+def test_mean_and_variance_by_hand():
+    assert mean_and_variance(*_sums(CSAT_A)) == pytest.approx((3.8, 1.7))
+    assert mean_and_variance(*_sums(CSAT_B)) == pytest.approx((2.0, 2 / 3))
+    for scores in (CSAT_A, CSAT_B, [7, 7, 1, 4, 6, 5, 5, 2]):
+        mean, var = mean_and_variance(*_sums(scores))
+        assert mean == pytest.approx(statistics.mean(scores))
+        assert var == pytest.approx(statistics.variance(scores))
+    assert mean_and_variance(4, 16, 1) == (4.0, 0.0)
+    assert mean_and_variance(0, 0, 0) == (0.0, 0.0)
+    assert mean_and_variance(15, 45, 5) == (3.0, 0.0)  # all 3s
+    with pytest.raises(ValueError):
+        mean_and_variance(10, 10, 2)  # 2 * 10 < 10^2: no data gives these sums
+    with pytest.raises(ValueError):
+        mean_and_variance(1, 1, -1)
+
+
+def test_two_mean_z_by_hand():
+    # (3.8 - 2) / sqrt(1.7/5 + (2/3)/4) = 1.8 / sqrt(0.5066667) = 2.528782
+    z = two_mean_z(*_sums(CSAT_A), *_sums(CSAT_B))
+    assert z == pytest.approx(1.8 / math.sqrt(1.7 / 5 + (2 / 3) / 4))
+    assert z == pytest.approx(2.528782, abs=1e-6)
+    assert two_mean_z(*_sums(CSAT_B), *_sums(CSAT_A)) == pytest.approx(-z)
+    assert two_mean_z(*_sums([5]), *_sums(CSAT_B)) == 0.0  # n < 2
+    assert two_mean_z(*_sums(CSAT_A), 0, 0, 0) == 0.0
+    assert two_mean_z(*_sums([5, 5, 5]), *_sums([1, 1])) == 0.0  # SE 0
+    # One constant sample is fine: SE from the other alone.
+    assert two_mean_z(*_sums(CSAT_A), *_sums([3, 3, 3])) == pytest.approx(0.8 / math.sqrt(0.34))
