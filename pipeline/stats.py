@@ -218,7 +218,9 @@ def benjamini_hochberg(p_values: Sequence[float], q: float) -> list[bool]:
     reject the hypotheses of ``p_(1) .. p_(k)`` (Benjamini & Hochberg, "Controlling the
     false discovery rate", JRSS B 57(1), 1995). For independent tests the expected share
     of false alarms among the alarms of one round is at most ``q``; with 300 segments
-    that is far less conservative than Bonferroni's ``q / m`` per segment. Empty input
+    that is far less conservative than Bonferroni's ``q / m`` per segment. When every
+    segment is stable, FDR is the chance of any alarm at all: at most ``q`` per round
+    (so the false-alarm budget of a day is about ``q`` times the rounds). Empty input
     gives ``[]``. Decided as ``bh_adjusted(p) <= q`` (the same set, by definition).
     """
     if not 0.0 < q < 1.0:
