@@ -411,6 +411,7 @@ def test_unreachable_alertmanager_backs_off_and_gets_the_alert_once_up(
             assert url in failing[0].getMessage()
             assert "200 alert(s) pending" in failing[0].getMessage()
             assert sink.status()[0]["reachable"] is False
+            assert REGISTRY.get_sample_value("nps_pipeline_alertmanager_pending_alerts") == 200
             assert sink.status()[0]["consecutive_failures"] == len(attempts)
 
             am = await asyncio.to_thread(start_alertmanager, port)
@@ -421,6 +422,7 @@ def test_unreachable_alertmanager_backs_off_and_gets_the_alert_once_up(
             assert time.monotonic() - up < 0.4 + 1.0
             assert sink.status()[0]["reachable"] is True
             assert sink.pending_count() == 0
+            assert REGISTRY.get_sample_value("nps_pipeline_alertmanager_pending_alerts") == 0
             assert any("accepting alerts again" in r.getMessage() for r in caplog.records)
 
     asyncio.run(scenario())
