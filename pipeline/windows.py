@@ -486,6 +486,10 @@ class SegmentWindows:
             return None
         return self._clock - length + self._width, self._clock + self._width
 
+    def range_counts(self, start: int, end: int) -> Counts:
+        """Sum of the stored buckets whose start ``b`` has ``start <= b < end`` (a copy)."""
+        return self._sum_range(start, end - 1)
+
     def total(self) -> Counts:
         """All-time counts, including pruned buckets (a copy)."""
         return self._total.copy()

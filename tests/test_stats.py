@@ -490,3 +490,28 @@ def test_two_mean_z_by_hand():
     assert two_mean_z(*_sums([5, 5, 5]), *_sums([1, 1])) == 0.0  # SE 0
     # One constant sample is fine: SE from the other alone.
     assert two_mean_z(*_sums(CSAT_A), *_sums([3, 3, 3])) == pytest.approx(0.8 / math.sqrt(0.34))
+
+
+@pytest.mark.parametrize("p0", [0.05, 0.1, 0.2, 0.3, 0.45])
+@pytest.mark.parametrize("arl0", [1_000.0, 20_000.0])
+def test_fast_cusum_threshold_is_conservative_against_the_exact_run_length(
+    p0: float, arl0: float
+) -> None:
+    from pipeline.stats import cusum_arl, cusum_threshold_fast
+
+    p1 = p0 + 0.15
+    h = cusum_threshold_fast(p0, p1, arl0)
+    actual = cusum_arl(p0, p1, h)
+    assert arl0 <= actual <= 3 * arl0, (h, actual)
+    # and it still detects the shift it is built for within a few hundred answers
+    assert cusum_arl(p0, p1, h, p=p1) < 400
+
+
+def test_fast_cusum_threshold_by_hand() -> None:
+    from pipeline.stats import cusum_kl, cusum_threshold_fast
+
+    # KL(0.2 || 0.35) = 0.2 ln(0.2/0.35) + 0.8 ln(0.8/0.65) = -0.111923 + 0.166111
+    assert cusum_kl(0.2, 0.35) == pytest.approx(0.054188, abs=1e-6)
+    h = cusum_threshold_fast(0.2, 0.35, 2000)
+    assert math.expm1(h) - h == pytest.approx(2000 * 0.054188, rel=1e-5)  # e^h - h - 1
+    assert h == pytest.approx(4.738, abs=0.01)  # e^4.738 - 5.738 = 108.4

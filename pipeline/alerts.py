@@ -1,0 +1,659 @@
+"""Alert evaluation over the windowed state: tests, multiplicity control, lifecycle.
+
+Once per evaluation round (every ``evaluate_every_seconds`` of *event time*, so that a
+replay or a simulated day evaluates exactly as live data would) every rule is applied
+to every segment of the partitions this worker owns:
+
+* **window tests** (detractor spike, NPS drop, CSAT drop, CES effort rise, NPS floor,
+  silence) give a one-sided p-value each; the p-values of the whole round go through
+  Benjamini-Hochberg at ``false_discovery_rate``, and a test fires only if it is
+  rejected *and* meets its rule's minimum sample and minimum effect;
+* the **Bernoulli CUSUM** on "is detractor" accumulates the answers of the buckets
+  completed since the last round; its limit ``h`` is set from the rule's budget of
+  false alarms per day (see :class:`pipeline.alert_rules.DetractorCusum`).
+
+Lifecycle of a (rule, segment) pair, identified by a stable fingerprint: it fires once
+(one ``firing`` record), stays firing without repeats, resolves only when clearly back
+(hysteresis: a smaller effect than the one that fired it, or the CUSUM back below a
+fraction of ``h``; one ``resolved`` record), then cannot fire again for
+``cooldown_seconds``. The state lives in the windows table (keys ``A|p|rule|segment``
+and ``E|p``), so a restart neither repeats nor forgets an alert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+
+from pipeline import metrics
+from pipeline.aggregate import Change, WindowState, dimension_of
+from pipeline.alert_rules import (
+    AlertRules,
+    CesEffortRise,
+    CsatDrop,
+    DetractorCusum,
+    DetractorSpike,
+    NpsDrop,
+    NpsFloor,
+    Silence,
+)
+from pipeline.segments import OVERALL, parse_segment_key
+from pipeline.stats import (
+    adjusted_nps,
+    benjamini_hochberg,
+    bh_adjusted,
+    cusum_threshold_fast,
+    cusum_update,
+    mean_and_variance,
+    nps_interval,
+    nps_standard_error,
+    one_sided_p_value,
+    silence_p_value,
+    two_mean_z,
+    two_nps_z,
+    two_proportion_z,
+)
+from pipeline.windows import Counts, SegmentWindows, window_stats
+from schemas.alert import Alert, AlertStatus, DetractorComment, Evidence
+from schemas.windowstats import WindowStats
+
+RECENT_COMMENTS = 5
+#: Least ARL0 (answers) of a CUSUM, whatever the budget: a floor for tiny workers.
+MIN_ARL0 = 1000.0
+
+
+def family(kind: str) -> str:
+    """Rules of one family share a segment: while one fires or cools down, the others
+    stay quiet (an incident moves NPS, detractors, CSAT and CES together: one page)."""
+    return "volume" if kind == "silence" else "quality"
+
+
+def fingerprint(rule: str, segment: str) -> str:
+    """Stable id of a rule applied to a segment (same across workers and restarts)."""
+    return hashlib.blake2b(f"{rule}\0{segment}".encode(), digest_size=8).hexdigest()
+
+
+def _ts(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass
+class PairState:
+    """What one (rule, segment) pair remembers between rounds."""
+
+    firing: bool = False
+    started_at: float | None = None
+    fired_at: float | None = None
+    cooldown_until: float = 0.0
+    cusum: float = 0.0
+    cusum_since: float | None = None
+    alert: str | None = None  # the firing Alert as JSON (re-sent to Alertmanager after restarts)
+
+    def is_default(self) -> bool:
+        return not self.firing and self.cooldown_until == 0.0 and self.cusum == 0.0
+
+
+@dataclass
+class Outcome:
+    """One rule applied to one segment in one round."""
+
+    rule_index: int
+    partition: int
+    segment: str
+    ready: bool  # minimum samples (and effect / limit) met: may fire if significant
+    clear: bool  # clearly back: a firing alert resolves
+    p_value: float | None
+    evidence: dict[str, object] = field(default_factory=dict)
+
+
+class AlertEngine:
+    def __init__(self, rules: AlertRules) -> None:
+        self.rules = rules
+        self.every = rules.evaluate_every_seconds
+        self.pairs: dict[int, dict[tuple[str, str], PairState]] = {}
+        self.evaluated: dict[int, float] = {}  # partition -> time of its last round
+        self.comments: dict[int, dict[str, deque[DetractorComment]]] = {}
+        self._dirty_comments: set[tuple[int, str]] = set()
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def note_comments(self, partition: int, segment: str, items: Iterable[list[object]]) -> None:
+        """Remember a segment's recent detractor comments (``[ts, id, score, text]``)."""
+        recent = self.comments.setdefault(partition, {}).setdefault(
+            segment, deque(maxlen=RECENT_COMMENTS)
+        )
+        for ts, event_id, score, text in items:
+            recent.append(
+                DetractorComment(
+                    event_id=str(event_id),
+                    event_time=_ts(float(ts)),  # type: ignore[arg-type]
+                    score=int(score),  # type: ignore[call-overload]
+                    comment=str(text),
+                )
+            )
+        self._dirty_comments.add((partition, segment))
+
+    def due(self, clock: float | None) -> float | None:
+        """The round time if ``clock`` reached a round not evaluated yet, else None."""
+        if clock is None:
+            return None
+        boundary = math.floor(clock / self.every) * self.every
+        last = max(self.evaluated.values(), default=None)
+        return boundary if last is None or boundary > last else None
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def evaluate(self, state: WindowState, now: float) -> tuple[list[Alert], list[Change]]:
+        """One round at event time ``now``: the alerts that fired or resolved and the
+        table changes that persist the new state."""
+        clock = state.clock
+        outcomes: list[Outcome] = []
+        #: (rule index, outcome, p0, answers per day, answers since the last round)
+        cusum_updates: list[tuple[int, Outcome, float, float, Counts]] = []
+        for partition, pstate in state.partitions.items():
+            last = self.evaluated.get(partition, now - self.every)
+            for segment, windows in pstate.segments.items():
+                if clock is not None:
+                    state.advance(partition, segment, windows, clock)
+                dimension = dimension_of(segment)
+                for index, rule in enumerate(self.rules.rules):
+                    if not rule.applies_to(dimension):
+                        continue
+                    if isinstance(rule, DetractorCusum):
+                        prepared = self._cusum_prepare(index, rule, partition, segment, windows)
+                        if prepared is not None:
+                            new = windows.range_counts(int(last), int(now))
+                            cusum_updates.append((index, *prepared, new))
+                        continue
+                    outcome = self._test(index, rule, partition, segment, windows)
+                    if outcome is not None:
+                        outcomes.append(outcome)
+        self._cusum_round(cusum_updates, outcomes)
+        tested = [o for o in outcomes if o.p_value is not None]
+        p_values = [o.p_value for o in tested]
+        rejected = benjamini_hochberg(p_values, self.rules.false_discovery_rate)  # type: ignore[arg-type]
+        adjusted = bh_adjusted(p_values)  # type: ignore[arg-type]
+        significant: set[int] = set()
+        for o, rej, adj in zip(tested, rejected, adjusted, strict=True):
+            o.evidence["adjusted_p_value"] = adj
+            if rej:
+                significant.add(id(o))
+        alerts: list[Alert] = []
+        changes: list[Change] = []
+        busy = self._busy(now)
+        for o in outcomes:
+            rule = self.rules.rules[o.rule_index]
+            fires = o.ready and (o.p_value is None or id(o) in significant)
+            slot = (o.partition, o.segment, family(rule.kind))
+            if fires and slot in busy and not self._pair_active(o, rule.name, now):
+                fires = False  # one incident, one alert: another rule has this segment
+            alert, change = self._lifecycle(o, fires, now)
+            if alert is not None and alert.status is AlertStatus.FIRING:
+                busy.add(slot)
+            if alert is not None:
+                alerts.append(alert)
+            if change is not None:
+                changes.append(change)
+        for partition in state.partitions:
+            self.evaluated[partition] = now
+            changes.append((f"E|{partition}".encode(), orjson.dumps(now)))
+        changes.extend(self._comment_changes())
+        self._update_metrics()
+        return alerts, changes
+
+    # -- window tests ----------------------------------------------------------------------
+
+    def _test(
+        self, index: int, rule: object, partition: int, segment: str, windows: SegmentWindows
+    ) -> Outcome | None:
+        if isinstance(rule, NpsFloor):
+            return self._floor(index, rule, partition, segment, windows)
+        if isinstance(rule, Silence):
+            return self._silence(index, rule, partition, segment, windows)
+        assert isinstance(rule, DetractorSpike | NpsDrop | CsatDrop | CesEffortRise)
+        short = windows.window(rule.window)
+        base = windows.window(rule.baseline)
+        base.subtract(short)
+        if isinstance(rule, DetractorSpike):
+            n, nb = short.responses, base.responses
+            if not nb:
+                return None
+            observed = short.detractors / n if n else None
+            expected = base.detractors / nb
+            z = two_proportion_z(short.detractors, n, base.detractors, nb)
+            p = one_sided_p_value(z, "greater")
+            effect = None if observed is None else observed - expected
+            metric = "detractor_share"
+        elif isinstance(rule, NpsDrop):
+            n, nb = short.responses, base.responses
+            if not nb:
+                return None
+            observed = 100.0 * (short.promoters - short.detractors) / n if n else None
+            expected = 100.0 * (base.promoters - base.detractors) / nb
+            z = two_nps_z(short.promoters, short.detractors, n, base.promoters, base.detractors, nb)
+            p = one_sided_p_value(z, "less")
+            effect = None if observed is None else expected - observed
+            metric = "nps"
+        elif isinstance(rule, CsatDrop):
+            n, nb = short.csat_n, base.csat_n
+            if not nb:
+                return None
+            observed = short.csat_satisfied / n if n else None
+            expected = base.csat_satisfied / nb
+            z = two_proportion_z(short.csat_satisfied, n, base.csat_satisfied, nb)
+            p = one_sided_p_value(z, "less")
+            effect = None if observed is None else expected - observed
+            metric = "csat_satisfied_share"
+        else:
+            n, nb = short.ces_n, base.ces_n
+            if not nb:
+                return None
+            observed = mean_and_variance(short.ces_sum, short.ces_sq, n)[0] if n else None
+            expected = mean_and_variance(base.ces_sum, base.ces_sq, nb)[0]
+            z = two_mean_z(short.ces_sum, short.ces_sq, n, base.ces_sum, base.ces_sq, nb)
+            p = one_sided_p_value(z, "less")
+            effect = None if observed is None else expected - observed
+            metric = "ces_mean"
+        enough = n >= rule.min_responses and nb >= rule.min_baseline_responses
+        ready = enough and effect is not None and effect >= rule.min_effect
+        clear = not enough or effect is None or effect < rule.resolve_below
+        return Outcome(
+            index,
+            partition,
+            segment,
+            ready,
+            clear,
+            p if enough else None,
+            {
+                "short": (short, rule.window, windows),
+                "base": (base, rule.baseline - rule.window, rule.window),
+                "metric": metric,
+                "observed": observed,
+                "expected": expected,
+                "effect": effect,
+                "statistic": "z",
+                "statistic_value": z,
+                "p_value": p,
+            },
+        )
+
+    def _floor(
+        self, index: int, rule: NpsFloor, partition: int, segment: str, windows: SegmentWindows
+    ) -> Outcome | None:
+        short = windows.window(rule.window)
+        n = short.responses
+        if not n:
+            return None
+        low, high = nps_interval(short.promoters, short.detractors, n)
+        centre = adjusted_nps(short.promoters, short.detractors, n)
+        z = (centre - rule.target) / nps_standard_error(short.promoters, short.detractors, n)
+        enough = n >= rule.min_responses
+        observed = 100.0 * (short.promoters - short.detractors) / n
+        return Outcome(
+            index,
+            partition,
+            segment,
+            enough and high < rule.target,
+            not enough or centre >= rule.target,
+            one_sided_p_value(z, "less") if enough else None,
+            {
+                "short": (short, rule.window, windows),
+                "base": None,
+                "metric": "nps",
+                "observed": observed,
+                "expected": rule.target,
+                "effect": rule.target - observed,
+                "statistic": "z",
+                "statistic_value": z,
+                "p_value": one_sided_p_value(z, "less"),
+                "interval": (low, high),
+            },
+        )
+
+    def _silence(
+        self, index: int, rule: Silence, partition: int, segment: str, windows: SegmentWindows
+    ) -> Outcome | None:
+        short = windows.window(rule.window)
+        answers = short.responses + short.csat_n + short.ces_n
+        base = windows.window(rule.baseline)
+        if not base.responses + base.csat_n + base.ces_n:
+            return None
+        if answers:
+            return Outcome(index, partition, segment, False, True, 1.0)
+        # the quietest block (as long as the silent window) of the baseline before it
+        bounds = windows.window_bounds(rule.window)
+        assert bounds is not None
+        quietest = math.inf
+        end = bounds[0]
+        while end - rule.window >= bounds[1] - rule.baseline:
+            block = windows.range_counts(end - rule.window, end)
+            quietest = min(quietest, block.responses + block.csat_n + block.ces_n)
+            end -= rule.window
+        if not math.isfinite(quietest):
+            return None
+        p = silence_p_value(quietest)
+        return Outcome(
+            index,
+            partition,
+            segment,
+            p < rule.max_p_value,
+            False,
+            p,
+            {
+                "short": (short, rule.window, windows),
+                "base": None,
+                "metric": "responses",
+                "observed": 0.0,
+                "expected": float(quietest),
+                "effect": -float(quietest),
+                "statistic": "poisson",
+                "statistic_value": float(quietest),
+                "p_value": p,
+            },
+        )
+
+    # -- CUSUM -----------------------------------------------------------------------------
+
+    def _cusum_prepare(
+        self,
+        index: int,
+        rule: DetractorCusum,
+        partition: int,
+        segment: str,
+        windows: SegmentWindows,
+    ) -> tuple[Outcome, float, float] | None:
+        base = windows.window(rule.baseline)
+        if base.responses < rule.min_baseline_responses:
+            return None
+        p0 = min(max(base.detractors / base.responses, 0.01), 0.98)
+        per_day = base.responses * 86400.0 / rule.baseline
+        outcome = Outcome(index, partition, segment, False, True, None, {"windows": windows})
+        return outcome, round(p0, 2), per_day
+
+    def _cusum_round(
+        self,
+        updates: list[tuple[int, Outcome, float, float, Counts]],
+        outcomes: list[Outcome],
+    ) -> None:
+        daily: dict[int, float] = {}
+        for index, _, _, per_day, _ in updates:
+            daily[index] = daily.get(index, 0.0) + per_day
+        for index, outcome, p0, _, new in updates:
+            rule = self.rules.rules[index]
+            assert isinstance(rule, DetractorCusum)
+            pair = self._pair(outcome.partition, rule.name, outcome.segment)
+            arl0 = max(MIN_ARL0, daily[index] / rule.false_alarms_per_day)
+            arl0 = float(f"{arl0:.1g}")  # a few distinct values: the threshold is cached
+            p1 = min(p0 + rule.shift, 0.99)
+            h = cusum_threshold_fast(p0, p1, arl0)
+            before = pair.cusum
+            after = min(cusum_update(before, new.detractors, new.responses, p0, p1), 2 * h)
+            if before == 0.0 and after > 0.0:
+                pair.cusum_since = self.evaluated.get(outcome.partition)
+            elif after == 0.0:
+                pair.cusum_since = None
+            pair.cusum = after
+            windows: SegmentWindows = outcome.evidence.pop("windows")  # type: ignore[assignment]
+            base = windows.window(rule.baseline)
+            outcome.ready = after > h
+            outcome.clear = after < rule.resolve_fraction * h
+            outcome.evidence.update(
+                {
+                    "short": (base, rule.baseline, windows),
+                    "base": None,
+                    "metric": "detractor_share",
+                    "observed": (new.detractors / new.responses) if new.responses else None,
+                    "expected": p0,
+                    "effect": p1 - p0,
+                    "statistic": "cusum",
+                    "statistic_value": after,
+                    "threshold": h,
+                }
+            )
+            outcomes.append(outcome)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _busy(self, now: float) -> set[tuple[int, str, str]]:
+        """(partition, segment, family) with an alert firing or cooling down."""
+        kinds = {r.name: r.kind for r in self.rules.rules}
+        return {
+            (partition, segment, family(kinds[rule]))
+            for partition, pairs in self.pairs.items()
+            for (rule, segment), pair in pairs.items()
+            if rule in kinds and (pair.firing or pair.cooldown_until > now)
+        }
+
+    def _pair_active(self, o: Outcome, rule: str, now: float) -> bool:
+        pair = self.pairs.get(o.partition, {}).get((rule, o.segment))
+        return pair is not None and (pair.firing or pair.cooldown_until > now)
+
+    def _pair(self, partition: int, rule: str, segment: str) -> PairState:
+        return self.pairs.setdefault(partition, {}).setdefault((rule, segment), PairState())
+
+    def _lifecycle(self, o: Outcome, fires: bool, now: float) -> tuple[Alert | None, Change | None]:
+        rule = self.rules.rules[o.rule_index]
+        pairs = self.pairs.setdefault(o.partition, {})
+        pair = pairs.get((rule.name, o.segment))
+        if pair is None:
+            if not fires:
+                return None, None
+            pair = pairs[(rule.name, o.segment)] = PairState()
+        before = asdict(pair)
+        alert: Alert | None = None
+        if pair.firing:
+            if o.clear:
+                alert = self._alert(o, pair, AlertStatus.RESOLVED, now)
+                pair.firing = False
+                pair.alert = None
+                pair.cooldown_until = now + rule.cooldown_seconds
+        elif fires and now >= pair.cooldown_until:
+            pair.firing = True
+            pair.fired_at = now
+            pair.started_at = pair.cusum_since if pair.cusum_since is not None else now
+            pair.cooldown_until = 0.0
+            alert = self._alert(o, pair, AlertStatus.FIRING, now)
+            pair.alert = alert.model_dump_json()
+        elif not pair.firing and pair.cooldown_until and now >= pair.cooldown_until:
+            pair.cooldown_until = 0.0
+        key = f"A|{o.partition}|{rule.name}|{o.segment}".encode()
+        if pair.is_default():
+            del pairs[(rule.name, o.segment)]
+            return alert, (key, None) if before != asdict(PairState()) else None
+        if asdict(pair) == before:
+            return alert, None
+        return alert, (key, orjson.dumps(asdict(pair)))
+
+    def _alert(self, o: Outcome, pair: PairState, status: AlertStatus, now: float) -> Alert:
+        rule = self.rules.rules[o.rule_index]
+        ev = o.evidence
+        short_counts, short_len, windows = ev["short"]  # type: ignore[misc]
+        bounds = windows.window_bounds(short_len) if short_len in windows.windows else None
+        short_stats = window_stats(
+            short_counts,
+            short_len,
+            start=_ts(bounds[0]) if bounds else None,
+            end=_ts(bounds[1]) if bounds else None,
+        )
+        base_stats: WindowStats | None = None
+        if ev.get("base") is not None:
+            base_counts, base_len, gap = ev["base"]  # type: ignore[misc]
+            base_stats = window_stats(
+                base_counts,
+                base_len,
+                start=_ts(bounds[1] - gap - base_len) if bounds else None,
+                end=_ts(bounds[1] - gap) if bounds else None,
+            )
+        comments = list(reversed(self.comments.get(o.partition, {}).get(o.segment, ())))
+        evidence = Evidence(
+            window=short_stats,
+            baseline=base_stats,
+            metric=str(ev["metric"]),
+            observed=ev["observed"],  # type: ignore[arg-type]
+            expected=ev["expected"],  # type: ignore[arg-type]
+            effect=ev["effect"],  # type: ignore[arg-type]
+            statistic=str(ev["statistic"]),
+            statistic_value=float(ev["statistic_value"]),  # type: ignore[arg-type]
+            threshold=ev.get("threshold"),  # type: ignore[arg-type]
+            p_value=ev.get("p_value"),  # type: ignore[arg-type]
+            adjusted_p_value=ev.get("adjusted_p_value"),  # type: ignore[arg-type]
+            comments=comments if ev["metric"] in ("nps", "detractor_share") else [],
+        )
+        fields = {} if o.segment == OVERALL else parse_segment_key(o.segment)
+        fp = fingerprint(rule.name, o.segment)
+        assert pair.started_at is not None and pair.fired_at is not None
+        summary, description = describe(rule.kind, o.segment, evidence, rule.name)
+        return Alert(
+            alert_id=f"{fp}-{int(pair.started_at)}",
+            fingerprint=fp,
+            status=status,
+            rule=rule.name,
+            kind=rule.kind,
+            severity=rule.severity,
+            segment=o.segment,
+            dimension=dimension_of(o.segment),
+            fields=fields,
+            summary=summary if status is AlertStatus.FIRING else f"Resolved: {summary}",
+            description=description,
+            started_at=_ts(pair.started_at),
+            fired_at=_ts(pair.fired_at),
+            resolved_at=_ts(now) if status is AlertStatus.RESOLVED else None,
+            evidence=evidence,
+        )
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def _comment_changes(self) -> Iterator[Change]:
+        for partition, segment in self._dirty_comments:
+            recent = self.comments.get(partition, {}).get(segment)
+            if recent is not None:
+                value = orjson.dumps([c.model_dump(mode="json") for c in recent])
+                yield f"R|{partition}|{segment}".encode(), value
+        self._dirty_comments.clear()
+
+    def rebuild(self, items: Iterable[tuple[bytes, bytes]], partitions: set[int]) -> None:
+        """Restore pairs, round times and comments of ``partitions`` from table items."""
+        self.pairs = {p: {} for p in partitions}
+        self.comments = {p: {} for p in partitions}
+        self.evaluated = {}
+        for raw_key, raw_value in items:
+            if raw_value is None or raw_key[:2] not in (b"A|", b"E|", b"R|"):
+                continue
+            kind, _, rest = raw_key.decode().partition("|")
+            part, _, rest = rest.partition("|")
+            partition = int(part)
+            if partition not in partitions:
+                continue
+            if kind == "E":
+                self.evaluated[partition] = float(orjson.loads(raw_value))
+            elif kind == "A":
+                rule, _, segment = rest.partition("|")
+                self.pairs[partition][(rule, segment)] = PairState(**orjson.loads(raw_value))
+            else:
+                self.comments[partition][rest] = deque(
+                    (DetractorComment.model_validate(c) for c in orjson.loads(raw_value)),
+                    maxlen=RECENT_COMMENTS,
+                )
+        self._update_metrics()
+
+    def firing(self) -> list[Alert]:
+        """The alerts firing now (for re-sends to Alertmanager after a restart)."""
+        return [
+            Alert.model_validate_json(pair.alert)
+            for pairs in self.pairs.values()
+            for pair in pairs.values()
+            if pair.firing and pair.alert is not None
+        ]
+
+    def _update_metrics(self) -> None:
+        counts: dict[tuple[str, str], int] = {(r.name, r.severity): 0 for r in self.rules.rules}
+        severity = {r.name: r.severity for r in self.rules.rules}
+        for pairs in self.pairs.values():
+            for (rule, _), pair in pairs.items():
+                if pair.firing and rule in severity:
+                    counts[(rule, severity[rule])] += 1
+        for (rule, sev), count in counts.items():
+            metrics.ALERTS_FIRING.labels(rule, sev).set(count)
+
+
+# --------------------------------------------------------------------------- words
+
+
+def _nps_text(stats: WindowStats) -> str:
+    if stats.nps is None or stats.nps_low is None or stats.nps_high is None:
+        return "no answers"
+    half = (stats.nps_high - stats.nps_low) / 2
+    return f"{stats.nps:+.0f} ± {half:.0f} (n = {stats.responses:,})"
+
+
+def _share_text(share: float | None, n: int) -> str:
+    return "n/a" if share is None else f"{share:.0%} of {n:,}"
+
+
+def describe(kind: str, segment: str, ev: Evidence, rule: str) -> tuple[str, str]:
+    """A pager line and a paragraph with the numbers, for one alert."""
+    w, b = ev.window, ev.baseline
+    span = w.window
+    before = f"the {b.window} before" if b is not None else ""
+    stat = f"z = {ev.statistic_value:.2f}" if ev.statistic == "z" else ""
+    p = f", p = {ev.p_value:.1e}" if ev.p_value is not None else ""
+    adj = f" (BH-adjusted {ev.adjusted_p_value:.1e})" if ev.adjusted_p_value is not None else ""
+    detractors = _share_text(w.detractor_share, w.responses)
+    satisfied = _share_text(w.csat_satisfied_share, w.csat_responses)
+    if kind == "detractor_spike" and b is not None:
+        summary = f"Detractors up in {segment}: {detractors} in the last {span}"
+        text = (
+            f"Detractor share in {segment} is {detractors} "
+            f"answers in the last {span}, against {_share_text(b.detractor_share, b.responses)} "
+            f"in {before}: {stat}{p}{adj}."
+        )
+    elif kind == "nps_drop" and b is not None:
+        summary = f"NPS of {segment} dropped to {_nps_text(w)} in the last {span}"
+        text = (
+            f"NPS of {segment} is {_nps_text(w)} in the last {span}, against {_nps_text(b)} "
+            f"in {before}; drop {ev.effect:.0f} points, {stat}{p}{adj}."
+        )
+    elif kind == "nps_floor":
+        summary = f"NPS of {segment} below target {ev.expected:+.0f}: {_nps_text(w)} over {span}"
+        text = (
+            f"NPS of {segment} over the last {span} is {_nps_text(w)}; its 95% interval "
+            f"lies wholly below the target {ev.expected:+.0f}: {stat}{p}{adj}."
+        )
+    elif kind == "csat_drop" and b is not None:
+        summary = f"CSAT of {segment} dropped to {satisfied} satisfied"
+        text = (
+            f"Satisfied CSAT answers in {segment}: {satisfied} "
+            f"in the last {span}, against {_share_text(b.csat_satisfied_share, b.csat_responses)} "
+            f"in {before}: {stat}{p}{adj}."
+        )
+    elif kind == "ces_effort_rise" and b is not None:
+        summary = (
+            f"Customer effort up in {segment}: CES {ev.observed:.2f} (1-7 easy) in the last {span}"
+        )
+        text = (
+            f"Mean CES ('it was easy', 1-7) in {segment} is {ev.observed:.2f} over "
+            f"{w.ces_responses:,} answers in the last {span}, against {ev.expected:.2f} over "
+            f"{b.ces_responses:,} in {before}: {stat}{p}{adj}."
+        )
+    elif kind == "silence":
+        summary = f"No feedback from {segment} for {span}"
+        text = (
+            f"{segment} received no answer in the last {span}, although even its quietest "
+            f"{span} of the baseline had {ev.expected:.0f}: P(silence by chance) = "
+            f"{ev.p_value:.1e}{adj}. A survey channel may be broken."
+        )
+    else:
+        summary = f"Sustained rise of detractors in {segment} (CUSUM)"
+        text = (
+            f"The Bernoulli CUSUM of detractors in {segment} reached S = "
+            f"{ev.statistic_value:.1f} > h = {ev.threshold or 0:.1f}: the detractor share "
+            f"moved from its baseline {ev.expected:.0%} ({detractors} "
+            f"over {span}) towards {ev.expected + (ev.effect or 0):.0%} or more."
+        )
+    return summary, f"[{rule}] {text}"
