@@ -14,7 +14,7 @@ Table keys (bytes): ``B|<partition>|<bucket start>|<segment>`` -> counts list,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -67,11 +67,16 @@ class WindowState:
     def new_segment(self) -> SegmentWindows:
         return SegmentWindows(self.bucket_seconds, self.windows, self.retain_seconds)
 
-    def apply_batch(self, records: Iterable[tuple[int, bytes, bytes]]) -> list[Change]:
+    def apply_batch(
+        self,
+        records: Iterable[tuple[int, bytes, bytes]],
+        on_comments: Callable[[int, str, list[list[object]]], None] | None = None,
+    ) -> list[Change]:
         """Apply (partition, segment key, deltas value) records; return the table changes.
 
         Each touched bucket, total and clock appears once in the result, however many
-        records touched it.
+        records touched it. ``on_comments(partition, segment, comments)`` receives the
+        detractor comments the records carry (for alert evidence).
         """
         changes: dict[bytes, bytes | None] = self.pending
         self.pending = {}
@@ -80,7 +85,9 @@ class WindowState:
         clocks: set[int] = set()
         for partition, key, value in records:
             segment = key.decode()
-            buckets, ts = decode_deltas(value)
+            buckets, ts, comments = decode_deltas(value)
+            if comments and on_comments is not None:
+                on_comments(partition, segment, comments)
             state = self.partitions.setdefault(partition, PartitionState())
             if state.clock is None or ts > state.clock:
                 state.clock = ts

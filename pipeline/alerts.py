@@ -585,6 +585,26 @@ class AlertEngine:
 # --------------------------------------------------------------------------- words
 
 
+def alertmanager_payload(alert: Alert) -> tuple[dict[str, str], dict[str, str]]:
+    """Labels (stable per fingerprint) and annotations (the evidence) for Alertmanager."""
+    labels = {
+        "alertname": alert.rule,
+        "kind": alert.kind.value,
+        "severity": alert.severity,
+        "dimension": alert.dimension,
+        "segment": alert.segment,
+        "service": "nps-pipeline",
+    }
+    annotations = {
+        "summary": alert.summary,
+        "description": alert.description,
+        "alert_id": alert.alert_id,
+        "started_at": alert.started_at.isoformat(),
+        "evidence": alert.evidence.model_dump_json(),
+    }
+    return labels, annotations
+
+
 def _nps_text(stats: WindowStats) -> str:
     if stats.nps is None or stats.nps_low is None or stats.nps_high is None:
         return "no answers"

@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -18,12 +19,16 @@ from faust.web import Request, Response, View
 
 from pipeline import api, metrics
 from pipeline.aggregate import WindowState
+from pipeline.alert_rules import load_rules
+from pipeline.alertmanager import AlertmanagerSink
+from pipeline.alerts import AlertEngine, alertmanager_payload
 from pipeline.scoring import ScoringStage
 from pipeline.settings import Settings
 from pipeline.snapshots import SnapshotClock, snapshot_records
 from pipeline.status import StatusLine
 from pipeline.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from pipeline.validate import RawRecord
+from schemas.alert import AlertStatus
 
 
 def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
@@ -58,6 +63,29 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     deadletter_topic = app.topic(settings.topic_deadletter, key_type=bytes, value_type=bytes)
     deltas_topic = app.topic(settings.topic_deltas, key_type=bytes, value_type=bytes)
     windows_topic = app.topic(settings.topic_windows, key_type=bytes, value_type=bytes)
+    alerts_topic = app.topic(settings.topic_alerts, key_type=bytes, value_type=bytes)
+    engine: AlertEngine | None = None
+    if settings.alerts_enabled:
+        rules = load_rules(settings.alert_rules_file)
+        rules.check_windows(
+            settings.windows_seconds, str(settings.alert_rules_file or "built-in alert rules")
+        )
+        engine = AlertEngine(rules)
+    app.alert_engine = engine  # type: ignore[attr-defined]
+    sink: AlertmanagerSink | None = None
+    if engine is not None and settings.alertmanager_urls:
+        sink = AlertmanagerSink(
+            settings.alertmanager_urls, resend_interval=settings.alertmanager_resend_seconds
+        )
+
+        @app.task
+        async def deliver_alerts() -> None:
+            await sink.run()
+
+        @app.on_stop.connect  # type: ignore[misc]
+        async def flush_alerts(app: faust.App, **_: Any) -> None:
+            await sink.flush(5.0)
+
     counters = metrics.SegmentCounters(settings.metrics_dimensions)
     stage = ScoringStage(settings, counters)
     app.scoring_stage = stage  # type: ignore[attr-defined]
@@ -78,7 +106,13 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             for tp in app.assignor.assigned_actives()
             if tp.topic == settings.topic_deltas
         }
-        state.rebuild(list(table.data.items()), partitions)
+        items = list(table.data.items())
+        state.rebuild(items, partitions)
+        if engine is not None:
+            engine.rebuild(items, partitions)
+            if sink is not None:
+                for alert in engine.firing():
+                    sink.fire(alert.fingerprint, *alertmanager_payload(alert), alert.started_at)
 
     @app.agent(raw, name="score")
     async def score(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -111,8 +145,24 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         batches = stream.take_events(settings.batch_size, within=settings.batch_within_seconds)
         async for events in batches:
             changes = state.apply_batch(
-                (e.message.partition, e.message.key, e.message.value) for e in events
+                ((e.message.partition, e.message.key, e.message.value) for e in events),
+                engine.note_comments if engine is not None else None,
             )
+            round_time = engine.due(state.clock) if engine is not None else None
+            if engine is not None and round_time is not None:
+                alerts, alert_changes = engine.evaluate(state, round_time)
+                changes.extend(alert_changes)
+                for alert in alerts:
+                    await alerts_topic.send(
+                        key=alert.fingerprint.encode(), value=alert.model_dump_json().encode()
+                    )
+                    if sink is None:
+                        continue
+                    if alert.status is AlertStatus.FIRING:
+                        labels, annotations = alertmanager_payload(alert)
+                        sink.fire(alert.fingerprint, labels, annotations, alert.started_at)
+                    else:
+                        sink.resolve(alert.fingerprint, datetime.now(UTC))
             for key, value in changes:
                 partition = int(key.split(b"|", 2)[1])
                 if value is None:

@@ -12,17 +12,22 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import orjson
 
 from pipeline import metrics
 from pipeline.dedupe import DuplicateFilter, Seen
 from pipeline.eventtime import Watermarks
+from pipeline.redact import Redactor
 from pipeline.segments import segment_keys
 from pipeline.settings import Settings
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
 from pipeline.windows import Counts
-from schemas import Reason, ScoredEvent, SourcePosition, categorize
+from schemas import Category, Reason, ScoredEvent, SourcePosition, categorize
+
+#: Detractor comments kept per segment for alert evidence.
+RECENT_COMMENTS = 5
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ class _Batch:
     mono: float
     max_ts: float = 0.0
     deltas: dict[str, dict[int, Counts]] = field(default_factory=dict)
+    #: recent detractor comments per segment key: [event time, event id, score, redacted]
+    comments: dict[str, list[list[object]]] = field(default_factory=dict)
 
     @property
     def wall(self) -> float:
@@ -65,6 +72,7 @@ class _Batch:
 class ScoringStage:
     def __init__(self, settings: Settings, counters: metrics.SegmentCounters | None = None) -> None:
         self.counters = counters
+        self.redactor = Redactor()
         self.max_event_bytes = settings.max_event_bytes
         self.max_original_bytes = settings.deadletter_max_original_bytes
         self.dedupe = DuplicateFilter(settings.dedupe_horizon_seconds, settings.dedupe_max_ids)
@@ -91,7 +99,7 @@ class ScoringStage:
                 message = f"unexpected processing error {type(exc).__name__}: {exc}"
                 self._reject(out, record, Rejection(Reason.PROCESSING_ERROR, message), batch.now)
         out.deltas = [
-            (key.encode(), encode_deltas(buckets, batch.max_ts))
+            (key.encode(), encode_deltas(buckets, batch.max_ts, batch.comments.get(key)))
             for key, buckets in batch.deltas.items()
         ]
         if self.counters is not None:
@@ -147,7 +155,15 @@ class ScoringStage:
         width = self.bucket_seconds
         bucket = int(ts // width) * width
         counts = Counts.of_event(parsed.survey_type, parsed.score, parsed.account_value)
+        comment = None
+        if category is Category.DETRACTOR and parsed.comment and parsed.comment.strip():
+            comment = [ts, parsed.event_id, parsed.score, self.redactor.redact(parsed.comment)]
         for key in segment_keys(parsed, self.dimensions, self.combinations):
+            if comment is not None:
+                recent = batch.comments.setdefault(key, [])
+                recent.append(comment)
+                if len(recent) > RECENT_COMMENTS:
+                    del recent[0]
             per_bucket = batch.deltas.setdefault(key, {})
             known = per_bucket.get(bucket)
             if known is None:
@@ -168,14 +184,34 @@ def _sum_counts(parts: Iterable[Counts]) -> Counts:
     return total
 
 
-def encode_deltas(buckets: dict[int, Counts], max_ts: float) -> bytes:
+def encode_deltas(
+    buckets: dict[int, Counts], max_ts: float, comments: list[list[object]] | None = None
+) -> bytes:
     """A segment's bucket deltas of one batch: ``{"b": [[start, counts], ...], "t": ts}``.
 
-    ``t`` is the newest event time of the batch: it moves the windows' clock.
+    ``t`` is the newest event time of the batch: it moves the windows' clock. ``c``
+    (only when there are some) lists the batch's last detractor comments of the
+    segment, already redacted: ``[[event time, event id, score, comment], ...]``.
     """
-    return orjson.dumps({"b": [[start, c.to_list()] for start, c in buckets.items()], "t": max_ts})
+    document: dict[str, object] = {
+        "b": [[start, c.to_list()] for start, c in buckets.items()],
+        "t": max_ts,
+    }
+    if comments:
+        document["c"] = comments
+    return orjson.dumps(document)
 
 
-def decode_deltas(value: bytes) -> tuple[list[tuple[int, list[int | float]]], float]:
+class Deltas(NamedTuple):
+    buckets: list[tuple[int, list[int | float]]]
+    max_ts: float
+    comments: list[list[object]]
+
+
+def decode_deltas(value: bytes) -> Deltas:
     document = orjson.loads(value)
-    return [(int(start), counts) for start, counts in document["b"]], float(document["t"])
+    return Deltas(
+        [(int(start), counts) for start, counts in document["b"]],
+        float(document["t"]),
+        document.get("c", []),
+    )

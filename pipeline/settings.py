@@ -51,6 +51,7 @@ class Settings(BaseSettings):
         description="Internal repartition topic: per-batch bucket deltas keyed by segment.",
     )
     topic_windows: str = Field(default="nps.windows", min_length=1)
+    topic_alerts: str = Field(default="nps.alerts", min_length=1)
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication: int = Field(default=1, ge=1, le=16)
     create_topics: bool = Field(default=True, description="Create missing topics at start.")
@@ -105,6 +106,20 @@ class Settings(BaseSettings):
         "rest are counted in nps_pipeline_window_segments_dropped.",
     )
 
+    alerts_enabled: bool = Field(default=True, description="Evaluate the alert rules.")
+    alert_rules_file: Path | None = Field(
+        default=None,
+        description="YAML alert rules (see deploy/pipeline/alert-rules.yaml); unset: built-in "
+        "defaults, the same rules as that file.",
+    )
+    alertmanager_urls: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Alertmanager base URLs (comma-separated) to post alerts to; empty: none.",
+    )
+    alertmanager_resend_seconds: float = Field(
+        default=60.0, gt=0, description="Re-send firing alerts to Alertmanager this often."
+    )
+
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     batch_within_seconds: float = Field(default=0.2, gt=0, le=60)
     broker_session_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
@@ -132,6 +147,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator("alertmanager_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("alertmanager_urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"{url!r} is not an http(s) URL such as http://localhost:9093")
+        return [url.rstrip("/") for url in value]
 
     @field_validator("combinations", mode="before")
     @classmethod
@@ -200,6 +230,7 @@ class Settings(BaseSettings):
             self.topic_deadletter,
             self.topic_deltas,
             self.topic_windows,
+            self.topic_alerts,
         ]
         if len(set(names)) != len(names):
             raise ValueError(f"topic names must be distinct, got {names}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.alert import Alert
 from schemas.deadletter import DeadLetter
 from schemas.feedback import FeedbackEvent
 from schemas.scored import ScoredEvent
@@ -18,7 +19,7 @@ from schemas.windows import SegmentList, SegmentWindowsView, WindowSnapshot
 
 JSON_DIR = Path(__file__).parent / "json"
 
-#: file stem -> model; alerts will be added by the issue that produces them.
+#: file stem -> model
 MODELS: dict[str, type[BaseModel]] = {
     "feedback_event": FeedbackEvent,
     "scored_event": ScoredEvent,
@@ -26,6 +27,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "window_snapshot": WindowSnapshot,
     "segment_windows": SegmentWindowsView,
     "segment_list": SegmentList,
+    "alert": Alert,
 }
 
 

@@ -28,7 +28,12 @@ def test_fan_out_to_segments_and_buckets() -> None:
     now = datetime.now(UTC).replace(second=30, microsecond=0) - timedelta(minutes=5)
     events = [
         example_event(event_id="a", score=10, event_time=now.isoformat(), agent=None),
-        example_event(event_id="b", score=3, event_time=(now + timedelta(seconds=10)).isoformat()),
+        example_event(
+            event_id="b",
+            score=3,
+            event_time=(now + timedelta(seconds=10)).isoformat(),
+            comment="Rude agent. Call me back on +39 347 123 4567",
+        ),
         example_event(event_id="c", score=8, event_time=(now + timedelta(minutes=2)).isoformat()),
     ]
     out = stage().process([record(i, e) for i, e in enumerate(events)])
@@ -43,7 +48,11 @@ def test_fan_out_to_segments_and_buckets() -> None:
         "region=emea",
         "department=support|channel=chat",
     }
-    buckets, newest = deltas["overall"]
+    buckets, newest, comments = deltas["overall"]
+    # the detractor's comment travels with every segment, redacted, for alert evidence
+    b_time = (now + timedelta(seconds=10)).timestamp()
+    assert comments == [[b_time, "b", 3, "Rude agent. Call me back on [PHONE]"]]
+    assert deltas["agent=agent-007"].comments == comments
     minute = int(now.timestamp() // 60) * 60
     by_start = dict(buckets)
     assert sorted(by_start) == [minute, minute + 120]
@@ -51,7 +60,7 @@ def test_fan_out_to_segments_and_buckets() -> None:
     assert by_start[minute][:4] == [2, 1, 0, 1]
     assert by_start[minute + 120][:4] == [1, 0, 1, 0]
     assert newest == pytest.approx((now + timedelta(minutes=2)).timestamp())
-    agent_buckets, _ = deltas["agent=agent-007"]
+    agent_buckets = deltas["agent=agent-007"].buckets
     assert dict(agent_buckets)[minute][:4] == [1, 0, 0, 1]  # event "a" has no agent
 
 
