@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint schemas bench clean
+.PHONY: run test lint schemas bench clean tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "nps-pipeline needs Python 3.11 (set PYTHON=python3.11)")'
@@ -17,8 +17,18 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/nps-pipeline run
 
+## Real Prometheus, promtool and Alertmanager for the tests (Debian packages; needs root).
+tools:
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing the Debian packages prometheus and prometheus-alertmanager (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	else \
+	  echo "the tests need promtool, prometheus and prometheus-alertmanager: run 'sudo apt-get install prometheus prometheus-alertmanager'"; exit 1; \
+	fi
+
 ## Run the whole test suite (unit, property and integration tests on the embedded broker).
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/ruff check pipeline schemas tests
 	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 

@@ -9,131 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
-import os
 import socket
-import subprocess
 import time
-import urllib.parse
-import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.alertmanager import AlertmanagerSink, backoff_delay
 from pipeline.broker import free_port
 
 pytestmark = pytest.mark.integration
-
-AM_BINARY = os.environ.get("NPS_ALERTMANAGER_BINARY", "/usr/bin/prometheus-alertmanager")
-AM_CONFIG = """\
-route:
-  receiver: blackhole
-receivers:
-  - name: blackhole
-"""
-
-
-class Alertmanager:
-    """A real Alertmanager process on 127.0.0.1:``port`` with its data under ``workdir``."""
-
-    def __init__(self, workdir: Path, port: int) -> None:
-        self.workdir = workdir
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 15.0) -> Alertmanager:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config = self.workdir / "alertmanager.yml"
-        config.write_text(AM_CONFIG)
-        self._log = (self.workdir / "alertmanager.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                AM_BINARY,
-                f"--config.file={config}",
-                f"--storage.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"alertmanager exited early:\n{self.log()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp,
-            ):
-                if resp.status == 200:
-                    return self
-            time.sleep(0.05)
-        raise AssertionError(f"alertmanager not ready after {timeout}s:\n{self.log()}")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        self._log.close()
-
-    def log(self) -> str:
-        return (self.workdir / "alertmanager.log").read_text(errors="replace")[-3000:]
-
-    def alerts(self, **params: str) -> list[dict[str, Any]]:
-        """``GET /api/v2/alerts`` with query parameters (``active="false"``, ``filter=...``)."""
-        query = urllib.parse.urlencode(params)
-        with urllib.request.urlopen(f"{self.url}/api/v2/alerts?{query}", timeout=5) as resp:
-            return json.load(resp)
-
-    def alerts_with(self, test_id: str, **params: str) -> list[dict[str, Any]]:
-        return self.alerts(filter=f'test="{test_id}"', **params)
-
-    def metric(self, name: str, **labels: str) -> float:
-        """A sample of Alertmanager's own ``/metrics`` (0 when absent)."""
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and sample.labels == labels:
-                    return sample.value
-        return 0.0
-
-
-@pytest.fixture
-def start_alertmanager(tmp_path: Path) -> Iterator[Callable[..., Alertmanager]]:
-    """Starts Alertmanagers (on a free port, or the one given) and stops them after the test."""
-    if not os.access(AM_BINARY, os.X_OK):
-        pytest.fail(
-            f"{AM_BINARY} not found: the Alertmanager tests need the real binary; run "
-            "`make tools` (Debian package prometheus-alertmanager)"
-        )
-    started: list[Alertmanager] = []
-
-    def start(port: int | None = None) -> Alertmanager:
-        am = Alertmanager(tmp_path / f"am{len(started)}", port or free_port())
-        started.append(am)
-        return am.start()
-
-    yield start
-    for am in started:
-        am.stop()
 
 
 @pytest.fixture
