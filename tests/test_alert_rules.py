@@ -327,7 +327,7 @@ def test_duplicate_names_are_refused(tmp_path: Path) -> None:
     strict=True,
     reason="load_rules reports a repeated rule name at 'line 1: (file)' (the model-level "
     "validator of AlertRules has no location); it should name the repeated rule's line "
-    "and field, e.g. 'line 4: rules.1.name'",
+    "and field, e.g. 'line 5: rules.1.name' for the second 'drop'",
 )
 def test_duplicate_names_name_the_line_of_the_repeat(tmp_path: Path) -> None:
     path = write(
