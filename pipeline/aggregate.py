@@ -71,12 +71,16 @@ class WindowState:
         self,
         records: Iterable[tuple[int, bytes, bytes]],
         on_comments: Callable[[int, str, list[list[object]]], None] | None = None,
+        on_clock: Callable[[], None] | None = None,
     ) -> list[Change]:
         """Apply (partition, segment key, deltas value) records; return the table changes.
 
         Each touched bucket, total and clock appears once in the result, however many
         records touched it. ``on_comments(partition, segment, comments)`` receives the
-        detractor comments the records carry (for alert evidence).
+        detractor comments the records carry (for alert evidence). ``on_clock()`` runs
+        after each record that moved its partition's clock, once the record is applied
+        (alert rounds are evaluated there, so a batch spanning many minutes of event
+        time is judged minute by minute, not once at its end).
         """
         changes: dict[bytes, bytes | None] = self.pending
         self.pending = {}
@@ -89,7 +93,8 @@ class WindowState:
             if comments and on_comments is not None:
                 on_comments(partition, segment, comments)
             state = self.partitions.setdefault(partition, PartitionState())
-            if state.clock is None or ts > state.clock:
+            moved = state.clock is None or ts > state.clock
+            if moved:
                 state.clock = ts
                 clocks.add(partition)
             windows = state.segments.get(segment)
@@ -99,6 +104,8 @@ class WindowState:
                 windows.add(start, Counts.from_list(counts))
                 touched.add((partition, segment, start))
             touched_segments.add((partition, segment))
+            if moved and on_clock is not None:
+                on_clock()
         for partition, segment, start in touched:
             bucket = self.partitions[partition].segments[segment].bucket(start)
             if bucket is not None:

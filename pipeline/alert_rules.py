@@ -45,7 +45,7 @@ class _Rule(BaseModel):
     )
 
     _check_durations = field_validator(
-        "cooldown_seconds", "window", "baseline", mode="before", check_fields=False
+        "cooldown_seconds", "window", "baseline", "lookback", mode="before", check_fields=False
     )(_duration)
 
     def windows_used(self) -> tuple[int, ...]:
@@ -145,7 +145,17 @@ class Silence(_Rule):
 
 class DetractorCusum(_Rule):
     kind: Literal[RuleKind.DETRACTOR_CUSUM]
-    baseline: int = Field(default=86400, gt=0, description="Where the in-control share comes from.")
+    baseline: int = Field(
+        default=86400,
+        gt=0,
+        description="The in-control share comes from this window minus the lookback.",
+    )
+    lookback: int = Field(
+        default=3600,
+        gt=0,
+        description="The sum is recomputed each round over the buckets of this span, in "
+        "event-time order (late answers take their place; nothing to persist).",
+    )
     shift: float = Field(
         default=0.15, gt=0, lt=1, description="Rise of the detractor share to detect fast."
     )
@@ -162,6 +172,14 @@ class DetractorCusum(_Rule):
 
     def windows_used(self) -> tuple[int, ...]:
         return (self.baseline,)
+
+    @model_validator(mode="after")
+    def _lookback_inside_baseline(self) -> DetractorCusum:
+        if self.lookback >= self.baseline:
+            raise ValueError(
+                f"lookback ({self.lookback} s) must be shorter than baseline ({self.baseline} s)"
+            )
+        return self
 
 
 AnyRule = Annotated[
@@ -195,7 +213,7 @@ class AlertRules(BaseModel):
         default=60, gt=0, description="Event-time cadence of evaluation rounds."
     )
     false_discovery_rate: float = Field(
-        default=0.01,
+        default=0.001,
         gt=0,
         lt=1,
         description="Benjamini-Hochberg q across all window tests of one evaluation round.",
@@ -234,6 +252,7 @@ def load_rules(path: Path | None) -> AlertRules:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    _check_unique_names(path, root, data)
     try:
         return AlertRules.model_validate(data or {})
     except ValidationError as exc:
@@ -244,6 +263,25 @@ def load_rules(path: Path | None) -> AlertRules:
             where = f"line {line}: " if line else ""
             lines.append(f"  - {where}{'.'.join(loc) or '(file)'}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
+
+
+def _check_unique_names(path: Path, root: yaml.Node | None, data: object) -> None:
+    """Name the line of a repeated rule name (the model's own check has no location)."""
+    rules = data.get("rules") if isinstance(data, dict) else None
+    if not isinstance(rules, list):
+        return
+    first: dict[str, int] = {}
+    for index, rule in enumerate(rules):
+        name = rule.get("name") if isinstance(rule, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            line = _line_of(root, ("rules", index, "name"))
+            raise ConfigError(
+                f"{path}: invalid alert rules:\n  - line {line}: rules.{index}.name: rule name "
+                f"{name!r} is already used by rules.{first[name]}; names must be unique"
+            )
+        first[name] = index
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:

@@ -23,6 +23,7 @@ and ``E|p``), so a restart neither repeats nor forgets an alert.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -50,6 +51,7 @@ from pipeline.stats import (
     bh_adjusted,
     cusum_threshold_fast,
     cusum_update,
+    fisher_exact_greater,
     mean_and_variance,
     nps_interval,
     nps_standard_error,
@@ -58,14 +60,29 @@ from pipeline.stats import (
     two_mean_z,
     two_nps_z,
     two_proportion_z,
+    wilson_interval,
 )
 from pipeline.windows import Counts, SegmentWindows, window_stats
 from schemas.alert import Alert, AlertStatus, DetractorComment, Evidence
 from schemas.windowstats import WindowStats
 
+log = logging.getLogger(__name__)
+
 RECENT_COMMENTS = 5
 #: Least ARL0 (answers) of a CUSUM, whatever the budget: a floor for tiny workers.
 MIN_ARL0 = 1000.0
+
+
+#: Below this many answers in the short window a proportion test uses Fisher's exact
+#: p-value instead of the pooled z (whose tail is too thin there).
+EXACT_BELOW = 300
+
+
+def _exact_if_small(p_z: float, x1: int, n1: int, x2: int, n2: int) -> float:
+    """Fisher's exact one-sided p for small samples when it can matter (p_z < 0.05)."""
+    if n1 < EXACT_BELOW and p_z < 0.05:
+        return fisher_exact_greater(x1, n1, x2, n2)
+    return p_z
 
 
 def family(kind: str) -> str:
@@ -91,12 +108,10 @@ class PairState:
     started_at: float | None = None
     fired_at: float | None = None
     cooldown_until: float = 0.0
-    cusum: float = 0.0
-    cusum_since: float | None = None
     alert: str | None = None  # the firing Alert as JSON (re-sent to Alertmanager after restarts)
 
     def is_default(self) -> bool:
-        return not self.firing and self.cooldown_until == 0.0 and self.cusum == 0.0
+        return not self.firing and self.cooldown_until == 0.0
 
 
 @dataclass
@@ -110,6 +125,7 @@ class Outcome:
     clear: bool  # clearly back: a firing alert resolves
     p_value: float | None
     evidence: dict[str, object] = field(default_factory=dict)
+    now: float = 0.0  # the partition's round time
 
 
 class AlertEngine:
@@ -117,9 +133,11 @@ class AlertEngine:
         self.rules = rules
         self.every = rules.evaluate_every_seconds
         self.pairs: dict[int, dict[tuple[str, str], PairState]] = {}
-        self.evaluated: dict[int, float] = {}  # partition -> time of its last round
+        #: partition -> event time of its last evaluation round
+        self.rounds: dict[int, float] = {}
         self.comments: dict[int, dict[str, deque[DetractorComment]]] = {}
         self._dirty_comments: set[tuple[int, str]] = set()
+        self._stored: dict[bytes, bytes] = {}  # A| keys -> the value last written to the table
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -140,27 +158,50 @@ class AlertEngine:
         self._dirty_comments.add((partition, segment))
 
     def due(self, clock: float | None) -> float | None:
-        """The round time if ``clock`` reached a round not evaluated yet, else None."""
+        """The round time ``clock`` has reached if no partition was evaluated at it yet."""
         if clock is None:
             return None
         boundary = math.floor(clock / self.every) * self.every
-        last = max(self.evaluated.values(), default=None)
+        last = max(self.rounds.values(), default=None)
         return boundary if last is None or boundary > last else None
+
+    def _due_partitions(self, state: WindowState, cap: float | None) -> dict[int, float]:
+        """Partitions whose own clock passed a round boundary since their last round.
+
+        Each partition has its own clock (the newest event time of its deltas): when
+        one lags (a replay, a backlog on one input partition) its segments are judged
+        at its own time, later, instead of against a clock their data has not reached.
+        """
+        due: dict[int, float] = {}
+        for partition, pstate in state.partitions.items():
+            if pstate.clock is None:
+                continue
+            clock = pstate.clock if cap is None else min(pstate.clock, cap)
+            boundary = math.floor(clock / self.every) * self.every
+            last = self.rounds.get(partition)
+            if last is None or boundary > last:
+                due[partition] = boundary
+        return due
 
     # -- evaluation ------------------------------------------------------------------------
 
-    def evaluate(self, state: WindowState, now: float) -> tuple[list[Alert], list[Change]]:
-        """One round at event time ``now``: the alerts that fired or resolved and the
-        table changes that persist the new state."""
-        clock = state.clock
+    def evaluate(
+        self, state: WindowState, now: float | None = None
+    ) -> tuple[list[Alert], list[Change]]:
+        """Run the rounds that are due (at most up to event time ``now`` if given): the
+        alerts that fired or resolved and the table changes that persist the new state.
+        Cheap when no partition's clock passed a boundary: call it after every batch."""
+        due = self._due_partitions(state, now)
+        if not due:
+            return [], []
         outcomes: list[Outcome] = []
-        #: (rule index, outcome, p0, answers per day, answers since the last round)
-        cusum_updates: list[tuple[int, Outcome, float, float, Counts]] = []
-        for partition, pstate in state.partitions.items():
-            last = self.evaluated.get(partition, now - self.every)
+        #: (rule index, outcome, p0, answers per day, the lookback's buckets)
+        cusum_updates: list[tuple[int, Outcome, float, float, list[tuple[int, Counts]]]] = []
+        for partition in due:
+            pstate = state.partitions[partition]
+            assert pstate.clock is not None
             for segment, windows in pstate.segments.items():
-                if clock is not None:
-                    state.advance(partition, segment, windows, clock)
+                state.advance(partition, segment, windows, pstate.clock)
                 dimension = dimension_of(segment)
                 for index, rule in enumerate(self.rules.rules):
                     if not rule.applies_to(dimension):
@@ -168,16 +209,20 @@ class AlertEngine:
                     if isinstance(rule, DetractorCusum):
                         prepared = self._cusum_prepare(index, rule, partition, segment, windows)
                         if prepared is not None:
-                            new = windows.range_counts(int(last), int(now))
-                            cusum_updates.append((index, *prepared, new))
+                            cusum_updates.append((index, *prepared))
                         continue
                     outcome = self._test(index, rule, partition, segment, windows)
                     if outcome is not None:
                         outcomes.append(outcome)
         self._cusum_round(cusum_updates, outcomes)
+        for o in outcomes:
+            o.now = due[o.partition]
         tested = [o for o in outcomes if o.p_value is not None]
         p_values = [o.p_value for o in tested]
-        rejected = benjamini_hochberg(p_values, self.rules.false_discovery_rate)  # type: ignore[arg-type]
+        # partitions judged in separate rounds share the rate: q x (due / owned partitions)
+        clocked = sum(1 for p in state.partitions.values() if p.clock is not None)
+        q = self.rules.false_discovery_rate * len(due) / max(clocked, len(due))
+        rejected = benjamini_hochberg(p_values, q)  # type: ignore[arg-type]
         adjusted = bh_adjusted(p_values)  # type: ignore[arg-type]
         significant: set[int] = set()
         for o, rej, adj in zip(tested, rejected, adjusted, strict=True):
@@ -186,23 +231,23 @@ class AlertEngine:
                 significant.add(id(o))
         alerts: list[Alert] = []
         changes: list[Change] = []
-        busy = self._busy(now)
+        busy = self._busy(due)
         for o in outcomes:
             rule = self.rules.rules[o.rule_index]
             fires = o.ready and (o.p_value is None or id(o) in significant)
             slot = (o.partition, o.segment, family(rule.kind))
-            if fires and slot in busy and not self._pair_active(o, rule.name, now):
+            if fires and slot in busy and not self._pair_active(o, rule.name):
                 fires = False  # one incident, one alert: another rule has this segment
-            alert, change = self._lifecycle(o, fires, now)
+            alert, change = self._lifecycle(o, fires)
             if alert is not None and alert.status is AlertStatus.FIRING:
                 busy.add(slot)
             if alert is not None:
                 alerts.append(alert)
             if change is not None:
                 changes.append(change)
-        for partition in state.partitions:
-            self.evaluated[partition] = now
-            changes.append((f"E|{partition}".encode(), orjson.dumps(now)))
+        for partition, round_time in due.items():
+            self.rounds[partition] = round_time
+            changes.append((f"E|{partition}".encode(), orjson.dumps(round_time)))
         changes.extend(self._comment_changes())
         self._update_metrics()
         return alerts, changes
@@ -227,7 +272,9 @@ class AlertEngine:
             observed = short.detractors / n if n else None
             expected = base.detractors / nb
             z = two_proportion_z(short.detractors, n, base.detractors, nb)
-            p = one_sided_p_value(z, "greater")
+            p = _exact_if_small(
+                one_sided_p_value(z, "greater"), short.detractors, n, base.detractors, nb
+            )
             effect = None if observed is None else observed - expected
             metric = "detractor_share"
         elif isinstance(rule, NpsDrop):
@@ -247,7 +294,8 @@ class AlertEngine:
             observed = short.csat_satisfied / n if n else None
             expected = base.csat_satisfied / nb
             z = two_proportion_z(short.csat_satisfied, n, base.csat_satisfied, nb)
-            p = one_sided_p_value(z, "less")
+            unhappy, unhappy_b = n - short.csat_satisfied, nb - base.csat_satisfied
+            p = _exact_if_small(one_sided_p_value(z, "less"), unhappy, n, unhappy_b, nb)
             effect = None if observed is None else expected - observed
             metric = "csat_satisfied_share"
         else:
@@ -324,8 +372,26 @@ class AlertEngine:
         base = windows.window(rule.baseline)
         if not base.responses + base.csat_n + base.ces_n:
             return None
-        if answers:
-            return Outcome(index, partition, segment, False, True, 1.0)
+        if answers:  # not silent: nothing to test, and a firing silence alert resolves
+            return Outcome(
+                index,
+                partition,
+                segment,
+                False,
+                True,
+                None,
+                {
+                    "short": (short, rule.window, windows),
+                    "base": None,
+                    "metric": "responses",
+                    "observed": float(answers),
+                    "expected": None,
+                    "effect": None,
+                    "statistic": "poisson",
+                    "statistic_value": 0.0,
+                    "p_value": None,
+                },
+            )
         # the quietest block (as long as the silent window) of the baseline before it
         bounds = windows.window_bounds(rule.window)
         assert bounds is not None
@@ -367,85 +433,113 @@ class AlertEngine:
         partition: int,
         segment: str,
         windows: SegmentWindows,
-    ) -> tuple[Outcome, float, float] | None:
+    ) -> tuple[Outcome, float, float, list[tuple[int, Counts]]] | None:
+        clock = windows.clock
+        if clock is None:
+            return None
+        w = windows.bucket_seconds
+        start = clock - rule.lookback + w
+        series = list(windows.bucket_series(start, clock + w))
         base = windows.window(rule.baseline)
+        for _, counts in series:
+            base.subtract(counts)  # the baseline ends where the lookback starts
         if base.responses < rule.min_baseline_responses:
             return None
-        p0 = min(max(base.detractors / base.responses, 0.01), 0.98)
-        per_day = base.responses * 86400.0 / rule.baseline
+        # In-control share: the upper bound of a one-sided 90% Wilson interval of the
+        # baseline, so that noise in a short baseline cannot make false alarms likelier.
+        p0 = min(max(wilson_interval(base.detractors, base.responses, 0.8).high, 0.01), 0.98)
+        # Answers per day, over the part of the baseline that has data (a young segment
+        # or a pipeline started an hour ago has less than a full baseline).
+        oldest = windows.oldest_start
+        low = clock - rule.baseline + w
+        span = float(start - max(low, oldest if oldest is not None else low))
+        per_day = base.responses * 86400.0 / max(span, float(w))
         outcome = Outcome(index, partition, segment, False, True, None, {"windows": windows})
-        return outcome, round(p0, 2), per_day
+        return outcome, math.ceil(p0 * 100) / 100, per_day, series
 
     def _cusum_round(
         self,
-        updates: list[tuple[int, Outcome, float, float, Counts]],
+        updates: list[tuple[int, Outcome, float, float, list[tuple[int, Counts]]]],
         outcomes: list[Outcome],
     ) -> None:
+        """Decision limits from this round's answers per day, then each segment's sum
+        recomputed over its lookback buckets in event-time order."""
         daily: dict[int, float] = {}
         for index, _, _, per_day, _ in updates:
             daily[index] = daily.get(index, 0.0) + per_day
-        for index, outcome, p0, _, new in updates:
+        for index, outcome, p0, _, series in updates:
             rule = self.rules.rules[index]
             assert isinstance(rule, DetractorCusum)
-            pair = self._pair(outcome.partition, rule.name, outcome.segment)
             arl0 = max(MIN_ARL0, daily[index] / rule.false_alarms_per_day)
             arl0 = float(f"{arl0:.1g}")  # a few distinct values: the threshold is cached
             p1 = min(p0 + rule.shift, 0.99)
             h = cusum_threshold_fast(p0, p1, arl0)
-            before = pair.cusum
-            after = min(cusum_update(before, new.detractors, new.responses, p0, p1), 2 * h)
-            if before == 0.0 and after > 0.0:
-                pair.cusum_since = self.evaluated.get(outcome.partition)
-            elif after == 0.0:
-                pair.cusum_since = None
-            pair.cusum = after
+            s, since = 0.0, None
+            for start, counts in series:
+                after = cusum_update(s, counts.detractors, counts.responses, p0, p1)
+                if after == 0.0:
+                    since = None
+                elif s == 0.0:
+                    since = start  # the sum left 0: the change-point estimate
+                s = after
+            shifted = Counts()
+            for start, counts in series:
+                if since is not None and start >= since:
+                    shifted.add(counts)
             windows: SegmentWindows = outcome.evidence.pop("windows")  # type: ignore[assignment]
-            base = windows.window(rule.baseline)
-            outcome.ready = after > h
-            outcome.clear = after < rule.resolve_fraction * h
+            outcome.ready = s > h
+            outcome.clear = s < rule.resolve_fraction * h
+            observed = shifted.detractors / shifted.responses if shifted.responses else None
             outcome.evidence.update(
                 {
-                    "short": (base, rule.baseline, windows),
+                    "short": (
+                        shifted,
+                        (series[-1][0] + windows.bucket_seconds - since)
+                        if since is not None and series
+                        else rule.lookback,
+                        windows,
+                    ),
                     "base": None,
                     "metric": "detractor_share",
-                    "observed": (new.detractors / new.responses) if new.responses else None,
+                    "observed": observed,
                     "expected": p0,
-                    "effect": p1 - p0,
+                    "effect": None if observed is None else observed - p0,
                     "statistic": "cusum",
-                    "statistic_value": after,
+                    "statistic_value": s,
                     "threshold": h,
+                    "since": since,
                 }
             )
             outcomes.append(outcome)
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _busy(self, now: float) -> set[tuple[int, str, str]]:
+    def _busy(self, due: dict[int, float]) -> set[tuple[int, str, str]]:
         """(partition, segment, family) with an alert firing or cooling down."""
         kinds = {r.name: r.kind for r in self.rules.rules}
         return {
             (partition, segment, family(kinds[rule]))
-            for partition, pairs in self.pairs.items()
-            for (rule, segment), pair in pairs.items()
+            for partition, now in due.items()
+            for (rule, segment), pair in self.pairs.get(partition, {}).items()
             if rule in kinds and (pair.firing or pair.cooldown_until > now)
         }
 
-    def _pair_active(self, o: Outcome, rule: str, now: float) -> bool:
+    def _pair_active(self, o: Outcome, rule: str) -> bool:
         pair = self.pairs.get(o.partition, {}).get((rule, o.segment))
-        return pair is not None and (pair.firing or pair.cooldown_until > now)
+        return pair is not None and (pair.firing or pair.cooldown_until > o.now)
 
     def _pair(self, partition: int, rule: str, segment: str) -> PairState:
         return self.pairs.setdefault(partition, {}).setdefault((rule, segment), PairState())
 
-    def _lifecycle(self, o: Outcome, fires: bool, now: float) -> tuple[Alert | None, Change | None]:
+    def _lifecycle(self, o: Outcome, fires: bool) -> tuple[Alert | None, Change | None]:
         rule = self.rules.rules[o.rule_index]
+        now = o.now
         pairs = self.pairs.setdefault(o.partition, {})
         pair = pairs.get((rule.name, o.segment))
         if pair is None:
             if not fires:
                 return None, None
             pair = pairs[(rule.name, o.segment)] = PairState()
-        before = asdict(pair)
         alert: Alert | None = None
         if pair.firing:
             if o.clear:
@@ -456,25 +550,36 @@ class AlertEngine:
         elif fires and now >= pair.cooldown_until:
             pair.firing = True
             pair.fired_at = now
-            pair.started_at = pair.cusum_since if pair.cusum_since is not None else now
+            since = o.evidence.get("since")
+            pair.started_at = float(since) if since is not None else now  # type: ignore[arg-type]
             pair.cooldown_until = 0.0
             alert = self._alert(o, pair, AlertStatus.FIRING, now)
             pair.alert = alert.model_dump_json()
         elif not pair.firing and pair.cooldown_until and now >= pair.cooldown_until:
             pair.cooldown_until = 0.0
         key = f"A|{o.partition}|{rule.name}|{o.segment}".encode()
+        value: bytes | None = None
         if pair.is_default():
             del pairs[(rule.name, o.segment)]
-            return alert, (key, None) if before != asdict(PairState()) else None
-        if asdict(pair) == before:
-            return alert, None
-        return alert, (key, orjson.dumps(asdict(pair)))
+        else:
+            value = orjson.dumps(asdict(pair))
+        if self._stored.get(key) == value:
+            return alert, None  # the table already holds this state
+        if value is None:
+            self._stored.pop(key, None)
+        else:
+            self._stored[key] = value
+        return alert, (key, value)
 
     def _alert(self, o: Outcome, pair: PairState, status: AlertStatus, now: float) -> Alert:
         rule = self.rules.rules[o.rule_index]
         ev = o.evidence
         short_counts, short_len, windows = ev["short"]  # type: ignore[misc]
-        bounds = windows.window_bounds(short_len) if short_len in windows.windows else None
+        clock = windows.clock
+        bounds = None
+        if clock is not None:  # [end - length, end) with end the end of the clock's bucket
+            end = clock + windows.bucket_seconds
+            bounds = (end - short_len, end)
         short_stats = window_stats(
             short_counts,
             short_len,
@@ -538,10 +643,15 @@ class AlertEngine:
         self._dirty_comments.clear()
 
     def rebuild(self, items: Iterable[tuple[bytes, bytes]], partitions: set[int]) -> None:
-        """Restore pairs, round times and comments of ``partitions`` from table items."""
+        """Restore pairs, round times and comments of ``partitions`` from table items.
+
+        The CUSUMs need nothing restored: each round recomputes them from the buckets.
+        """
         self.pairs = {p: {} for p in partitions}
         self.comments = {p: {} for p in partitions}
-        self.evaluated = {}
+        self.rounds = {}
+        self._stored = {}
+        known = {r.name for r in self.rules.rules}
         for raw_key, raw_value in items:
             if raw_value is None or raw_key[:2] not in (b"A|", b"E|", b"R|"):
                 continue
@@ -551,10 +661,16 @@ class AlertEngine:
             if partition not in partitions:
                 continue
             if kind == "E":
-                self.evaluated[partition] = float(orjson.loads(raw_value))
+                self.rounds[partition] = float(orjson.loads(raw_value))
             elif kind == "A":
                 rule, _, segment = rest.partition("|")
+                if rule not in known:
+                    log.warning(
+                        "rule %r is no longer in the rules file: its state is dropped", rule
+                    )
+                    continue
                 self.pairs[partition][(rule, segment)] = PairState(**orjson.loads(raw_value))
+                self._stored[raw_key] = raw_value
             else:
                 self.comments[partition][rest] = deque(
                     (DetractorComment.model_validate(c) for c in orjson.loads(raw_value)),
@@ -616,13 +732,18 @@ def _share_text(share: float | None, n: int) -> str:
     return "n/a" if share is None else f"{share:.0%} of {n:,}"
 
 
+def _f(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def describe(kind: str, segment: str, ev: Evidence, rule: str) -> tuple[str, str]:
-    """A pager line and a paragraph with the numbers, for one alert."""
+    """A pager line and a paragraph with the numbers, for one alert (any value may be
+    missing when an alert resolves because its window emptied)."""
     w, b = ev.window, ev.baseline
     span = w.window
     before = f"the {b.window} before" if b is not None else ""
     stat = f"z = {ev.statistic_value:.2f}" if ev.statistic == "z" else ""
-    p = f", p = {ev.p_value:.1e}" if ev.p_value is not None else ""
+    p = f", p = {_f(ev.p_value, '.1e')}" if ev.p_value is not None else ""
     adj = f" (BH-adjusted {ev.adjusted_p_value:.1e})" if ev.adjusted_p_value is not None else ""
     detractors = _share_text(w.detractor_share, w.responses)
     satisfied = _share_text(w.csat_satisfied_share, w.csat_responses)
@@ -637,13 +758,15 @@ def describe(kind: str, segment: str, ev: Evidence, rule: str) -> tuple[str, str
         summary = f"NPS of {segment} dropped to {_nps_text(w)} in the last {span}"
         text = (
             f"NPS of {segment} is {_nps_text(w)} in the last {span}, against {_nps_text(b)} "
-            f"in {before}; drop {ev.effect:.0f} points, {stat}{p}{adj}."
+            f"in {before}; drop {_f(ev.effect, '.0f')} points, {stat}{p}{adj}."
         )
     elif kind == "nps_floor":
-        summary = f"NPS of {segment} below target {ev.expected:+.0f}: {_nps_text(w)} over {span}"
+        summary = (
+            f"NPS of {segment} below target {_f(ev.expected, '+.0f')}: {_nps_text(w)} over {span}"
+        )
         text = (
             f"NPS of {segment} over the last {span} is {_nps_text(w)}; its 95% interval "
-            f"lies wholly below the target {ev.expected:+.0f}: {stat}{p}{adj}."
+            f"lies wholly below the target {_f(ev.expected, '+.0f')}: {stat}{p}{adj}."
         )
     elif kind == "csat_drop" and b is not None:
         summary = f"CSAT of {segment} dropped to {satisfied} satisfied"
@@ -653,27 +776,27 @@ def describe(kind: str, segment: str, ev: Evidence, rule: str) -> tuple[str, str
             f"in {before}: {stat}{p}{adj}."
         )
     elif kind == "ces_effort_rise" and b is not None:
-        summary = (
-            f"Customer effort up in {segment}: CES {ev.observed:.2f} (1-7 easy) in the last {span}"
-        )
+        ces = _f(ev.observed, ".2f")
+        summary = f"Customer effort up in {segment}: CES {ces} (1-7 easy) in the last {span}"
         text = (
-            f"Mean CES ('it was easy', 1-7) in {segment} is {ev.observed:.2f} over "
-            f"{w.ces_responses:,} answers in the last {span}, against {ev.expected:.2f} over "
+            f"Mean CES ('it was easy', 1-7) in {segment} is {ces} over "
+            f"{w.ces_responses:,} answers in the last {span}, "
+            f"against {_f(ev.expected, '.2f')} over "
             f"{b.ces_responses:,} in {before}: {stat}{p}{adj}."
         )
     elif kind == "silence":
         summary = f"No feedback from {segment} for {span}"
         text = (
             f"{segment} received no answer in the last {span}, although even its quietest "
-            f"{span} of the baseline had {ev.expected:.0f}: P(silence by chance) = "
-            f"{ev.p_value:.1e}{adj}. A survey channel may be broken."
+            f"{span} of the baseline had {_f(ev.expected, '.0f')}: P(silence by chance) = "
+            f"{_f(ev.p_value, '.1e')}{adj}. A survey channel may be broken."
         )
     else:
         summary = f"Sustained rise of detractors in {segment} (CUSUM)"
         text = (
             f"The Bernoulli CUSUM of detractors in {segment} reached S = "
             f"{ev.statistic_value:.1f} > h = {ev.threshold or 0:.1f}: the detractor share "
-            f"moved from its baseline {ev.expected:.0%} ({detractors} "
-            f"over {span}) towards {ev.expected + (ev.effect or 0):.0%} or more."
+            f"moved from its baseline {_f(ev.expected, '.0%')} ({detractors} "
+            f"over {span}) towards {_f((ev.expected or 0) + (ev.effect or 0), '.0%')} or more."
         )
     return summary, f"[{rule}] {text}"

@@ -28,7 +28,7 @@ from pipeline.snapshots import SnapshotClock, snapshot_records
 from pipeline.status import StatusLine
 from pipeline.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from pipeline.validate import RawRecord
-from schemas.alert import AlertStatus
+from schemas.alert import Alert, AlertStatus
 
 
 def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
@@ -80,11 +80,10 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
 
         @app.task
         async def deliver_alerts() -> None:
-            await sink.run()
-
-        @app.on_stop.connect  # type: ignore[misc]
-        async def flush_alerts(app: faust.App, **_: Any) -> None:
-            await sink.flush(5.0)
+            try:
+                await sink.run()
+            finally:  # worker stopping: one last try for undelivered fires and resolves
+                await sink.flush(5.0)
 
     counters = metrics.SegmentCounters(settings.metrics_dimensions)
     stage = ScoringStage(settings, counters)
@@ -140,6 +139,16 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             metrics.PROCESSING_LATENCY.observe(time.perf_counter() - started)
             yield None
 
+    round_alerts: list[Alert] = []
+    round_changes: list[tuple[bytes, bytes | None]] = []
+
+    def evaluate_alerts() -> None:
+        """Alert rounds due after a deltas record moved a partition's clock."""
+        assert engine is not None
+        fired, changed = engine.evaluate(state)
+        round_alerts.extend(fired)
+        round_changes.extend(changed)
+
     @app.agent(deltas_topic, name="windows")
     async def windows(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         batches = stream.take_events(settings.batch_size, within=settings.batch_within_seconds)
@@ -147,22 +156,23 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             changes = state.apply_batch(
                 ((e.message.partition, e.message.key, e.message.value) for e in events),
                 engine.note_comments if engine is not None else None,
+                evaluate_alerts if engine is not None else None,
             )
-            round_time = engine.due(state.clock) if engine is not None else None
-            if engine is not None and round_time is not None:
-                alerts, alert_changes = engine.evaluate(state, round_time)
-                changes.extend(alert_changes)
-                for alert in alerts:
-                    await alerts_topic.send(
-                        key=alert.fingerprint.encode(), value=alert.model_dump_json().encode()
-                    )
-                    if sink is None:
-                        continue
-                    if alert.status is AlertStatus.FIRING:
-                        labels, annotations = alertmanager_payload(alert)
-                        sink.fire(alert.fingerprint, labels, annotations, alert.started_at)
-                    else:
-                        sink.resolve(alert.fingerprint, datetime.now(UTC))
+            changes.extend(round_changes)
+            alerts = list(round_alerts)
+            round_changes.clear()
+            round_alerts.clear()
+            for alert in alerts:
+                await alerts_topic.send(
+                    key=alert.fingerprint.encode(), value=alert.model_dump_json().encode()
+                )
+                if sink is None:
+                    continue
+                if alert.status is AlertStatus.FIRING:
+                    labels, annotations = alertmanager_payload(alert)
+                    sink.fire(alert.fingerprint, labels, annotations, alert.started_at)
+                else:
+                    sink.resolve(alert.fingerprint, datetime.now(UTC))
             for key, value in changes:
                 partition = int(key.split(b"|", 2)[1])
                 if value is None:

@@ -12,12 +12,34 @@ from __future__ import annotations
 from pipeline.validate import Rejection
 from schemas import Reason
 
+#: A partition without records for this many wall-clock seconds stops holding back
+#: the low watermark (an idle input must not freeze every window).
+IDLE_SECONDS = 30.0
+
 
 class Watermarks:
     def __init__(self, allowed_lateness: float, future_tolerance: float) -> None:
         self.allowed_lateness = allowed_lateness
         self.future_tolerance = future_tolerance
         self.max_seen: dict[int, float] = {}
+        self.last_wall: dict[int, float] = {}
+
+    def low(self, wall_now: float) -> float | None:
+        """The event time every active input partition has reached: the minimum of
+        their newest event times, leaving out partitions idle for ``IDLE_SECONDS``.
+
+        The windows' clock follows it, so that when one input partition lags (a
+        backlog, a replay read unevenly) the windows and alerts wait for its data
+        instead of judging minutes that are still arriving.
+        """
+        active = [
+            seen
+            for partition, seen in self.max_seen.items()
+            if wall_now - self.last_wall.get(partition, wall_now) < IDLE_SECONDS
+        ]
+        if active:
+            return min(active)
+        return max(self.max_seen.values(), default=None)
 
     def watermark(self, partition: int) -> float | None:
         seen = self.max_seen.get(partition)
@@ -33,6 +55,7 @@ class Watermarks:
                 "published scored but left out of the windows",
                 "event_time",
             )
+        self.last_wall[partition] = wall_now
         seen = self.max_seen.get(partition)
         if seen is None or ts > seen:
             self.max_seen[partition] = ts

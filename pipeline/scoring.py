@@ -98,8 +98,10 @@ class ScoringStage:
                 )
                 message = f"unexpected processing error {type(exc).__name__}: {exc}"
                 self._reject(out, record, Rejection(Reason.PROCESSING_ERROR, message), batch.now)
+        # the clock of the windows: the low watermark of the inputs, not the batch's newest
+        clock = min(batch.max_ts, self.watermarks.low(batch.wall) or batch.max_ts)
         out.deltas = [
-            (key.encode(), encode_deltas(buckets, batch.max_ts, batch.comments.get(key)))
+            (key.encode(), encode_deltas(buckets, clock, batch.comments.get(key)))
             for key, buckets in batch.deltas.items()
         ]
         if self.counters is not None:

@@ -163,6 +163,39 @@ def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> float:
     return (x1 / n1 - x2 / n2) / math.sqrt(var)
 
 
+def fisher_exact_greater(x1: int, n1: int, x2: int, n2: int) -> float:
+    """One-sided Fisher exact p-value that sample 1's share is *higher*: ``P(X >= x1)``.
+
+    ``X`` is hypergeometric: of the ``x1 + x2`` successes among ``n1 + n2`` trials,
+    how many fall in sample 1 if both samples share one rate (Fisher 1935; the
+    conditional exact test of a 2x2 table). Exact for small samples, where the pooled
+    z of :func:`two_proportion_z` gives p-values up to ~10x too small. Terms are summed
+    in log space (``math.lgamma``); cost O(min(n1, x1 + x2) - x1).
+    For "lower", call it on the complements: ``fisher_exact_greater(n1 - x1, n1, n2 - x2, n2)``.
+    """
+    for x, n in ((x1, n1), (x2, n2)):
+        if n < 0 or not 0 <= x <= n:
+            raise ValueError(f"need 0 <= x <= n, got {x}/{n}")
+    total, successes = n1 + n2, x1 + x2
+    high = min(n1, successes)
+    if n1 == 0 or x1 > high:
+        return 1.0 if n1 == 0 else 0.0
+
+    def log_choose(n: int, k: int) -> float:
+        return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+    denominator = log_choose(total, n1)
+    p = 0.0
+    for k in range(x1, high + 1):
+        term = math.exp(
+            log_choose(successes, k) + log_choose(total - successes, n1 - k) - denominator
+        )
+        p += term
+        if term < 1e-17 * p:
+            break  # the tail decreases geometrically beyond the mode
+    return min(1.0, p)
+
+
 def one_sided_p_value(z: float, alternative: Literal["greater", "less"] = "greater") -> float:
     """p-value of a one-sided test from its z statistic.
 

@@ -486,6 +486,17 @@ class SegmentWindows:
             return None
         return self._clock - length + self._width, self._clock + self._width
 
+    @property
+    def oldest_start(self) -> int | None:
+        """Start of the oldest stored bucket (None when none is stored)."""
+        return self._starts[0] if self._starts else None
+
+    def bucket_series(self, start: int, end: int) -> Iterator[tuple[int, Counts]]:
+        """Stored buckets ``(start, counts)`` with ``start <= b < end``, ascending (live
+        objects: do not modify)."""
+        for b in self._range(start, end - 1):
+            yield b, self._buckets[b]
+
     def range_counts(self, start: int, end: int) -> Counts:
         """Sum of the stored buckets whose start ``b`` has ``start <= b < end`` (a copy)."""
         return self._sum_range(start, end - 1)

@@ -515,3 +515,28 @@ def test_fast_cusum_threshold_by_hand() -> None:
     h = cusum_threshold_fast(0.2, 0.35, 2000)
     assert math.expm1(h) - h == pytest.approx(2000 * 0.054188, rel=1e-5)  # e^h - h - 1
     assert h == pytest.approx(4.738, abs=0.01)  # e^4.738 - 5.738 = 108.4
+
+
+def _fisher_brute(x1: int, n1: int, x2: int, n2: int) -> float:
+    from fractions import Fraction
+    from math import comb
+
+    s = x1 + x2
+    tail = sum(comb(s, k) * comb(n1 + n2 - s, n1 - k) for k in range(x1, min(n1, s) + 1))
+    return float(Fraction(tail, comb(n1 + n2, n1)))
+
+
+def test_fisher_exact_greater_by_hand_and_against_exact_fractions() -> None:
+    from pipeline.stats import fisher_exact_greater
+
+    # 3/3 against 0/3: the only table at least as extreme, 1 / C(6, 3) = 1/20
+    assert fisher_exact_greater(3, 3, 0, 3) == pytest.approx(0.05)
+    # 2/3 vs 1/3: tables with 2 or 3 of the 3 successes in sample 1: (9 + 1) / 20
+    assert fisher_exact_greater(2, 3, 1, 3) == pytest.approx(0.5)
+    for case in [(16, 31, 45, 250), (7, 30, 300, 2000), (0, 10, 5, 50), (30, 30, 2, 40)]:
+        assert fisher_exact_greater(*case) == pytest.approx(_fisher_brute(*case), rel=1e-9)
+    # the pooled z is anti-conservative at this size: its p is about 10x smaller
+    from pipeline.stats import one_sided_p_value, two_proportion_z
+
+    z_p = one_sided_p_value(two_proportion_z(16, 31, 45, 250), "greater")
+    assert z_p < fisher_exact_greater(16, 31, 45, 250) / 5
