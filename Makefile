@@ -17,14 +17,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/nps-pipeline run
 
-## Real Prometheus, promtool and Alertmanager for the tests (Debian packages; needs root).
+## Real Prometheus, promtool, Alertmanager (and docker-compose, to validate the compose
+## file) for the tests: Debian packages, installed when missing (needs root).
+TOOLS := promtool prometheus prometheus-alertmanager amtool docker-compose
 tools:
-	@if command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then :; \
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing the Debian packages prometheus and prometheus-alertmanager (apt-get)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	  echo "missing:$$missing; installing the Debian packages prometheus, prometheus-alertmanager, docker-compose (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager docker-compose >/dev/null; \
 	else \
-	  echo "the tests need promtool, prometheus and prometheus-alertmanager: run 'sudo apt-get install prometheus prometheus-alertmanager'"; exit 1; \
+	  echo "the tests need$$missing: run 'sudo apt-get install prometheus prometheus-alertmanager docker-compose'"; exit 1; \
 	fi
 
 ## Run the whole test suite (unit, property and integration tests on the embedded broker).

@@ -45,6 +45,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         store="memory://",
         web_enabled=True,
         web_host=settings.web_host,
+        web_bind=settings.web_bind,
         web_port=settings.web_port,
         web_in_thread=False,
         topic_partitions=settings.topic_partitions,

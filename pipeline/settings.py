@@ -124,7 +124,14 @@ class Settings(BaseSettings):
     batch_within_seconds: float = Field(default=0.2, gt=0, le=60)
     broker_session_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
 
-    web_host: str = Field(default="127.0.0.1")
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="The address other workers and printed URLs use for this worker.",
+    )
+    web_bind: str = Field(
+        default="127.0.0.1",
+        description="The interface the HTTP server listens on ('0.0.0.0' in containers).",
+    )
     web_port: int = Field(default=6066, ge=0, le=65535)
     status_interval_seconds: float = Field(default=5.0, ge=0)
     log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"

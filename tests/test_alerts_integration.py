@@ -1,6 +1,7 @@
 """Alerts end to end: the simulator injects an incident, a real worker on the embedded
 broker raises one alert for the right segment on ``nps.alerts`` and in a real
-Alertmanager, and resolves it after the incident ends."""
+Alertmanager, survives a restart without paging twice, and resolves the alert after the
+incident ends."""
 
 from __future__ import annotations
 
@@ -93,6 +94,14 @@ def test_incident_raises_one_alert_and_resolves(
     assert active[0]["labels"]["alertname"] == alert["rule"]
     assert active[0]["annotations"]["summary"] == alert["summary"]
 
+    # a restart while the alert fires: the new worker restores the alert state from the
+    # table's changelog, so it neither pages again nor forgets to resolve
+    worker.stop()
+    worker = start_worker(
+        NPS_TOPIC_ALERTS=alerts_topic,
+        NPS_ALERTMANAGER_URLS=am.url,
+        NPS_ALERTMANAGER_RESEND_SECONDS="1",
+    )
     # the rest: the incident ends, the alert resolves, nothing else fires
     produce(producer, raw, [(k, v) for _, k, v in events[split:]])
     producer.close()
