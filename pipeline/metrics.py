@@ -183,6 +183,16 @@ def _increment(children: list[tuple[Any, str]], counts: Counts) -> None:
 # --------------------------------------------------------------------------- collectors
 
 
+#: (WindowStats field, metric name suffix, help)
+_WINDOW_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("nps", "nps", "NPS over the rolling window, in points (-100..100)."),
+    ("nps_low", "nps_lower", "Lower bound of the 95% adjusted-Wald interval of the NPS, points."),
+    ("nps_high", "nps_upper", "Upper bound of the 95% adjusted-Wald interval of the NPS, points."),
+    ("responses", "responses", "NPS answers in the rolling window."),
+    ("detractor_share", "detractor_ratio", "Share of detractors among the NPS answers (0..1)."),
+)
+
+
 class WindowGauges(Collector):
     """Rolling-window KPIs per segment and window, computed from the state at scrape time.
 
@@ -207,31 +217,10 @@ class WindowGauges(Collector):
 
     def collect(self) -> Iterator[Metric]:
         families = {
-            "nps": GaugeMetricFamily(
-                f"{PREFIX}_window_nps",
-                "NPS over the rolling window, in points (-100..100).",
-                labels=["dimension", "segment", "window"],
-            ),
-            "nps_low": GaugeMetricFamily(
-                f"{PREFIX}_window_nps_lower",
-                "Lower bound of the 95% adjusted-Wald interval of the window NPS, in points.",
-                labels=["dimension", "segment", "window"],
-            ),
-            "nps_high": GaugeMetricFamily(
-                f"{PREFIX}_window_nps_upper",
-                "Upper bound of the 95% adjusted-Wald interval of the window NPS, in points.",
-                labels=["dimension", "segment", "window"],
-            ),
-            "responses": GaugeMetricFamily(
-                f"{PREFIX}_window_responses",
-                "NPS answers in the rolling window.",
-                labels=["dimension", "segment", "window"],
-            ),
-            "detractor_share": GaugeMetricFamily(
-                f"{PREFIX}_window_detractor_ratio",
-                "Share of detractors among the window's NPS answers (0..1).",
-                labels=["dimension", "segment", "window"],
-            ),
+            stat: GaugeMetricFamily(
+                f"{PREFIX}_window_{suffix}", text, labels=["dimension", "segment", "window"]
+            )
+            for stat, suffix, text in _WINDOW_GAUGES
         }
         dropped = GaugeMetricFamily(
             f"{PREFIX}_window_segments_dropped",

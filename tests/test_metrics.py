@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import subprocess
 import time
+import urllib.error
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -137,6 +139,14 @@ def test_metrics_of_a_running_worker(broker, start_worker, worker_env, tmp_path)
     )
 
     # window gauges: the pipeline's own 1h NPS, equal to the HTTP API's, 5 segments at most
+    deadline = time.monotonic() + 60  # the windows stage runs behind the scoring stage
+    while time.monotonic() < deadline:
+        with contextlib.suppress(urllib.error.HTTPError):  # 404 until its first deltas
+            overall = orjson.loads(worker.get("/api/v1/segments/overall"))
+            if overall["windows"]["1h"]["responses"] == len(nps):
+                break
+        time.sleep(0.5)
+    samples = scrape(worker)
     api = orjson.loads(worker.get("/api/v1/segments/department/billing?window=1h"))
     window = api["windows"]["1h"] if "windows" in api else api
     gauge = samples[
@@ -152,9 +162,19 @@ def test_metrics_of_a_running_worker(broker, start_worker, worker_env, tmp_path)
     dropped = samples[("nps_pipeline_window_segments_dropped", ())]
     assert dropped >= 1 + 3 + 2 + 6 - 5
 
-    lags = {k: v for k, v in samples.items() if k[0] == "nps_pipeline_consumer_lag_records"}
-    raw_lags = [v for k, v in lags.items() if dict(k[1])["topic"] == worker_env["NPS_TOPIC_RAW"]]
-    assert len(raw_lags) == 4 and all(v == 0 for v in raw_lags)
+    def raw_lags() -> list[float]:
+        return [
+            v
+            for (name, labels), v in scrape(worker).items()
+            if name == "nps_pipeline_consumer_lag_records"
+            and dict(labels)["topic"] == worker_env["NPS_TOPIC_RAW"]
+        ]
+
+    # every raw partition reported, all read (the highwater comes with the next fetch)
+    deadline = time.monotonic() + 15
+    while (lags := raw_lags()) != [0.0] * 4 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert lags == [0.0] * 4
 
     exposition = tmp_path / "metrics.txt"
     exposition.write_bytes(worker.get("/metrics"))
