@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -134,6 +134,54 @@ class Settings(BaseSettings):
     )
     web_port: int = Field(default=6066, ge=0, le=65535)
     status_interval_seconds: float = Field(default=5.0, ge=0)
+
+    ingest_bind: str = Field(
+        default="127.0.0.1",
+        description="Interface the HTTP ingest service (`nps-pipeline ingest`) listens on.",
+    )
+    ingest_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port of the ingest service."
+    )
+    ingest_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default=[],
+        description="Bearer tokens accepted by the ingest service (comma-separated). Empty: the "
+        "service refuses to start unless ingest_insecure_no_auth is set.",
+    )
+    ingest_insecure_no_auth: bool = Field(
+        default=False,
+        description="Run the ingest service without bearer tokens (development only).",
+    )
+    ingest_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body the ingest service reads; larger ones get 413.",
+    )
+    ingest_max_batch_items: int = Field(
+        default=1000, ge=1, le=100_000, description="Most events in one batch request (else 413)."
+    )
+    ingest_ack_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="How long a request waits for the broker to acknowledge (acks=all) its "
+        "events before answering 503.",
+    )
+    ingest_typeform_secret: SecretStr | None = Field(
+        default=None,
+        description="Typeform webhook secret (HMAC-SHA256 signature); unset: /webhooks/typeform "
+        "is disabled.",
+    )
+    ingest_typeform_survey_type: Literal["nps", "csat", "ces"] = Field(
+        default="nps", description="Survey type of the Typeform score question."
+    )
+    ingest_typeform_score_ref: str = Field(
+        default="nps",
+        min_length=1,
+        description="Typeform field ref of the score question (opinion scale / NPS).",
+    )
+    ingest_typeform_comment_ref: str = Field(
+        default="comment", min_length=1, description="Typeform field ref of the comment question."
+    )
     log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
 
     @field_validator("broker_url")
@@ -158,6 +206,13 @@ class Settings(BaseSettings):
     @field_validator("alertmanager_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("ingest_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
