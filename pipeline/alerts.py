@@ -157,14 +157,6 @@ class AlertEngine:
             )
         self._dirty_comments.add((partition, segment))
 
-    def due(self, clock: float | None) -> float | None:
-        """The round time ``clock`` has reached if no partition was evaluated at it yet."""
-        if clock is None:
-            return None
-        boundary = math.floor(clock / self.every) * self.every
-        last = max(self.rounds.values(), default=None)
-        return boundary if last is None or boundary > last else None
-
     def _due_partitions(self, state: WindowState, cap: float | None) -> dict[int, float]:
         """Partitions whose own clock passed a round boundary since their last round.
 
@@ -417,7 +409,7 @@ class AlertEngine:
                 "metric": "responses",
                 "observed": 0.0,
                 "expected": float(quietest),
-                "effect": -float(quietest),
+                "effect": float(quietest),
                 "statistic": "poisson",
                 "statistic_value": float(quietest),
                 "p_value": p,

@@ -54,7 +54,9 @@ class Evidence(BaseModel):
     observed: float | None = Field(description="The metric in the short window.")
     expected: float | None = Field(description="The baseline value or the target.")
     effect: float | None = Field(
-        description="observed - expected in the metric's unit (points or share)."
+        description="How much worse than expected, in the metric's unit (points, share, "
+        "mean or answers): positive means worse (a drop for NPS/CSAT/CES, a rise for "
+        "detractors)."
     )
     statistic: str = Field(description='"z", "cusum" or "poisson".')
     statistic_value: float = Field(description="z score, CUSUM sum S, or expected count.")

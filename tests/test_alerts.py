@@ -581,9 +581,8 @@ def test_restart_neither_repeats_nor_forgets_a_firing_alert() -> None:
     assert [a.alert_id for a in h.engine.firing()] == [fired.alert_id]
     assert h.engine.firing()[0] == fired  # what is re-sent to Alertmanager
     assert firing_gauge("spike") == 1
-    assert h.engine.due(h.state.clock) is None  # the round of T is not evaluated again
+    assert h.engine.evaluate(h.state) == ([], [])  # the round of T is not evaluated again
     h.feed(A1, T + MIN)
-    assert h.engine.due(h.state.clock) == T + MIN
     for k in (1, 2, 3):
         assert h.round(T + k * MIN, tick=A1) == []
     h.restart()
@@ -698,11 +697,12 @@ class Stream:
     def _process(self, batch: list[RawRecord]) -> None:
         out = self.stage.process(batch)
         assert not out.deadletters
-        self.state.apply_batch((partition_of(k), k, v) for k, v in out.deltas)
-        now = self.engine.due(self.state.clock)
-        if now is not None:
-            alerts, _ = self.engine.evaluate(self.state, now)
-            self.alerts.extend(alerts)
+        # as in the worker: rounds are evaluated whenever a partition's clock moves
+        self.state.apply_batch(
+            ((partition_of(k), k, v) for k, v in out.deltas),
+            self.engine.note_comments,
+            lambda: self.alerts.extend(self.engine.evaluate(self.state)[0]),
+        )
 
 
 def daily_times(start: datetime, per_second: float, seconds: float) -> Iterator[datetime]:
