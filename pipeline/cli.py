@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -145,6 +146,123 @@ def simulate_cmd(
         progress=lambda n: typer.echo(f"\rsent {n:,}", nl=False, err=True),
     )
     typer.echo(f"\nsent {sent:,} events to {settings.topic_raw}", err=True)
+
+
+REPLAY_HELP = """Replay a CSV or JSONL survey export into the raw topic.
+
+Mapping: each row becomes a FeedbackEvent. Columns named like an event field map by name; others are mapped with --map FIELD=COLUMN (attributes.NAME for an attribute) or a YAML mapping file (--mapping) with `columns:` (field: column), `constants:` (e.g. survey_type: nps, source: qualtrics-export), `time_format:` (strptime; default ISO 8601), `timezone:` (IANA name for naive timestamps, e.g. Europe/Rome) and `skip_rows:` (rows after the CSV header to skip). Flags override the file. Event times come from the file, so a replayed year fills the windows as it happened.
+
+Invalid rows are reported with their line number and kind (the dead-letter reasons, schema errors by field) and are NOT produced: a replay is an import; fix the file and replay it. Records are keyed by event id (acks=all); an identical repeat of an id is produced once, a different one is reported as conflicting_duplicate.
+
+--dry-run validates every row and produces nothing. --rate N produces N events/s; 0 (default) = as fast as possible. A progress bar with rate and ETA on a terminal, a progress line every --progress-interval seconds otherwise; a summary at the end.
+
+Exit codes: 0 = every row valid (and, without --dry-run, acknowledged by the broker); 1 = some rows invalid (the valid ones were produced unless --dry-run); 2 = bad options, mapping or file; 3 = some records not acknowledged by the broker.
+"""  # noqa: E501
+
+
+@app.command("replay", help=REPLAY_HELP)
+def replay_cmd(
+    file: Annotated[Path, typer.Argument(help="CSV (with a header row) or JSONL export.")],
+    config: ConfigOpt = None,
+    broker: BrokerOpt = None,
+    mapping_file: Annotated[
+        Path | None, typer.Option("--mapping", "-m", help="YAML mapping file.")
+    ] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="FIELD=COLUMN, e.g. score='Likelihood to recommend' (rep.)."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="FIELD=VALUE constant, e.g. survey_type=nps (repeatable)."),
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv or jsonl (default: by extension).")
+    ] = None,
+    time_format: Annotated[
+        str | None, typer.Option(help="strptime format of event times (default ISO 8601).")
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA timezone of naive event times, e.g. Europe/Rome.")
+    ] = None,
+    skip_rows: Annotated[
+        int | None, typer.Option(help="Rows after the CSV header to skip (Qualtrics: 2).")
+    ] = None,
+    topic: Annotated[str | None, typer.Option(help="Target topic (default NPS_TOPIC_RAW).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate only; produce nothing.")
+    ] = False,
+    rate: Annotated[float, typer.Option(help="Events per second; 0 = as fast as possible.")] = 0.0,
+    sort_by_time: Annotated[
+        bool,
+        typer.Option(
+            "--sort-by-time", help="Produce in event-time order (holds valid rows in memory)."
+        ),
+    ] = False,
+    examples: Annotated[int, typer.Option(help="Example line numbers shown per error kind.")] = 5,
+    errors_file: Annotated[
+        Path | None, typer.Option(help="Write every invalid row (JSON lines) to this file.")
+    ] = None,
+    progress_interval: Annotated[
+        float, typer.Option(help="Seconds between progress lines when not on a terminal.")
+    ] = 5.0,
+) -> None:
+    settings = _settings(config, broker)
+    from pipeline.replay import (
+        Mapping,
+        MappingError,
+        PlainProgress,
+        RichProgress,
+        count_rows,
+        detect_format,
+        replay,
+    )
+
+    def fail(message: str) -> typer.Exit:
+        typer.secho(message, fg=typer.colors.RED, err=True)
+        return typer.Exit(2)
+
+    if not dry_run and not settings.broker_url:
+        raise fail("no broker: set NPS_BROKER_URL or --broker (or use --dry-run)")
+    if not file.is_file():
+        raise fail(f"no such file: {file}")
+    try:
+        mapping = Mapping.build(mapping_file, map_, set_, time_format, timezone, skip_rows)
+        file_format = detect_format(file, fmt or mapping.format)
+        total = count_rows(file, file_format, mapping.skip_rows)
+    except MappingError as exc:
+        raise fail(str(exc)) from None
+    target = topic or settings.topic_raw
+    verb = "validating" if dry_run else f"replaying to {target}"
+    display = (
+        RichProgress(total, verb)
+        if sys.stderr.isatty()
+        else PlainProgress(total, interval=progress_interval)
+    )
+    errors_out = errors_file.open("w", encoding="utf-8") if errors_file else None
+    try:
+        with display:
+            report = replay(
+                file,
+                mapping,
+                bootstrap_servers=None if dry_run else settings.bootstrap_servers,
+                topic=target,
+                fmt=file_format,
+                dry_run=dry_run,
+                rate=rate,
+                max_event_bytes=settings.max_event_bytes,
+                allowed_lateness_seconds=settings.allowed_lateness_seconds,
+                sort_by_time=sort_by_time,
+                progress=display,
+                errors_out=errors_out,
+            )
+    except MappingError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        if errors_out is not None:
+            errors_out.close()
+    typer.echo(report.summary(examples))
+    raise typer.Exit(report.exit_code)
 
 
 @app.command()
