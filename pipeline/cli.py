@@ -290,6 +290,49 @@ def topics(config: ConfigOpt = None, broker: BrokerOpt = None) -> None:
     typer.echo(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
+@app.command(
+    help="Run the HTTP ingest service: POST /api/v1/feedback (one event or a JSON array), "
+    "POST /webhooks/delighted and /webhooks/typeform, GET /healthz, GET /openapi.json.\n\n"
+    "Auth: a bearer token from NPS_INGEST_TOKENS (Authorization: Bearer TOKEN; Delighted may "
+    "pass ?token=TOKEN); Typeform is verified by its signature (NPS_INGEST_TYPEFORM_SECRET). "
+    "Without tokens the service refuses to start unless --insecure-no-auth is given.\n\n"
+    "Status codes: 202 all accepted and acknowledged by the broker (acks=all); 422 some "
+    "items invalid (the valid ones are written; the body lists both); 400 not JSON; 401 no "
+    "token/signature; 403 a wrong one; 413 too large; 503 the broker did not acknowledge "
+    "in time (send again)."
+)
+def ingest(
+    config: ConfigOpt = None,
+    broker: BrokerOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (NPS_INGEST_BIND).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (NPS_INGEST_PORT).")] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Accept requests without a bearer token (development only).",
+        ),
+    ] = False,
+) -> None:
+    settings = _settings(
+        config,
+        broker,
+        ingest_bind=host,
+        ingest_port=port,
+        ingest_insecure_no_auth=insecure_no_auth or None,
+    )
+    if not settings.broker_url:
+        typer.secho("no broker: set NPS_BROKER_URL or --broker", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    from pipeline.ingest import serve
+
+    try:
+        serve(settings, print_fn=lambda text: typer.echo(text, err=True))
+    except ConfigError as exc:
+        typer.secho(exc.message, fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
 @schemas_app.command("export")
 def schemas_export() -> None:
     """Write schemas/json/*.json from the pydantic models."""

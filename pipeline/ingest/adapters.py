@@ -1,0 +1,181 @@
+"""Survey-tool webhook payloads -> FeedbackEvent-shaped dicts.
+
+Field names follow /work/shared/notes/survey-webhooks.md (the tools' own docs). Each
+adapter gives a *deterministic* event id built from the tool's response id, so a
+redelivered webhook is the same record and the worker's dedupe drops it. The dicts
+are then validated by the same code as ``POST /api/v1/feedback`` items.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.feedback import SEGMENT_FIELDS
+
+#: Delighted survey types with a scale the pipeline scores (5star is a 1-5 CSAT scale).
+DELIGHTED_SURVEY_TYPES = {
+    "nps": "nps",
+    "enps": "nps",
+    "csat": "csat",
+    "ces": "ces",
+    "5star": "csat",
+}
+
+
+class AdapterError(ValueError):
+    """The payload is not something this adapter can map (answered 422)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A valid webhook that carries no answer (answered 200, nothing produced)."""
+
+    reason: str
+
+
+def _scalar(value: object) -> str | int | float | bool | None:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _split_properties(
+    properties: dict[str, Any], event: dict[str, Any], attributes: dict[str, Any]
+) -> None:
+    """Segment fields (matched case-insensitively, spaces as underscores) go to the event,
+    everything else to its attributes."""
+    for name, value in properties.items():
+        key = str(name).strip().lower().replace(" ", "_")
+        if key in SEGMENT_FIELDS and isinstance(value, str | int) and str(value).strip():
+            event[key] = str(value)
+        elif key == "customer_id" and isinstance(value, str | int) and str(value).strip():
+            event["customer_id"] = str(value)
+        else:
+            attributes[str(name)] = _scalar(value)
+
+
+def _object(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise AdapterError(f"expected a JSON object at {where}", where)
+    return value
+
+
+def from_delighted(payload: object) -> list[dict[str, Any]] | Ignored:
+    """A Delighted ``survey_response.created`` / ``.updated`` webhook.
+
+    Event id ``delighted-<event_data.id>``; event time ``event_data.created_at`` (Unix
+    seconds); customer ``person.id``; ``person_properties`` give the segment fields
+    (``Department`` -> department, ...) and the attributes; ``tags`` are kept as one
+    comma-separated attribute. Name and e-mail are deliberately not copied.
+    """
+    body = _object(payload, "(body)")
+    event_type = body.get("event_type")
+    if event_type not in ("survey_response.created", "survey_response.updated"):
+        return Ignored(f"Delighted event_type {event_type!r} carries no survey answer")
+    data = _object(body.get("event_data"), "event_data")
+    response_id = data.get("id")
+    if response_id is None or str(response_id).strip() == "":
+        raise AdapterError("Delighted response without event_data.id", "event_data.id")
+    tool_type = str(data.get("survey_type") or "nps").lower()
+    if tool_type not in DELIGHTED_SURVEY_TYPES:
+        raise AdapterError(
+            f"Delighted survey_type {tool_type!r} has no NPS/CSAT/CES scale "
+            f"(supported: {sorted(DELIGHTED_SURVEY_TYPES)})",
+            "event_data.survey_type",
+        )
+    created = data.get("created_at")
+    event_time: object = created
+    if isinstance(created, int | float) and not isinstance(created, bool):
+        event_time = datetime.fromtimestamp(created, UTC).isoformat()
+    person = data.get("person") if isinstance(data.get("person"), dict) else {}
+    person_id = person.get("id")
+    event: dict[str, Any] = {
+        "event_id": f"delighted-{response_id}",
+        "event_time": event_time,
+        "survey_type": DELIGHTED_SURVEY_TYPES[tool_type],
+        "score": data.get("score"),
+        "comment": data.get("comment") or None,
+        "customer_id": None if person_id is None else str(person_id),
+        "source": "delighted",
+    }
+    attributes: dict[str, Any] = {}
+    properties = data.get("person_properties")
+    if isinstance(properties, dict):
+        _split_properties(properties, event, attributes)
+    tags = data.get("tags")
+    if isinstance(tags, list) and tags:
+        attributes["delighted_tags"] = ",".join(str(t) for t in tags)
+    if tool_type != DELIGHTED_SURVEY_TYPES[tool_type]:
+        attributes["delighted_survey_type"] = tool_type
+    if attributes:
+        event["attributes"] = attributes
+    return [event]
+
+
+def from_typeform(
+    payload: object, *, score_ref: str, comment_ref: str, survey_type: str
+) -> list[dict[str, Any]] | Ignored:
+    """A Typeform ``form_response`` webhook (signature already verified).
+
+    Event id ``typeform-<form_response.token>`` (the response token, stable across
+    redeliveries); event time ``submitted_at``; score = the ``number`` of the answer whose
+    ``field.ref`` is ``score_ref`` (an opinion-scale or NPS question); comment = the
+    ``text`` of the answer whose ref is ``comment_ref``; hidden fields give the customer
+    id (``customer_id``; else the response token), segment fields and attributes.
+    """
+    body = _object(payload, "(body)")
+    if body.get("event_type") != "form_response":
+        return Ignored(f"Typeform event_type {body.get('event_type')!r} carries no response")
+    response = _object(body.get("form_response"), "form_response")
+    token = response.get("token")
+    if not isinstance(token, str) or not token.strip():
+        raise AdapterError("Typeform response without form_response.token", "form_response.token")
+    answers = response.get("answers")
+    answers = answers if isinstance(answers, list) else []
+    score: object = None
+    comment: object = None
+    refs: list[str] = []
+    for answer in answers:
+        if not isinstance(answer, dict):
+            continue
+        ref = (answer.get("field") or {}).get("ref")
+        refs.append(str(ref))
+        if ref == score_ref:
+            score = answer.get("number")
+        elif ref == comment_ref:
+            comment = answer.get("text")
+    if score is None:
+        raise AdapterError(
+            f"no number answer with field ref {score_ref!r} (NPS_INGEST_TYPEFORM_SCORE_REF); "
+            f"the refs answered are {refs}",
+            "form_response.answers",
+        )
+    event: dict[str, Any] = {
+        "event_id": f"typeform-{token.strip()}",
+        "event_time": response.get("submitted_at"),
+        "survey_type": survey_type,
+        "score": score,
+        "comment": comment or None,
+        "customer_id": f"typeform-{token.strip()}",
+        "source": "typeform",
+    }
+    attributes: dict[str, Any] = {}
+    hidden = response.get("hidden")
+    if isinstance(hidden, dict):
+        _split_properties(hidden, event, attributes)
+    if response.get("form_id"):
+        attributes["typeform_form_id"] = str(response["form_id"])
+    calculated = response.get("calculated")
+    if isinstance(calculated, dict) and isinstance(calculated.get("score"), int | float):
+        attributes["typeform_calculated_score"] = calculated["score"]
+    if attributes:
+        event["attributes"] = attributes
+    return [event]

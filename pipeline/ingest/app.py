@@ -1,0 +1,256 @@
+"""The aiohttp application of ``nps-pipeline ingest``.
+
+Routes: ``POST /api/v1/feedback`` (one event or a JSON array), ``POST /webhooks/{tool}``
+(``delighted``, ``typeform``), ``GET /healthz``, ``GET /openapi.json``.
+
+Status codes: 202 every item accepted *and acknowledged by the broker*; 422 some or all
+items invalid (the valid ones are still written; the body lists both); 400 the body is
+not JSON (or not an object/array); 401 no bearer token / signature; 403 a wrong one;
+404 unknown or unconfigured webhook; 413 body or batch too large; 503 the broker did not
+acknowledge within ``NPS_INGEST_ACK_TIMEOUT_SECONDS`` (never 202 then).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel
+
+from pipeline.ingest import adapters
+from pipeline.ingest.auth import Verdict, check_bearer, check_typeform, require_auth_configured
+from pipeline.ingest.items import Triage, triage
+from pipeline.ingest.models import ErrorBody, IgnoredBody, ItemError
+from pipeline.ingest.openapi import openapi_document
+from pipeline.ingest.producer import BrokerUnavailable, BrokerWriter
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+WRITER = web.AppKey("writer", BrokerWriter)
+TOKENS = web.AppKey("tokens", list)
+
+WEBHOOK_TOOLS = ("delighted", "typeform")
+
+
+def _json(model: BaseModel, status: int, **headers: str) -> web.Response:
+    return web.Response(
+        body=model.model_dump_json().encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers or None,
+    )
+
+
+def _error(status: int, message: str, retry: bool = False, **headers: str) -> web.Response:
+    return _json(ErrorBody(error=message, retry=retry), status, **headers)
+
+
+def _auth_failure(verdict: Verdict, what: str) -> web.Response | None:
+    if verdict is Verdict.MISSING:
+        return _error(401, f"{what} required", **{"WWW-Authenticate": 'Bearer realm="nps-ingest"'})
+    if verdict is Verdict.WRONG:
+        return _error(403, f"{what} not valid")
+    return None
+
+
+def _bearer(request: web.Request, allow_query: bool = False) -> web.Response | None:
+    """None if the request may pass; else the 401/403 answer."""
+    settings = request.app[SETTINGS]
+    if settings.ingest_insecure_no_auth and not settings.ingest_tokens:
+        return None
+    header = request.headers.get("Authorization")
+    if not header and allow_query and request.query.get("token"):
+        header = f"Bearer {request.query['token']}"
+    return _auth_failure(check_bearer(header, request.app[TOKENS]), "bearer token")
+
+
+async def _body(request: web.Request) -> bytes | web.Response:
+    """The raw body, or the 413 answer when it is over the limit."""
+    limit = request.app[SETTINGS].ingest_max_body_bytes
+    too_large = _error(
+        413, f"request body over the limit of {limit:,} bytes (NPS_INGEST_MAX_BODY_BYTES)"
+    )
+    if request.content_length is not None and request.content_length > limit:
+        return too_large
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return too_large
+
+
+def _parse(body: bytes) -> Any | web.Response:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return _error(400, f"body is not JSON: {exc}")
+
+
+async def _produce(request: web.Request, checked: Triage) -> web.Response:
+    """Write the accepted events; 202 if all items were valid, 422 if not, 503 on timeout."""
+    writer = request.app[WRITER]
+    try:
+        await writer.write(checked.events)
+    except BrokerUnavailable as exc:
+        log.warning("ingest: %s", exc)
+        return _error(
+            503,
+            f"{exc}; nothing is confirmed written: send the request again (event ids make a "
+            "repeated delivery harmless)",
+            retry=True,
+            **{"Retry-After": "5"},
+        )
+    return _json(checked.result(writer.topic), 422 if checked.errors else 202)
+
+
+async def post_feedback(request: web.Request) -> web.Response:
+    """``POST /api/v1/feedback``: one FeedbackEvent or a JSON array of them."""
+    if (denied := _bearer(request)) is not None:
+        return denied
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    document = _parse(body)
+    if isinstance(document, web.Response):
+        return document
+    settings = request.app[SETTINGS]
+    if isinstance(document, dict):
+        items: list[object] = [document]
+    elif isinstance(document, list):
+        items = document
+        if not items:
+            return _error(400, "empty batch: send one event object or a non-empty array")
+        if len(items) > settings.ingest_max_batch_items:
+            return _error(
+                413,
+                f"batch of {len(items):,} events over the limit of "
+                f"{settings.ingest_max_batch_items:,} (NPS_INGEST_MAX_BATCH_ITEMS)",
+            )
+    else:
+        return _error(400, f"expected an event object or an array, got {type(document).__name__}")
+    return await _produce(request, triage(items, settings.max_event_bytes))
+
+
+async def _webhook_events(
+    request: web.Request,
+    payload: object,
+    convert: Callable[[object], list[dict[str, Any]] | adapters.Ignored],
+) -> web.Response:
+    try:
+        converted = convert(payload)
+    except adapters.AdapterError as exc:
+        checked = Triage(
+            errors=[ItemError(index=0, reason="unsupported", field=exc.field, message=exc.message)]
+        )
+        return _json(checked.result(request.app[WRITER].topic), 422)
+    if isinstance(converted, adapters.Ignored):
+        return _json(IgnoredBody(ignored=converted.reason), 200)
+    return await _produce(request, triage(list(converted), request.app[SETTINGS].max_event_bytes))
+
+
+async def webhook_delighted(request: web.Request) -> web.Response:
+    """Delighted does not sign its webhooks: a bearer token (header or ``?token=``) is required."""
+    if (denied := _bearer(request, allow_query=True)) is not None:
+        return denied
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    payload = _parse(body)
+    if isinstance(payload, web.Response):
+        return payload
+    return await _webhook_events(request, payload, adapters.from_delighted)
+
+
+async def webhook_typeform(request: web.Request) -> web.Response:
+    """Typeform signs every delivery; the signature is checked on the raw body before parsing."""
+    settings = request.app[SETTINGS]
+    if settings.ingest_typeform_secret is None:
+        return _error(404, "the Typeform adapter is not configured (NPS_INGEST_TYPEFORM_SECRET)")
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    verdict = check_typeform(
+        request.headers.get("Typeform-Signature"),
+        settings.ingest_typeform_secret.get_secret_value(),
+        body,
+    )
+    if (denied := _auth_failure(verdict, "Typeform-Signature")) is not None:
+        return denied
+    payload = _parse(body)
+    if isinstance(payload, web.Response):
+        return payload
+
+    def convert(document: object) -> list[dict[str, Any]] | adapters.Ignored:
+        return adapters.from_typeform(
+            document,
+            score_ref=settings.ingest_typeform_score_ref,
+            comment_ref=settings.ingest_typeform_comment_ref,
+            survey_type=settings.ingest_typeform_survey_type,
+        )
+
+    return await _webhook_events(request, payload, convert)
+
+
+async def webhook_unknown(request: web.Request) -> web.Response:
+    return _error(
+        404,
+        f"no webhook adapter {request.match_info['tool']!r}; available: {list(WEBHOOK_TOOLS)}",
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 while the service answers; says whether the producer is connected."""
+    writer = request.app[WRITER]
+    return web.json_response(
+        {"status": "ok", "broker_connected": writer.connected, "topic": writer.topic}
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def create_app(settings: Settings, writer: BrokerWriter | None = None) -> web.Application:
+    """The ingest application; raises :class:`ConfigError` without tokens (unless insecure)."""
+    require_auth_configured(settings)
+    if writer is None:
+        writer = BrokerWriter(
+            settings.bootstrap_servers,
+            settings.topic_raw,
+            settings.ingest_ack_timeout_seconds,
+            max_request_bytes=max(1024 * 1024, settings.max_event_bytes + 64 * 1024),
+        )
+    app = web.Application(client_max_size=settings.ingest_max_body_bytes)
+    app[SETTINGS] = settings
+    app[WRITER] = writer
+    app[TOKENS] = [t.get_secret_value().encode() for t in settings.ingest_tokens]
+    app.router.add_post("/api/v1/feedback", post_feedback)
+    app.router.add_post("/webhooks/delighted", webhook_delighted)
+    app.router.add_post("/webhooks/typeform", webhook_typeform)
+    app.router.add_post("/webhooks/{tool}", webhook_unknown)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/openapi.json", openapi)
+
+    async def close_writer(_app: web.Application) -> None:
+        await writer.close()
+
+    app.on_cleanup.append(close_writer)
+    return app
+
+
+def serve(settings: Settings, print_fn: Callable[[str], None] | None = None) -> None:
+    """Run the service until Ctrl-C / SIGTERM (``nps-pipeline ingest``)."""
+    app = create_app(settings)
+    if settings.ingest_insecure_no_auth and not settings.ingest_tokens:
+        log.warning("ingest: NO AUTHENTICATION (--insecure-no-auth): every request is accepted")
+    web.run_app(
+        app,
+        host=settings.ingest_bind,
+        port=settings.ingest_port,
+        print=print_fn or (lambda text: None),
+        access_log=None,
+    )

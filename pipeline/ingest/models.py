@@ -1,0 +1,53 @@
+"""Response bodies of the ingest service (pydantic, so the OpenAPI document and the
+answers come from the same definitions)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class AcceptedItem(BaseModel):
+    """An event written to the raw topic and acknowledged by the broker."""
+
+    index: int = Field(description="Position in the request (0 for a single event).")
+    event_id: str
+
+
+class ItemError(BaseModel):
+    """Why one item of a request was not accepted (nothing of it was written)."""
+
+    index: int = Field(description="Position in the request (0 for a single event).")
+    event_id: str | None = Field(default=None, description="The item's event id, if readable.")
+    reason: str = Field(
+        description="oversize, not_json, score_out_of_range, schema_violation, "
+        "unsupported (a webhook payload the adapter cannot map)."
+    )
+    field: str | None = Field(default=None, description="Dotted path of the offending field.")
+    message: str
+
+
+class IngestResult(BaseModel):
+    """Answer of 202 (all items accepted) and 422 (some or all rejected)."""
+
+    topic: str
+    accepted_count: int
+    rejected_count: int
+    accepted: list[AcceptedItem]
+    rejected: list[ItemError]
+
+
+class ErrorBody(BaseModel):
+    """Answer of 400, 401, 403, 404, 413 and 503."""
+
+    error: str
+    retry: bool = Field(
+        default=False,
+        description="True when sending the same request again later is expected to work "
+        "(503); event ids make a repeated delivery harmless.",
+    )
+
+
+class IgnoredBody(BaseModel):
+    """Answer 200 to a webhook that carries no answer (e.g. Delighted's unsubscribe)."""
+
+    ignored: str

@@ -1,0 +1,171 @@
+"""The OpenAPI 3.1 document served at ``GET /openapi.json``.
+
+The schemas come from the pydantic models (``FeedbackEvent`` and the response models),
+so the document cannot drift from what the service validates and answers; the paths
+are assembled here by hand.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from pipeline.ingest.models import ErrorBody, IgnoredBody, IngestResult
+from schemas import FeedbackEvent
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _answer(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "The body is not JSON, or not an event object / non-empty array.",
+        401: "No credential (bearer token or signature).",
+        403: "A credential that does not match.",
+        404: "Webhook adapter unknown or not configured.",
+        413: "Body over NPS_INGEST_MAX_BODY_BYTES or batch over NPS_INGEST_MAX_BATCH_ITEMS; "
+        "nothing written.",
+        503: "The broker did not acknowledge within NPS_INGEST_ACK_TIMEOUT_SECONDS; nothing "
+        "is confirmed: send again.",
+    }
+    return {str(code): _answer(text[code], "ErrorBody") for code in codes}
+
+
+def _written(what: str) -> dict[str, Any]:
+    return {
+        "202": _answer(
+            f"Every {what} accepted and acknowledged by the broker (acks=all).", "IngestResult"
+        ),
+        "422": _answer(
+            "Some or all items invalid: the valid ones were written and acknowledged; "
+            "`rejected` gives index, event_id, reason, field and message per invalid item.",
+            "IngestResult",
+        ),
+    }
+
+
+def _webhook(tool: str, description: str, security: list[dict[str, list[str]]]) -> dict[str, Any]:
+    responses = {
+        **_written("answer"),
+        "200": _answer("A valid delivery that carries no answer; nothing written.", "IgnoredBody"),
+        **_errors(400, 401, 403, 404, 413, 503),
+    }
+    return {
+        "post": {
+            "summary": f"{tool} webhook",
+            "description": description,
+            "operationId": f"webhook_{tool.lower()}",
+            "security": security,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "responses": responses,
+        }
+    }
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The whole document (computed once)."""
+    _, top = models_json_schema(
+        [
+            (FeedbackEvent, "validation"),
+            (IngestResult, "serialization"),
+            (ErrorBody, "serialization"),
+            (IgnoredBody, "serialization"),
+        ],
+        ref_template=REF,
+    )
+    schemas = top["$defs"]
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "nps-pipeline ingest",
+            "version": "1",
+            "description": "Survey answers into the pipeline's raw topic. A 202 means the "
+            "broker acknowledged every accepted event (acks=all).",
+        },
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "bearerQuery": {"type": "apiKey", "in": "query", "name": "token"},
+                "typeformSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Typeform-Signature",
+                    "description": "sha256= + base64 HMAC-SHA256 of the raw body with the "
+                    "webhook secret (NPS_INGEST_TYPEFORM_SECRET).",
+                },
+            },
+        },
+        "paths": {
+            "/api/v1/feedback": {
+                "post": {
+                    "summary": "Send one feedback event or a batch",
+                    "operationId": "post_feedback",
+                    "security": bearer,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        _ref("FeedbackEvent"),
+                                        {
+                                            "type": "array",
+                                            "items": _ref("FeedbackEvent"),
+                                            "minItems": 1,
+                                        },
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {**_written("item"), **_errors(400, 401, 403, 413, 503)},
+                }
+            },
+            "/webhooks/delighted": _webhook(
+                "Delighted",
+                "survey_response.created/.updated -> one event `delighted-<event_data.id>`; "
+                "other event types are answered 200 and ignored. Delighted does not sign: "
+                "put the token in the URL (`?token=`) or an Authorization header.",
+                [{"bearer": []}, {"bearerQuery": []}],
+            ),
+            "/webhooks/typeform": _webhook(
+                "Typeform",
+                "form_response -> one event `typeform-<form_response.token>`, score from the "
+                "answer with ref NPS_INGEST_TYPEFORM_SCORE_REF, comment from "
+                "NPS_INGEST_TYPEFORM_COMMENT_REF. Verified by its signature.",
+                [{"typeformSignature": []}],
+            ),
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness",
+                    "operationId": "healthz",
+                    "security": [],
+                    "responses": {"200": {"description": "The service answers."}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "operationId": "openapi",
+                    "security": [],
+                    "responses": {"200": {"description": "OpenAPI 3.1 document."}},
+                }
+            },
+        },
+    }
