@@ -699,8 +699,11 @@ def alertmanager_payload(alert: Alert) -> tuple[dict[str, str], dict[str, str]]:
         "alertname": alert.rule,
         "kind": alert.kind.value,
         "severity": alert.severity,
+        # as on /metrics and in the Prometheus rules: dimension="department",
+        # segment="billing" (combinations: "department,channel" / "support|chat")
         "dimension": alert.dimension,
-        "segment": alert.segment,
+        "segment": "|".join(alert.fields.values()) if alert.fields else "all",
+        "segment_key": alert.segment,
         "service": "nps-pipeline",
     }
     annotations = {

@@ -88,10 +88,12 @@ def test_incident_raises_one_alert_and_resolves(
     assert evidence["window"]["responses"] > 0 and evidence["statistic_value"] > 0
     assert alert["description"] and alert["alert_id"].startswith(alert["fingerprint"])
     deadline = time.monotonic() + 30
-    while not (active := am.alerts(filter=f'segment="agent={AGENT}"', active="true")):
+    while not (active := am.alerts(filter=f'segment="{AGENT}"', active="true")):
         assert time.monotonic() < deadline, "alert never reached Alertmanager"
         time.sleep(0.5)
     assert active[0]["labels"]["alertname"] == alert["rule"]
+    assert active[0]["labels"]["dimension"] == "agent"
+    assert active[0]["labels"]["segment_key"] == f"agent={AGENT}"
     assert active[0]["annotations"]["summary"] == alert["summary"]
 
     # a restart while the alert fires: the new worker restores the alert state from the
@@ -113,7 +115,7 @@ def test_incident_raises_one_alert_and_resolves(
     resolved_at = datetime.fromisoformat(both[1]["resolved_at"]).timestamp()
     assert resolved_at > incident_start + 1800  # after the incident ended
     deadline = time.monotonic() + 30
-    while am.alerts(filter=f'segment="agent={AGENT}"', active="true"):
+    while am.alerts(filter=f'segment="{AGENT}"', active="true"):
         assert time.monotonic() < deadline, "alert still active in Alertmanager"
         time.sleep(0.5)
     firing_metric = worker.get("/metrics").decode()
