@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from schemas import FeedbackEvent
 
@@ -58,6 +58,10 @@ class BrokerWriter:
                 f"the broker at {','.join(self.bootstrap_servers)} did not acknowledge "
                 f"{len(events)} event(s) within {self.ack_timeout_seconds:g}s "
                 "(NPS_INGEST_ACK_TIMEOUT_SECONDS)"
+            ) from None
+        except KafkaConnectionError as exc:
+            raise BrokerUnavailable(
+                f"cannot reach the broker at {','.join(self.bootstrap_servers)}: {exc}"
             ) from None
         except KafkaError as exc:
             raise BrokerUnavailable(f"the broker refused the write: {exc}") from None
