@@ -209,6 +209,7 @@ def replay_cmd(
 ) -> None:
     settings = _settings(config, broker)
     from pipeline.replay import (
+        BrokerUnavailable,
         Mapping,
         MappingError,
         PlainProgress,
@@ -256,7 +257,7 @@ def replay_cmd(
                 progress=display,
                 errors_out=errors_out,
             )
-    except MappingError as exc:
+    except (MappingError, BrokerUnavailable) as exc:
         raise fail(str(exc)) from None
     finally:
         if errors_out is not None:

@@ -44,6 +44,10 @@ class MappingError(ValueError):
     """The mapping (file or flags) or the file itself cannot be used; nothing is read."""
 
 
+class BrokerUnavailable(RuntimeError):
+    """The broker or the target topic cannot be reached; nothing was produced."""
+
+
 @dataclass(frozen=True, slots=True)
 class Mapping:
     """How a row of an export becomes a feedback event.
@@ -458,7 +462,7 @@ def replay(
     if fmt == "csv":
         check_columns(mapping, csv_header(path))
     t0 = time.monotonic()
-    producer = None if dry_run else _producer(bootstrap_servers or [], max_event_bytes)
+    producer = None if dry_run else _producer(bootstrap_servers or [], topic, max_event_bytes)
     seen: dict[bytes, bytes] = {}
     newest: datetime | None = None
     held: list[Record] = []
@@ -516,19 +520,34 @@ def replay(
     return report
 
 
-def _producer(bootstrap_servers: list[str], max_event_bytes: int) -> Any:
+def _producer(bootstrap_servers: list[str], topic: str, max_event_bytes: int) -> Any:
+    """An acks=all producer whose topic is known to exist (or is auto-created) up front,
+    so that a missing topic fails once, clearly, instead of blocking every send."""
     from kafka import KafkaProducer
+    from kafka.errors import KafkaError
 
-    return KafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        client_id="nps-replay",
-        acks="all",
-        linger_ms=20,
-        batch_size=256 * 1024,
-        max_request_size=max(1024 * 1024, 2 * max_event_bytes),
-        request_timeout_ms=10_000,
-        delivery_timeout_ms=30_000,
-    )
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id="nps-replay",
+            acks="all",
+            linger_ms=20,
+            batch_size=256 * 1024,
+            max_request_size=max(1024 * 1024, 2 * max_event_bytes),
+            request_timeout_ms=10_000,
+            delivery_timeout_ms=30_000,
+            max_block_ms=15_000,
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"cannot reach the broker at {bootstrap_servers}: {exc}") from None
+    try:
+        producer.partitions_for(topic)
+    except KafkaError as exc:
+        producer.close()
+        raise BrokerUnavailable(
+            f"topic {topic} is not available ({exc!r}); create it with `nps-pipeline topics`"
+        ) from None
+    return producer
 
 
 def _send(producer: Any, topic: str, record: Record, report: ReplayReport) -> None:
