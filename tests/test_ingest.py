@@ -15,8 +15,12 @@ import hashlib
 import hmac
 import json
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import jsonschema
@@ -484,3 +488,65 @@ def test_openapi_document_and_healthz(settings: Callable[..., Settings]) -> None
     for ref in refs:
         name = ref.split('"')[0].removeprefix("#/components/schemas/")
         assert name in schemas, name
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+def _cli_env(**values: str) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
+    env.update(values)
+    return env
+
+
+def test_cli_refuses_to_start_without_tokens(broker: EmbeddedBroker) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "ingest", "--broker", broker.bootstrap],
+        env=_cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "NPS_INGEST_TOKENS" in proc.stderr and "--insecure-no-auth" in proc.stderr
+
+
+def test_cli_serves_and_writes(broker: EmbeddedBroker, unique: str, tmp_path: Path) -> None:
+    port = free_port()
+    topic = f"ingest-cli-{unique}"
+    log = (tmp_path / "ingest.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "ingest", "--port", str(port)],
+        env=_cli_env(NPS_BROKER_URL=broker.bootstrap, NPS_TOPIC_RAW=topic, NPS_INGEST_TOKENS=TOKEN),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "ingest.log").read_text()
+                assert time.monotonic() < deadline, "ingest service did not start"
+                time.sleep(0.2)
+        request = urllib.request.Request(
+            f"{url}/api/v1/feedback",
+            data=json.dumps([event(1), event(2)]).encode(),
+            headers={**AUTH, "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            assert resp.status == 202
+            assert json.load(resp)["accepted_count"] == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    records = consume(broker.bootstrap, topic, 2, timeout=30)
+    assert sorted(r.key.decode() for r in records) == ["ev-0001", "ev-0002"]
