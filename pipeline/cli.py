@@ -293,9 +293,11 @@ def topics(config: ConfigOpt = None, broker: BrokerOpt = None) -> None:
 
 @app.command(
     help="Run the HTTP ingest service: POST /api/v1/feedback (one event or a JSON array), "
-    "POST /webhooks/delighted and /webhooks/typeform, GET /healthz, GET /openapi.json.\n\n"
-    "Auth: a bearer token from NPS_INGEST_TOKENS (Authorization: Bearer TOKEN; Delighted may "
-    "pass ?token=TOKEN); Typeform is verified by its signature (NPS_INGEST_TYPEFORM_SECRET). "
+    "POST /webhooks/{delighted,typeform,surveymonkey,asknicely}, GET /healthz, "
+    "GET /openapi.json.\n\n"
+    "Auth: a bearer token from NPS_INGEST_TOKENS (Authorization: Bearer TOKEN; Delighted and "
+    "AskNicely may pass ?token=TOKEN); Typeform and SurveyMonkey are verified by their "
+    "signatures (NPS_INGEST_TYPEFORM_SECRET, NPS_INGEST_SURVEYMONKEY_*). "
     "Without tokens the service refuses to start unless --insecure-no-auth is given.\n\n"
     "Status codes: 202 all accepted and acknowledged by the broker (acks=all); 422 some "
     "items invalid (the valid ones are written; the body lists both); 400 not JSON; 401 no "

@@ -182,6 +182,23 @@ class Settings(BaseSettings):
     ingest_typeform_comment_ref: str = Field(
         default="comment", min_length=1, description="Typeform field ref of the comment question."
     )
+    ingest_surveymonkey_api_key: SecretStr | None = Field(
+        default=None,
+        description="SurveyMonkey API key (first half of the Sm-Signature HMAC-SHA1 key); with "
+        "ingest_surveymonkey_secret enables /webhooks/surveymonkey.",
+    )
+    ingest_surveymonkey_secret: SecretStr | None = Field(
+        default=None, description="SurveyMonkey API secret (second half of the signature key)."
+    )
+    ingest_topic_needs_fetch: str = Field(
+        default="feedback.needs-fetch",
+        min_length=1,
+        description="Envelopes of tools that send ids only (SurveyMonkey): the answers must be "
+        "fetched from the tool's API.",
+    )
+    ingest_asknicely_survey_type: Literal["nps", "csat", "ces"] = Field(
+        default="nps", description="Survey type of AskNicely answers."
+    )
     log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
 
     @field_validator("broker_url")

@@ -40,6 +40,8 @@ T = TypeVar("T")
 TOKEN = "tok-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TYPEFORM_SECRET = "typeform-shared-secret"
+SM_API_KEY = "sm-api-key-123"
+SM_SECRET = "sm-api-secret-456"
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +61,9 @@ def settings(broker: EmbeddedBroker, unique: str) -> Callable[..., Settings]:
             "topic_raw": f"ingest-raw-{unique}",
             "ingest_tokens": f"other-token,{TOKEN}",
             "ingest_typeform_secret": TYPEFORM_SECRET,
+            "ingest_surveymonkey_api_key": SM_API_KEY,
+            "ingest_surveymonkey_secret": SM_SECRET,
+            "ingest_topic_needs_fetch": f"ingest-fetch-{unique}",
             "ingest_ack_timeout_seconds": 10,
         }
         values.update(overrides)
@@ -440,6 +445,125 @@ def test_delighted_unscored_survey_type_is_422(settings: Callable[..., Settings]
     assert body["rejected"][0]["field"] == "event_data.survey_type"
 
 
+SURVEYMONKEY_PAYLOAD: dict[str, Any] = {
+    "name": "nps responses",
+    "filter_type": "survey",
+    "filter_id": "405386117",
+    "event_type": "response_completed",
+    "event_id": "10001234567",
+    "object_type": "response",
+    "object_id": "114171520434",
+    "event_datetime": "2026-11-25T09:30:02.561237+00:00",
+    "resources": {
+        "respondent_id": "114171520434",
+        "recipient_id": "0",
+        "collector_id": "415462189",
+        "survey_id": "405386117",
+        "user_id": "152351423",
+    },
+}
+
+
+def sm_signature(body: bytes, key: str = SM_API_KEY, secret: str = SM_SECRET) -> str:
+    digest = hmac.new(f"{key}&{secret}".encode(), body, hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def test_surveymonkey_head_signature_and_needs_fetch_envelope(
+    settings: Callable[..., Settings],
+) -> None:
+    s = settings()
+    body = json.dumps(SURVEYMONKEY_PAYLOAD).encode()
+    deleted = json.dumps({**SURVEYMONKEY_PAYLOAD, "event_type": "response_deleted"}).encode()
+    path = "/webhooks/surveymonkey"
+
+    async def scenario(client: TestClient) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+        head = await client.head(path)
+        return head.status, [
+            await post(client, path, body),  # unsigned
+            await post(client, path, body, {"Sm-Signature": sm_signature(body, secret="x")}),
+            await post(client, path, deleted, {"Sm-Signature": sm_signature(body)}),  # replayed
+            await post(client, path, deleted, {"Sm-Signature": sm_signature(deleted)}),
+            await post(client, path, body, {"Sm-Signature": sm_signature(body)}),
+        ]
+
+    head, answers = run(s, scenario)
+
+    assert head == 200
+    assert [a[0] for a in answers] == [401, 403, 403, 200, 202], answers
+    assert answers[4][1]["topic"] == s.ingest_topic_needs_fetch
+    # ids only: nothing on the raw topic, one envelope on the needs-fetch topic
+    assert consume(s.broker_url or "", s.topic_raw, 0, timeout=2) == []
+    [record] = consume(s.broker_url or "", s.ingest_topic_needs_fetch, 1, timeout=30)
+    assert record.key == b"surveymonkey-114171520434"
+    envelope = json.loads(record.value)
+    assert envelope["kind"] == "needs_fetch" and "score" not in envelope
+    assert (envelope["tool"], envelope["tool_event_type"]) == ("surveymonkey", "response_completed")
+    assert envelope["resources"]["survey_id"] == "405386117"
+    assert "fetch response 114171520434 of survey 405386117" in envelope["message"]
+
+    unconfigured = settings(ingest_surveymonkey_secret=None)
+    head, answers = run(
+        unconfigured,
+        lambda c: asyncio.gather(c.head(path), post(c, path, body, {"Sm-Signature": "x"})),
+    )
+    assert (head.status, answers[0]) == (404, 404)
+
+
+ASKNICELY_PAYLOAD: dict[str, Any] = {
+    "count": 1,
+    "person": {
+        "id": "cust-3141",
+        "name": "Ana Lima",
+        "email": "ana@example.com",
+        "created": 1795500000,
+        "segment": "enterprise",
+    },
+    "question": {
+        "id": "987654",
+        "score": "2",
+        "comment": "Nobody called back.",
+        "sent": 1795600000,
+        "opened": 1795600300,
+        "responded": 1795600360,
+        "segment": "q4-campaign",
+        "deliverymethod": "email",
+    },
+}
+
+
+def test_asknicely_response_mapped(settings: Callable[..., Settings]) -> None:
+    s = settings()
+    path = "/webhooks/asknicely"
+
+    async def scenario(client: TestClient) -> list[tuple[int, dict[str, Any]]]:
+        return [
+            await post(client, path, ASKNICELY_PAYLOAD),
+            await post(client, f"{path}?token={TOKEN}", ASKNICELY_PAYLOAD),
+        ]
+
+    answers = run(s, scenario)
+
+    assert [a[0] for a in answers] == [401, 202], answers
+    records = on_topic(s, 1)
+    written = FeedbackEvent.model_validate(records["asknicely-987654"])
+    assert (written.survey_type.value, written.score, written.customer_id) == (
+        "nps",
+        2,
+        "cust-3141",
+    )
+    assert (written.comment, written.channel, written.source) == (
+        "Nobody called back.",
+        "email",
+        "asknicely",
+    )
+    assert written.event_time.isoformat() == "2026-11-25T09:52:40+00:00"
+    assert written.attributes == {
+        "asknicely_question_segment": "q4-campaign",
+        "asknicely_person_segment": "enterprise",
+    }
+
+
 # --- documents ---------------------------------------------------------------------------
 
 
@@ -456,23 +580,15 @@ def test_openapi_document_and_healthz(settings: Callable[..., Settings]) -> None
     assert status == 200 and health["status"] == "ok" and health["topic"] == s.topic_raw
     assert spec["openapi"] == "3.1.0"
     codes = {
-        path: sorted(op["responses"])
+        f"{method.upper()} {path}": sorted(op["responses"])
         for path, item in spec["paths"].items()
-        for op in item.values()
+        for method, op in item.items()
     }
-    assert codes["/api/v1/feedback"] == ["202", "400", "401", "403", "413", "422", "503"]
-    assert codes["/webhooks/typeform"] == [
-        "200",
-        "202",
-        "400",
-        "401",
-        "403",
-        "404",
-        "413",
-        "422",
-        "503",
-    ]
-    assert codes["/webhooks/delighted"] == codes["/webhooks/typeform"]
+    assert codes["POST /api/v1/feedback"] == ["202", "400", "401", "403", "413", "422", "503"]
+    webhook = ["200", "202", "400", "401", "403", "404", "413", "422", "503"]
+    for tool in ("delighted", "typeform", "surveymonkey", "asknicely"):
+        assert codes[f"POST /webhooks/{tool}"] == webhook, tool
+    assert codes["HEAD /webhooks/surveymonkey"] == ["200", "404"]
     assert {"/healthz", "/openapi.json"} <= set(spec["paths"])
     schemas = spec["components"]["schemas"]
     for schema in schemas.values():

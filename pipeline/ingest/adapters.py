@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.ingest.models import NeedsFetch
 from schemas.feedback import SEGMENT_FIELDS
 
 #: Delighted survey types with a scale the pipeline scores (5star is a 1-5 CSAT scale).
@@ -176,6 +177,90 @@ def from_typeform(
     calculated = response.get("calculated")
     if isinstance(calculated, dict) and isinstance(calculated.get("score"), int | float):
         attributes["typeform_calculated_score"] = calculated["score"]
+    if attributes:
+        event["attributes"] = attributes
+    return [event]
+
+
+#: SurveyMonkey event types that announce an answer to fetch.
+SURVEYMONKEY_ANSWER_EVENTS = ("response_completed", "response_updated")
+
+
+def from_surveymonkey(payload: object, received_at: datetime) -> NeedsFetch | Ignored:
+    """A SurveyMonkey webhook: ids only, so a :class:`NeedsFetch` envelope, not an event.
+
+    Event id ``surveymonkey-<object_id>`` (the response id), which the fetched answer must
+    carry so that a redelivered envelope and the answer count once.
+    """
+    body = _object(payload, "(body)")
+    event_type = body.get("event_type")
+    if event_type not in SURVEYMONKEY_ANSWER_EVENTS:
+        return Ignored(f"SurveyMonkey event_type {event_type!r} carries no new answer")
+    object_id = body.get("object_id")
+    if object_id is None or str(object_id).strip() == "":
+        raise AdapterError("SurveyMonkey webhook without object_id", "object_id")
+    resources = body.get("resources") if isinstance(body.get("resources"), dict) else {}
+    return NeedsFetch(
+        tool="surveymonkey",
+        event_id=f"surveymonkey-{object_id}",
+        tool_event_id=None if body.get("event_id") is None else str(body["event_id"]),
+        tool_event_type=str(event_type),
+        object_type=str(body.get("object_type") or "response"),
+        object_id=str(object_id),
+        event_time=None if body.get("event_datetime") is None else str(body["event_datetime"]),
+        resources={
+            str(k): v if v is None or isinstance(v, int) else str(v) for k, v in resources.items()
+        },
+        received_at=received_at.isoformat(),
+        message="SurveyMonkey webhooks carry ids only: fetch response "
+        f"{object_id} of survey {resources.get('survey_id')} from the SurveyMonkey API",
+    )
+
+
+def _time(value: object) -> object:
+    """Unix seconds -> ISO 8601 UTC; anything else unchanged (validated later)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC).isoformat()
+    if isinstance(value, str) and value.strip().isdigit():
+        return datetime.fromtimestamp(int(value), UTC).isoformat()
+    return value
+
+
+def from_asknicely(payload: object, survey_type: str) -> list[dict[str, Any]] | Ignored:
+    """An AskNicely response webhook (``{count, person{...}, question{...}}``).
+
+    Event id ``asknicely-<question.id>``; event time ``question.responded`` (Unix seconds or
+    ISO 8601); ``person.id`` the customer; ``question.deliverymethod`` the channel;
+    ``question.segment`` / ``person.segment`` kept as attributes. ``count`` (which rises
+    with each update of the same response) is deliberately not copied, so a redelivery
+    is the same record.
+    """
+    body = _object(payload, "(body)")
+    question = _object(body.get("question"), "question")
+    person = body.get("person") if isinstance(body.get("person"), dict) else {}
+    answer_id = question.get("id")
+    if answer_id is None or str(answer_id).strip() == "":
+        raise AdapterError("AskNicely webhook without question.id", "question.id")
+    score = question.get("score")
+    if isinstance(score, str) and score.strip().lstrip("-").isdigit():
+        score = int(score)
+    channel = question.get("deliverymethod")
+    event: dict[str, Any] = {
+        "event_id": f"asknicely-{answer_id}",
+        "event_time": _time(question.get("responded")),
+        "survey_type": survey_type,
+        "score": score,
+        "comment": question.get("comment") or None,
+        "customer_id": None if person.get("id") is None else str(person["id"]),
+        "source": "asknicely",
+    }
+    if isinstance(channel, str) and channel.strip():
+        event["channel"] = channel.strip()
+    attributes = {
+        f"asknicely_{where}_segment": str(seg)
+        for where, seg in (("question", question.get("segment")), ("person", person.get("segment")))
+        if seg not in (None, "")
+    }
     if attributes:
         event["attributes"] = attributes
     return [event]

@@ -1,7 +1,8 @@
 """The aiohttp application of ``nps-pipeline ingest``.
 
 Routes: ``POST /api/v1/feedback`` (one event or a JSON array), ``POST /webhooks/{tool}``
-(``delighted``, ``typeform``), ``GET /healthz``, ``GET /openapi.json``.
+(``delighted``, ``typeform``, ``surveymonkey`` (+ ``HEAD``), ``asknicely``),
+``GET /healthz``, ``GET /openapi.json``.
 
 Status codes: 202 every item accepted *and acknowledged by the broker*; 422 some or all
 items invalid (the valid ones are still written; the body lists both); 400 the body is
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,9 +23,21 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from pipeline.ingest import adapters
-from pipeline.ingest.auth import Verdict, check_bearer, check_typeform, require_auth_configured
+from pipeline.ingest.auth import (
+    Verdict,
+    check_bearer,
+    check_surveymonkey,
+    check_typeform,
+    require_auth_configured,
+)
 from pipeline.ingest.items import Triage, triage
-from pipeline.ingest.models import ErrorBody, IgnoredBody, ItemError
+from pipeline.ingest.models import (
+    AcceptedItem,
+    ErrorBody,
+    IgnoredBody,
+    IngestResult,
+    ItemError,
+)
 from pipeline.ingest.openapi import openapi_document
 from pipeline.ingest.producer import BrokerUnavailable, BrokerWriter
 from pipeline.settings import Settings
@@ -34,7 +48,7 @@ SETTINGS = web.AppKey("settings", Settings)
 WRITER = web.AppKey("writer", BrokerWriter)
 TOKENS = web.AppKey("tokens", list)
 
-WEBHOOK_TOOLS = ("delighted", "typeform")
+WEBHOOK_TOOLS = ("delighted", "typeform", "surveymonkey", "asknicely")
 
 
 def _json(model: BaseModel, status: int, **headers: str) -> web.Response:
@@ -195,6 +209,82 @@ async def webhook_typeform(request: web.Request) -> web.Response:
     return await _webhook_events(request, payload, convert)
 
 
+async def webhook_asknicely(request: web.Request) -> web.Response:
+    """AskNicely does not sign its webhooks: a bearer token (header or ``?token=``)."""
+    if (denied := _bearer(request, allow_query=True)) is not None:
+        return denied
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    payload = _parse(body)
+    if isinstance(payload, web.Response):
+        return payload
+    survey_type = request.app[SETTINGS].ingest_asknicely_survey_type
+    return await _webhook_events(
+        request, payload, lambda document: adapters.from_asknicely(document, survey_type)
+    )
+
+
+def _surveymonkey_keys(settings: Settings) -> tuple[str, str] | None:
+    key, secret = settings.ingest_surveymonkey_api_key, settings.ingest_surveymonkey_secret
+    if key is None or secret is None:
+        return None
+    return key.get_secret_value(), secret.get_secret_value()
+
+
+async def webhook_surveymonkey_head(request: web.Request) -> web.Response:
+    """SurveyMonkey checks the URL with HEAD when the webhook is created: 200 if enabled."""
+    return web.Response(status=200 if _surveymonkey_keys(request.app[SETTINGS]) else 404)
+
+
+async def webhook_surveymonkey(request: web.Request) -> web.Response:
+    """SurveyMonkey signs (``Sm-Signature``) and sends ids only: the envelope goes to the
+    needs-fetch topic (202 once acknowledged), nothing to the raw topic."""
+    settings = request.app[SETTINGS]
+    keys = _surveymonkey_keys(settings)
+    if keys is None:
+        return _error(
+            404,
+            "the SurveyMonkey adapter is not configured (NPS_INGEST_SURVEYMONKEY_API_KEY and "
+            "NPS_INGEST_SURVEYMONKEY_SECRET)",
+        )
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    verdict = check_surveymonkey(request.headers.get("Sm-Signature"), *keys, body)
+    if (denied := _auth_failure(verdict, "Sm-Signature")) is not None:
+        return denied
+    payload = _parse(body)
+    if isinstance(payload, web.Response):
+        return payload
+    try:
+        envelope = adapters.from_surveymonkey(payload, datetime.now(UTC))
+    except adapters.AdapterError as exc:
+        checked = Triage(
+            errors=[ItemError(index=0, reason="unsupported", field=exc.field, message=exc.message)]
+        )
+        return _json(checked.result(settings.ingest_topic_needs_fetch), 422)
+    if isinstance(envelope, adapters.Ignored):
+        return _json(IgnoredBody(ignored=envelope.reason), 200)
+    topic = settings.ingest_topic_needs_fetch
+    try:
+        await request.app[WRITER].write_records(
+            [(topic, envelope.event_id.encode(), envelope.model_dump_json().encode())]
+        )
+    except BrokerUnavailable as exc:
+        return _error(503, f"{exc}; send again", retry=True, **{"Retry-After": "5"})
+    return _json(
+        IngestResult(
+            topic=topic,
+            accepted_count=1,
+            rejected_count=0,
+            accepted=[AcceptedItem(index=0, event_id=envelope.event_id)],
+            rejected=[],
+        ),
+        202,
+    )
+
+
 async def webhook_unknown(request: web.Request) -> web.Response:
     return _error(
         404,
@@ -231,6 +321,9 @@ def create_app(settings: Settings, writer: BrokerWriter | None = None) -> web.Ap
     app.router.add_post("/api/v1/feedback", post_feedback)
     app.router.add_post("/webhooks/delighted", webhook_delighted)
     app.router.add_post("/webhooks/typeform", webhook_typeform)
+    app.router.add_post("/webhooks/asknicely", webhook_asknicely)
+    app.router.add_post("/webhooks/surveymonkey", webhook_surveymonkey)
+    app.router.add_route("HEAD", "/webhooks/surveymonkey", webhook_surveymonkey_head)
     app.router.add_post("/webhooks/{tool}", webhook_unknown)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)

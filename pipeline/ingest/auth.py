@@ -64,3 +64,21 @@ def check_typeform(header: str | None, secret: str, body: bytes) -> Verdict:
         if hmac.compare_digest(header.strip().encode(), expected.encode())
         else Verdict.WRONG
     )
+
+
+def surveymonkey_signature(api_key: str, api_secret: str, body: bytes) -> str:
+    """Base64 HMAC-SHA1 of the raw body keyed ``api_key&api_secret`` (``Sm-Signature``)."""
+    key = f"{api_key}&{api_secret}".encode()
+    return base64.b64encode(hmac.new(key, body, hashlib.sha1).digest()).decode("ascii")
+
+
+def check_surveymonkey(header: str | None, api_key: str, api_secret: str, body: bytes) -> Verdict:
+    """Check the ``Sm-Signature`` header against the raw body."""
+    if not header:
+        return Verdict.MISSING
+    expected = surveymonkey_signature(api_key, api_secret, body)
+    return (
+        Verdict.OK
+        if hmac.compare_digest(header.strip().encode(), expected.encode())
+        else (Verdict.WRONG)
+    )

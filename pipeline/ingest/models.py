@@ -51,3 +51,23 @@ class IgnoredBody(BaseModel):
     """Answer 200 to a webhook that carries no answer (e.g. Delighted's unsubscribe)."""
 
     ignored: str
+
+
+class NeedsFetch(BaseModel):
+    """An envelope from a tool that sends ids only (SurveyMonkey): the answer itself must be
+    fetched from the tool's API. Written to ``NPS_INGEST_TOPIC_NEEDS_FETCH`` keyed by
+    ``event_id`` — never a made-up score on the raw topic."""
+
+    kind: str = "needs_fetch"
+    tool: str
+    event_id: str = Field(
+        description="The id the fetched answer will carry, e.g. surveymonkey-<object_id>."
+    )
+    tool_event_id: str | None = None
+    tool_event_type: str
+    object_type: str
+    object_id: str
+    event_time: str | None = Field(default=None, description="As the tool sent it.")
+    resources: dict[str, str | int | None] = Field(default_factory=dict)
+    received_at: str
+    message: str

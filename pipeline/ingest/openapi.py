@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from pipeline.ingest.models import ErrorBody, IgnoredBody, IngestResult
+from pipeline.ingest.models import ErrorBody, IgnoredBody, IngestResult, NeedsFetch
 from schemas import FeedbackEvent
 
 REF = "#/components/schemas/{model}"
@@ -83,6 +83,7 @@ def openapi_document() -> dict[str, Any]:
             (IngestResult, "serialization"),
             (ErrorBody, "serialization"),
             (IgnoredBody, "serialization"),
+            (NeedsFetch, "serialization"),
         ],
         ref_template=REF,
     )
@@ -102,6 +103,13 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "bearerQuery": {"type": "apiKey", "in": "query", "name": "token"},
+                "surveymonkeySignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Sm-Signature",
+                    "description": "base64 HMAC-SHA1 of the raw body keyed 'api_key&api_secret' "
+                    "(NPS_INGEST_SURVEYMONKEY_API_KEY, NPS_INGEST_SURVEYMONKEY_SECRET).",
+                },
                 "typeformSignature": {
                     "type": "apiKey",
                     "in": "header",
@@ -151,6 +159,31 @@ def openapi_document() -> dict[str, Any]:
                 "NPS_INGEST_TYPEFORM_COMMENT_REF. Verified by its signature.",
                 [{"typeformSignature": []}],
             ),
+            "/webhooks/asknicely": _webhook(
+                "AskNicely",
+                "A response -> one event `asknicely-<question.id>`. AskNicely does not sign: "
+                "put the token in the URL (`?token=`) or an Authorization header.",
+                [{"bearer": []}, {"bearerQuery": []}],
+            ),
+            "/webhooks/surveymonkey": {
+                **_webhook(
+                    "SurveyMonkey",
+                    "response_completed/response_updated carry ids only: a NeedsFetch "
+                    "envelope `surveymonkey-<object_id>` is written to "
+                    "NPS_INGEST_TOPIC_NEEDS_FETCH (never a made-up score). Verified by "
+                    "Sm-Signature.",
+                    [{"surveymonkeySignature": []}],
+                ),
+                "head": {
+                    "summary": "SurveyMonkey's URL check",
+                    "operationId": "webhook_surveymonkey_head",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "The adapter is configured."},
+                        "404": {"description": "The adapter is not configured."},
+                    },
+                },
+            },
             "/healthz": {
                 "get": {
                     "summary": "Liveness",

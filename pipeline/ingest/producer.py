@@ -48,15 +48,22 @@ class BrokerWriter:
         return self._producer is not None
 
     async def write(self, events: Sequence[FeedbackEvent]) -> None:
-        """Send ``events`` and wait for every acknowledgement (at most the ack timeout)."""
-        if not events:
+        """Send ``events`` to the raw topic keyed by event id; wait for every acknowledgement
+        (at most the ack timeout)."""
+        await self.write_records(
+            [(self.topic, e.event_id.encode(), e.model_dump_json().encode()) for e in events]
+        )
+
+    async def write_records(self, records: Sequence[tuple[str, bytes, bytes]]) -> None:
+        """Send ``(topic, key, value)`` records and wait for every acknowledgement."""
+        if not records:
             return
         try:
-            await asyncio.wait_for(self._write(events), self.ack_timeout_seconds)
+            await asyncio.wait_for(self._write(records), self.ack_timeout_seconds)
         except TimeoutError:
             raise BrokerUnavailable(
                 f"the broker at {','.join(self.bootstrap_servers)} did not acknowledge "
-                f"{len(events)} event(s) within {self.ack_timeout_seconds:g}s "
+                f"{len(records)} record(s) within {self.ack_timeout_seconds:g}s "
                 "(NPS_INGEST_ACK_TIMEOUT_SECONDS)"
             ) from None
         except KafkaConnectionError as exc:
@@ -66,15 +73,10 @@ class BrokerWriter:
         except KafkaError as exc:
             raise BrokerUnavailable(f"the broker refused the write: {exc}") from None
 
-    async def _write(self, events: Sequence[FeedbackEvent]) -> None:
+    async def _write(self, records: Sequence[tuple[str, bytes, bytes]]) -> None:
         producer = await self._started()
         pending = [
-            await producer.send(
-                self.topic,
-                value=event.model_dump_json().encode(),
-                key=event.event_id.encode(),
-            )
-            for event in events
+            await producer.send(topic, value=value, key=key) for topic, key, value in records
         ]
         await asyncio.gather(*pending)
 
