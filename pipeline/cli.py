@@ -203,6 +203,9 @@ def replay_cmd(
     errors_file: Annotated[
         Path | None, typer.Option(help="Write every invalid row (JSON lines) to this file.")
     ] = None,
+    connect_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the broker and the topic.")
+    ] = 15.0,
     progress_interval: Annotated[
         float, typer.Option(help="Seconds between progress lines when not on a terminal.")
     ] = 5.0,
@@ -254,6 +257,7 @@ def replay_cmd(
                 max_event_bytes=settings.max_event_bytes,
                 allowed_lateness_seconds=settings.allowed_lateness_seconds,
                 sort_by_time=sort_by_time,
+                connect_timeout=connect_timeout,
                 progress=display,
                 errors_out=errors_out,
             )

@@ -450,19 +450,25 @@ def replay(
     max_event_bytes: int = 256 * 1024,
     allowed_lateness_seconds: float = 600.0,
     sort_by_time: bool = False,
+    connect_timeout: float = 15.0,
     progress: ProgressFn | None = None,
     errors_out: IO[str] | None = None,
 ) -> ReplayReport:
     """Validate every row of ``path`` and (unless ``dry_run``) produce the valid ones.
 
     ``rate`` is events per second (0 = as fast as possible). ``progress(rows_done)`` is
-    called often; ``errors_out`` receives one JSON line per invalid row.
+    called often; ``errors_out`` receives one JSON line per invalid row. An unreachable
+    broker or topic raises :class:`BrokerUnavailable` within ``connect_timeout`` seconds.
     """
     report = ReplayReport(topic=topic, dry_run=dry_run)
     if fmt == "csv":
         check_columns(mapping, csv_header(path))
     t0 = time.monotonic()
-    producer = None if dry_run else _producer(bootstrap_servers or [], topic, max_event_bytes)
+    producer = (
+        None
+        if dry_run
+        else _producer(bootstrap_servers or [], topic, max_event_bytes, connect_timeout)
+    )
     seen: dict[bytes, bytes] = {}
     newest: datetime | None = None
     held: list[Record] = []
@@ -520,12 +526,17 @@ def replay(
     return report
 
 
-def _producer(bootstrap_servers: list[str], topic: str, max_event_bytes: int) -> Any:
+def _producer(
+    bootstrap_servers: list[str], topic: str, max_event_bytes: int, connect_timeout: float
+) -> Any:
     """An acks=all producer whose topic is known to exist (or is auto-created) up front,
     so that a missing topic fails once, clearly, instead of blocking every send."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    timeouts: dict[str, int] = {"max_block_ms": int(connect_timeout * 1000)}
+    if "bootstrap_timeout_ms" in KafkaProducer.DEFAULT_CONFIG:  # kafka-python 3
+        timeouts["bootstrap_timeout_ms"] = timeouts["max_block_ms"]
     try:
         producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers,
@@ -536,7 +547,7 @@ def _producer(bootstrap_servers: list[str], topic: str, max_event_bytes: int) ->
             max_request_size=max(1024 * 1024, 2 * max_event_bytes),
             request_timeout_ms=10_000,
             delivery_timeout_ms=30_000,
-            max_block_ms=15_000,
+            **timeouts,
         )
     except KafkaError as exc:
         raise BrokerUnavailable(f"cannot reach the broker at {bootstrap_servers}: {exc}") from None

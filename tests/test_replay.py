@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import random
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.broker import free_port
 from pipeline.cli import app
 from pipeline.replay import Mapping, MappingError, replay
 from tests.conftest import consume
@@ -326,3 +328,65 @@ def test_replay_through_a_worker_fills_the_windows(start_worker, worker_env, tmp
         got = {k: view["windows"][label][k] for k in ("responses", "promoters", "detractors")}
         assert got == expected(length), label
     assert expected(3600)["responses"] == 13  # the last hour: 20 answers, 13 of support
+
+
+@pytest.mark.integration
+def test_100k_line_export_with_1_percent_bad_lines(broker, unique, tmp_path, capsys) -> None:
+    """The issue's acceptance case and the replay benchmark (prints events/s)."""
+    rng = random.Random(6)
+    bad_kinds = {
+        "score_out_of_range": lambda row: row.__setitem__(2, "12"),
+        "schema_violation (score)": lambda row: row.__setitem__(2, "n/a"),
+        "schema_violation (event_time)": lambda row: row.__setitem__(1, ""),
+        "schema_violation (survey_type)": lambda row: row.__setitem__(4, "rating"),
+    }
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = [["ResponseId", "EndDate", "Score", "Department", "Survey"]]
+    expected: dict[str, list[int]] = {}
+    bad_lines = set(rng.sample(range(2, 100_002), 1000))  # line 1 is the header
+    for line in range(2, 100_002):
+        i = line - 2
+        row = [f"R_{i:06d}", (start + timedelta(seconds=20 * i)).isoformat(), str(i % 11),
+               rng.choice(["support", "billing", "sales"]), "nps"]  # fmt: skip
+        if line in bad_lines:
+            kind = rng.choice(sorted(bad_kinds))
+            bad_kinds[kind](row)
+            expected.setdefault(kind, []).append(line)
+        rows.append(row)
+    path = tmp_path / "year.csv"
+    path.write_bytes(csv_bytes(rows))
+    mapping = Mapping.build(
+        maps=["event_id=ResponseId", "event_time=EndDate", "score=Score", "survey_type=Survey",
+              "customer_id=ResponseId", "department=Department"],
+    )  # fmt: skip
+    topic = f"year-{unique}"
+    report = replay(path, mapping, bootstrap_servers=[broker.bootstrap], topic=topic, fmt="csv")
+    assert report.invalid == expected
+    assert (report.rows, report.valid, report.produced, report.acknowledged) == (
+        100_000,
+        99_000,
+        99_000,
+        99_000,
+    )
+    assert report.undelivered == [] and report.exit_code == 1
+
+    # every valid row exactly once (read back: Tansu's end offsets lag what it acked)
+    records = consume(broker.bootstrap, topic, 99_000, timeout=60)
+    keys = sorted(r.key for r in records)
+    assert keys == [f"R_{line - 2:06d}".encode() for line in range(2, 100_002)
+                    if line not in bad_lines]  # fmt: skip
+    with capsys.disabled():
+        rate = report.produced / report.elapsed
+        print(f"\nreplay benchmark: {report.produced:,} events in {report.elapsed:.1f} s = "
+              f"{rate:,.0f} events/s (acks=all, embedded broker)")  # fmt: skip
+
+
+def test_unreachable_broker_exits_2(tmp_path) -> None:
+    path = tmp_path / "one.csv"
+    path.write_bytes(csv_bytes([HEADER, qualtrics_row("R_1", "2026-11-25T10:00:00+01:00", "10")]))
+    result = CliRunner().invoke(
+        app, ["replay", str(path), "--broker", f"127.0.0.1:{free_port()}", "--set",
+              "survey_type=nps", "--map", "event_id=ResponseId", "--connect-timeout", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "cannot reach the broker" in result.stderr
