@@ -310,6 +310,7 @@ class Settings(BaseSettings):
             self.topic_deltas,
             self.topic_windows,
             self.topic_alerts,
+            self.ingest_topic_needs_fetch,
         ]
         if len(set(names)) != len(names):
             raise ValueError(f"topic names must be distinct, got {names}")

@@ -27,6 +27,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         spec(settings.topic_deadletter, {"max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)}),
         spec(settings.topic_deltas),
         spec(settings.topic_windows),
+        spec(settings.topic_alerts),
+        spec(settings.ingest_topic_needs_fetch),
     ]
 
 

@@ -51,3 +51,29 @@ def test_no_orphan_when_owner_is_killed() -> None:
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(pid)
+
+
+def test_ensure_topics_creates_every_topic_of_the_pipeline(broker, unique) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.settings import Settings
+    from pipeline.topics import ensure_topics
+
+    names = {
+        field: f"{field}-{unique}"
+        for field in (
+            "topic_raw",
+            "topic_scored",
+            "topic_deadletter",
+            "topic_deltas",
+            "topic_windows",
+            "topic_alerts",
+            "ingest_topic_needs_fetch",
+        )
+    }
+    settings = Settings(broker_url=broker.bootstrap, **names)  # type: ignore[arg-type]
+    assert sorted(ensure_topics(settings)) == sorted(names.values())
+    assert ensure_topics(settings) == []  # idempotent
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        assert set(names.values()) <= set(admin.list_topics())
+    finally:
+        admin.close()
