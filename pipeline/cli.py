@@ -156,7 +156,7 @@ Invalid rows are reported with their line number and kind (the dead-letter reaso
 
 --dry-run validates every row and produces nothing. --rate N produces N events/s; 0 (default) = as fast as possible. A progress bar with rate and ETA on a terminal, a progress line every --progress-interval seconds otherwise; a summary at the end.
 
-Exit codes: 0 = every row valid (and, without --dry-run, acknowledged by the broker); 1 = some rows invalid (the valid ones were produced unless --dry-run); 2 = bad options, mapping or file; 3 = some records not acknowledged by the broker.
+Exit codes: 0 = every row valid (and, without --dry-run, acknowledged by the broker); 1 = some rows invalid (the valid ones were produced unless --dry-run); 2 = bad options, mapping or file, or the broker or topic unreachable (nothing produced); 3 = some records not acknowledged by the broker.
 """  # noqa: E501
 
 
