@@ -81,6 +81,11 @@ BATCH_SIZE = Histogram(
 )
 
 
+PII_REDACTED = Counter(
+    f"{PREFIX}_pii_redacted_total",
+    "Personal data replaced by a placeholder in comments, by kind (email, phone, card, ...).",
+    ["kind"],
+)
 ALERTS_FIRING = Gauge(
     f"{PREFIX}_alerts_firing",
     "The pipeline's own statistical alerts currently firing (segments owned by this worker).",

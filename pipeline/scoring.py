@@ -72,7 +72,8 @@ class _Batch:
 class ScoringStage:
     def __init__(self, settings: Settings, counters: metrics.SegmentCounters | None = None) -> None:
         self.counters = counters
-        self.redactor = Redactor()
+        self.redactor = Redactor(settings.redact_patterns)
+        self.keep_comments = settings.comment_output == "redacted"
         self.max_event_bytes = settings.max_event_bytes
         self.max_original_bytes = settings.deadletter_max_original_bytes
         self.dedupe = DuplicateFilter(settings.dedupe_horizon_seconds, settings.dedupe_max_ids)
@@ -136,6 +137,10 @@ class ScoringStage:
             self._reject(out, record, conflict, now)
             return
         category = categorize(parsed.survey_type, parsed.score)
+        text = parsed.comment
+        if text is not None:  # no comment leaves the pipeline unredacted
+            text = self._redact(text) if self.keep_comments else None
+            parsed = parsed.model_copy(update={"comment": text})
         scored = ScoredEvent(
             event_id=parsed.event_id,
             category=category,
@@ -158,8 +163,8 @@ class ScoringStage:
         bucket = int(ts // width) * width
         counts = Counts.of_event(parsed.survey_type, parsed.score, parsed.account_value)
         comment = None
-        if category is Category.DETRACTOR and parsed.comment and parsed.comment.strip():
-            comment = [ts, parsed.event_id, parsed.score, self.redactor.redact(parsed.comment)]
+        if category is Category.DETRACTOR and text and text.strip():
+            comment = [ts, parsed.event_id, parsed.score, text]
         for key in segment_keys(parsed, self.dimensions, self.combinations):
             if comment is not None:
                 recent = batch.comments.setdefault(key, [])
@@ -172,6 +177,12 @@ class ScoringStage:
                 per_bucket[bucket] = counts.copy()
             else:
                 known.add(counts)
+
+    def _redact(self, text: str) -> str:
+        redacted, found = self.redactor.redact_with_counts(text)
+        for kind, count in found.items():
+            metrics.PII_REDACTED.labels(kind).inc(count)
+        return redacted
 
     def _reject(self, out: Output, record: RawRecord, rejection: Rejection, now: datetime) -> None:
         letter = dead_letter(record, rejection, self.max_original_bytes, now)

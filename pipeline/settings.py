@@ -106,6 +106,17 @@ class Settings(BaseSettings):
         "rest are counted in nps_pipeline_window_segments_dropped.",
     )
 
+    comment_output: Literal["redacted", "none"] = Field(
+        default="redacted",
+        description="Comments in every output (scored events, alert evidence): 'redacted' "
+        "(PII replaced by [EMAIL], [PHONE], [CARD], [IBAN], ...) or 'none' (no text at all).",
+    )
+    redact_patterns: dict[str, str] = Field(
+        default={},
+        description="Extra redaction patterns, name -> regular expression (JSON in env, "
+        'e.g. {"customer_id": "CUST-\\d{6}"}); matches become [NAME].',
+    )
+
     alerts_enabled: bool = Field(default=True, description="Evaluate the alert rules.")
     alert_rules_file: Path | None = Field(
         default=None,
@@ -218,6 +229,14 @@ class Settings(BaseSettings):
     def _split_dimensions(cls, value: object) -> object:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _compile_patterns(cls, value: dict[str, str]) -> dict[str, str]:
+        from pipeline.redact import Redactor  # fail at start on a bad pattern
+
+        Redactor(value)
         return value
 
     @field_validator("alertmanager_urls", mode="before")

@@ -100,3 +100,49 @@ def test_late_and_future_are_scored_but_not_windowed() -> None:
     ]
     overall = dict(decode_deltas(dict(out.deltas)[b"overall"])[0])
     assert sum(c[0] for c in overall.values()) == 2  # "new" and "ok"
+
+
+PII_COMMENT = (
+    "Scrivete a mario.rossi@example.it o chiamate il 347 123 4567; "
+    "carta 4111 1111 1111 1111, cliente CUST-123456"
+)
+
+
+def test_comments_leave_the_stage_redacted() -> None:
+    from prometheus_client import REGISTRY
+
+    def redacted(kind: str) -> float:
+        return REGISTRY.get_sample_value("nps_pipeline_pii_redacted_total", {"kind": kind}) or 0
+
+    before = {kind: redacted(kind) for kind in ("email", "phone", "card", "customer_id")}
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    event = example_event(event_id="pii", score=2, event_time=now.isoformat(), comment=PII_COMMENT)
+    out = stage(redact_patterns={"customer_id": r"CUST-\d{6}"}).process([record(0, event)])
+    scored = ScoredEvent.model_validate_json(out.scored[0][1])
+    expected = "Scrivete a [EMAIL] o chiamate il [PHONE]; carta [CARD], cliente [CUSTOMER_ID]"
+    assert scored.feedback.comment == expected
+    assert b"mario.rossi" not in out.scored[0][1] and b"4111" not in out.scored[0][1]
+    overall = decode_deltas(dict(out.deltas)[b"overall"])
+    assert [c[3] for c in overall.comments] == [expected]  # alert evidence: redacted too
+    for kind in before:
+        assert redacted(kind) == before[kind] + 1
+
+
+def test_comment_output_none_keeps_text_out_of_every_output() -> None:
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    event = example_event(
+        event_id="quiet", score=2, event_time=now.isoformat(), comment=PII_COMMENT
+    )
+    out = stage(comment_output="none").process([record(0, event)])
+    scored = ScoredEvent.model_validate_json(out.scored[0][1])
+    assert scored.feedback.comment is None
+    assert all(decode_deltas(value).comments == [] for _, value in out.deltas)
+
+
+def test_a_bad_redaction_pattern_stops_the_start() -> None:
+    from pipeline.settings import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(redact_patterns={"order": "ORD-(\\d+"})
+    assert "redact_patterns (NPS_REDACT_PATTERNS)" in caught.value.message
+    assert "invalid regex" in caught.value.message
