@@ -166,8 +166,11 @@ async def _webhook_events(
     return await _produce(request, triage(list(converted), request.app[SETTINGS].max_event_bytes))
 
 
-async def webhook_delighted(request: web.Request) -> web.Response:
-    """Delighted does not sign its webhooks: a bearer token (header or ``?token=``) is required."""
+async def _unsigned_webhook(
+    request: web.Request,
+    convert: Callable[[object], list[dict[str, Any]] | adapters.Ignored],
+) -> web.Response:
+    """Tools that do not sign their webhooks: a bearer token (header or ``?token=``)."""
     if (denied := _bearer(request, allow_query=True)) is not None:
         return denied
     body = await _body(request)
@@ -176,7 +179,12 @@ async def webhook_delighted(request: web.Request) -> web.Response:
     payload = _parse(body)
     if isinstance(payload, web.Response):
         return payload
-    return await _webhook_events(request, payload, adapters.from_delighted)
+    return await _webhook_events(request, payload, convert)
+
+
+async def webhook_delighted(request: web.Request) -> web.Response:
+    """Delighted does not sign its webhooks: a bearer token (header or ``?token=``) is required."""
+    return await _unsigned_webhook(request, adapters.from_delighted)
 
 
 async def webhook_typeform(request: web.Request) -> web.Response:
@@ -211,17 +219,9 @@ async def webhook_typeform(request: web.Request) -> web.Response:
 
 async def webhook_asknicely(request: web.Request) -> web.Response:
     """AskNicely does not sign its webhooks: a bearer token (header or ``?token=``)."""
-    if (denied := _bearer(request, allow_query=True)) is not None:
-        return denied
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
-    payload = _parse(body)
-    if isinstance(payload, web.Response):
-        return payload
     survey_type = request.app[SETTINGS].ingest_asknicely_survey_type
-    return await _webhook_events(
-        request, payload, lambda document: adapters.from_asknicely(document, survey_type)
+    return await _unsigned_webhook(
+        request, lambda document: adapters.from_asknicely(document, survey_type)
     )
 
 
