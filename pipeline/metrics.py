@@ -150,7 +150,7 @@ class SegmentCounters:
         self.dimensions = frozenset(dimensions)
         self._labels: dict[str, tuple[str, str] | None] = {}
         self._children: dict[tuple[str, str], list[tuple[Any, str]]] = {}
-        self.pending: dict[tuple[str, str], list[Counts]] = {}
+        self.pending: dict[tuple[str, str], Counts] = {}  # summed until the first scrape
 
     def add(self, key: str, counts: Counts) -> None:
         """Count a segment's answers of one batch (``key`` as in :mod:`pipeline.segments`)."""
@@ -162,20 +162,19 @@ class SegmentCounters:
         children = self._children.get(labels)
         if children is None:
             self._children[labels] = [(c.labels(*labels), a) for c, a in BUSINESS_COUNTERS]
-            self.pending[labels] = [counts]
+            self.pending[labels] = counts.copy()
             return
         waiting = self.pending.get(labels)
         if waiting is not None:
-            waiting.append(counts)
+            waiting.add(counts)
             return
         _increment(children, counts)
 
     def after_scrape(self) -> None:
         """Apply the increments of the series a scrape has now exposed at 0."""
         pending, self.pending = self.pending, {}
-        for labels, batches in pending.items():
-            for counts in batches:
-                _increment(self._children[labels], counts)
+        for labels, counts in pending.items():
+            _increment(self._children[labels], counts)
 
 
 def _increment(children: list[tuple[Any, str]], counts: Counts) -> None:
