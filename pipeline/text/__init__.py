@@ -1,0 +1,23 @@
+"""Comment analytics (English and Italian): language, sentiment, themes, score disagreement.
+
+Pure, offline and built once: :class:`~pipeline.text.analyze.CommentAnalyzer` puts the
+parts together; each part is usable alone (:mod:`.language`, :mod:`.sentiment`,
+:mod:`.themes`, :mod:`.normalize`). Not yet wired into the scoring stage.
+"""
+
+from pipeline.text.analyze import CommentAnalysis, CommentAnalyzer
+from pipeline.text.language import LanguageDetector
+from pipeline.text.sentiment import Sentiment, SentimentScorer, disagrees
+from pipeline.text.themes import Taxonomy, TaxonomyError, ThemeMatcher
+
+__all__ = [
+    "CommentAnalysis",
+    "CommentAnalyzer",
+    "LanguageDetector",
+    "Sentiment",
+    "SentimentScorer",
+    "Taxonomy",
+    "TaxonomyError",
+    "ThemeMatcher",
+    "disagrees",
+]

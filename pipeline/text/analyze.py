@@ -1,0 +1,74 @@
+"""One entry point for comment analytics: language, sentiment, themes, score disagreement.
+
+:class:`CommentAnalyzer` is built once (detector, lexicons and taxonomy are loaded in its
+constructor, which takes settings-like plain arguments) and then analyses one comment
+per call, without I/O. A blank comment gives an empty analysis without running anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+from pipeline.text.language import DEFAULT_LANGUAGES, LanguageDetector
+from pipeline.text.sentiment import (
+    DEFAULT_CLEAR,
+    DEFAULT_THRESHOLD,
+    ENGLISH_SUPPLEMENT,
+    ITALIAN_LEXICON,
+    NEUTRAL,
+    Sentiment,
+    SentimentScorer,
+    disagrees,
+)
+from pipeline.text.themes import DEFAULT_TAXONOMY, Taxonomy, ThemeMatcher
+
+
+class CommentAnalysis(NamedTuple):
+    """What a comment says: language (None if unknown), sentiment, themes, disagreement."""
+
+    language: str | None
+    sentiment: Sentiment
+    themes: list[str]
+    disagrees: bool
+
+
+_EMPTY_SENTIMENT = Sentiment(NEUTRAL, 0.0)
+
+
+class CommentAnalyzer:
+    """Language, sentiment and themes of a comment, and whether it contradicts the score."""
+
+    def __init__(
+        self,
+        *,
+        languages: Iterable[str] = DEFAULT_LANGUAGES,
+        min_letters: int = 3,
+        low_accuracy: bool = False,
+        taxonomy_path: Path | str = DEFAULT_TAXONOMY,
+        sentiment_threshold: float = DEFAULT_THRESHOLD,
+        disagreement_clear: float = DEFAULT_CLEAR,
+        italian_lexicon: Path | str = ITALIAN_LEXICON,
+        english_supplement: Path | str | None = ENGLISH_SUPPLEMENT,
+    ) -> None:
+        self.detector = LanguageDetector(
+            languages, min_letters=min_letters, low_accuracy=low_accuracy
+        )
+        self.sentiment = SentimentScorer(
+            threshold=sentiment_threshold,
+            italian_lexicon=Path(italian_lexicon),
+            english_supplement=None if english_supplement is None else Path(english_supplement),
+        )
+        self.themes = ThemeMatcher(Taxonomy.load(taxonomy_path))
+        self.disagreement_clear = disagreement_clear
+
+    def analyze(self, comment: str | None, category: str | None = None) -> CommentAnalysis:
+        """Analysis of ``comment``; ``category`` (promoter, detractor...) for the disagreement."""
+        if not comment or not comment.strip():
+            return CommentAnalysis(None, _EMPTY_SENTIMENT, [], False)
+        language = self.detector.detect(comment)
+        sentiment = self.sentiment.score(comment, language)
+        themes = self.themes.match(comment, language)
+        flag = category is not None and disagrees(category, sentiment, self.disagreement_clear)
+        return CommentAnalysis(language, sentiment, themes, flag)

@@ -1,0 +1,56 @@
+"""Text normalisation shared by theme matching and the Italian sentiment lexicon.
+
+A comment becomes a list of tokens: lower case, accents stripped (``perché`` ->
+``perche``), split on anything that is not a letter or digit (so the Italian elision
+``l'operatore`` gives ``l``, ``operatore``), and each word reduced to its lemma with
+`simplemma <https://pypi.org/project/simplemma/>`_ (offline dictionaries shipped in the
+wheel: ``fatture`` -> ``fattura``, ``waited`` -> ``wait``). Keywords of a taxonomy or a
+lexicon go through the same function, so that both sides meet on the same forms.
+
+Cost: the lemma of a (word, language) pair is cached (:func:`functools.lru_cache`), and
+comments reuse a small vocabulary, so a typical comment costs a few microseconds once the
+cache is warm. The first call per language loads simplemma's dictionary (~0.1 s).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import simplemma
+
+_WORD = re.compile(r"[^\W_]+")
+#: Languages simplemma lemmatises here; any other code is only lower-cased and de-accented.
+LEMMA_LANGUAGES = frozenset({"en", "it"})
+
+
+def strip_accents(text: str) -> str:
+    """``text`` without combining marks: ``più qualità`` -> ``piu qualita``."""
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of ``text`` (accents kept: lemmatisers need them)."""
+    return _WORD.findall(text.lower())
+
+
+@lru_cache(maxsize=65_536)
+def lemma(word: str, language: str | None) -> str:
+    """The de-accented lemma of a lower-case ``word``, or the word itself without a lemmatiser."""
+    if language in LEMMA_LANGUAGES and not word.isdigit():
+        word = simplemma.lemmatize(word, lang=language).lower()
+    return strip_accents(word)
+
+
+def tokens(text: str, language: str | None) -> list[str]:
+    """Normalised tokens of ``text``: lower case, no accents, lemmatised for ``language``."""
+    return [lemma(word, language) for word in words(text)]
+
+
+def surface_tokens(text: str) -> list[str]:
+    """Lower-case, de-accented words without lemmatisation (for negators, intensifiers)."""
+    return [strip_accents(word) for word in words(text)]
