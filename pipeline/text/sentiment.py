@@ -203,8 +203,9 @@ class SentimentScorer:
         self._en_phrases: dict[str, float] = {}
         if english_supplement is not None:
             data = _load_yaml(english_supplement)
-            for entry, value in _valences(data.get("lexicon"), english_supplement, "lexicon").items():
-                entry = entry.lower().strip()
+            valences = _valences(data.get("lexicon"), english_supplement, "lexicon")
+            for raw_entry, value in valences.items():
+                entry = raw_entry.lower().strip()
                 if " " in entry:
                     self._en_phrases[entry] = value
                 else:

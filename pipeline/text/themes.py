@@ -120,7 +120,6 @@ class ThemeMatcher:
     def _match(self, text: str, language: str, found: set[int]) -> None:
         index = self._index[language]
         toks = tokens(text, language)
-        n = len(toks)
         for i, token in enumerate(toks):
             for key, position in index.get(token, ()):
                 if position not in found and tuple(toks[i : i + len(key)]) == key:
