@@ -5,7 +5,8 @@ A comment becomes a list of tokens: lower case, accents stripped (``perché`` ->
 ``l'operatore`` gives ``l``, ``operatore``), and each word reduced to its lemma with
 `simplemma <https://pypi.org/project/simplemma/>`_ (offline dictionaries shipped in the
 wheel: ``fatture`` -> ``fattura``, ``waited`` -> ``wait``). Keywords of a taxonomy or a
-lexicon go through the same function, so that both sides meet on the same forms.
+lexicon go through the same functions, so that both sides meet on the same forms; a word
+matches on its surface form or its lemma (:func:`word_forms`).
 
 Cost: the lemma of a (word, language) pair is cached (:func:`functools.lru_cache`), and
 comments reuse a small vocabulary, so a typical comment costs a few microseconds once the
@@ -51,6 +52,27 @@ def tokens(text: str, language: str | None) -> list[str]:
     return [lemma(word, language) for word in words(text)]
 
 
-def surface_tokens(text: str) -> list[str]:
-    """Lower-case, de-accented words without lemmatisation (for negators, intensifiers)."""
-    return [strip_accents(word) for word in words(text)]
+Forms = frozenset[str]
+
+
+@lru_cache(maxsize=65_536)
+def word_forms(word: str, language: str | None) -> Forms:
+    """The de-accented surface form and lemma of a lower-case ``word`` (one or two strings).
+
+    simplemma does not lemmatise every inflection to the same lemma (``sbagliata`` ->
+    ``sbagliato`` but ``sbagliato`` -> ``sbagliare``), so matching compares both forms:
+    a keyword word matches a comment word when their forms intersect.
+    """
+    return frozenset((strip_accents(word), lemma(word, language)))
+
+
+def forms(text: str, language: str | None) -> list[Forms]:
+    """Per word of ``text``: its forms (see :func:`word_forms`)."""
+    return [word_forms(word, language) for word in words(text)]
+
+
+def phrase_matches(phrase: tuple[Forms, ...], text_forms: list[Forms], start: int) -> bool:
+    """Whether ``phrase`` (forms per word) occurs in ``text_forms`` at ``start``."""
+    if start + len(phrase) > len(text_forms):
+        return False
+    return all(not want.isdisjoint(text_forms[start + k]) for k, want in enumerate(phrase))

@@ -9,10 +9,11 @@
 * **Italian**: no maintained offline Italian sentiment package works without run-time
   downloads, so :class:`ItalianLexiconScorer` scores with ``data/sentiment_it.yaml``, a
   lexicon of customer-experience words and phrases written for this project, with VADER's
-  rules carried over: negation (``non``, ``mai``, ``niente``... within three words before
-  flips and damps a valence by -0.74), intensifiers and dampeners (``molto``,
-  ``davvero``, ``un po'``), contrast (``ma``, ``però``: what follows weighs 1.5, what
-  precedes 0.5), exclamation marks, and VADER's normalisation ``s / sqrt(s² + 15)``.
+  rules carried over: negation (``non``, ``mai``, ``niente``... within three words
+  before, in the same clause, flips and damps a valence by -0.74), intensifiers and
+  dampeners (``molto``, ``davvero``, ``un po'``), contrast (``ma``, ``però``: what
+  follows weighs 1.5, what precedes 0.5), exclamation marks, and VADER's normalisation
+  ``s / sqrt(s² + 15)``.
 * Any other language (or ``None``): VADER, the best general fallback here.
 
 A score of at least ``threshold`` (default 0.05, VADER's own) is positive, at most
@@ -34,7 +35,7 @@ from typing import Any, NamedTuple
 import yaml
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from pipeline.text.normalize import tokens
+from pipeline.text.normalize import Forms, forms, phrase_matches
 
 DATA_DIR = Path(__file__).parent / "data"
 ITALIAN_LEXICON = DATA_DIR / "sentiment_it.yaml"
@@ -49,6 +50,8 @@ _NEGATION_SCALAR = -0.74  # VADER's N_SCALAR
 _ALPHA = 15.0  # VADER's normalisation constant
 _EXCLAMATION = 0.292  # VADER's boost per "!" (at most four)
 _LOOKBACK = 3
+#: Negation and intensifiers do not reach across these (clause boundaries).
+_CLAUSE = re.compile(r"[,.;:!?()\n]+")
 
 
 class Sentiment(NamedTuple):
@@ -106,6 +109,39 @@ def _valences(raw: Any, path: Path, key: str) -> dict[str, float]:
     return out
 
 
+def _word_set(raw: Any, path: Path, key: str) -> frozenset[str]:
+    if not isinstance(raw, list) or not all(isinstance(w, str) for w in raw):
+        raise ValueError(f"{path}: {key!r} must be a list of words")
+    return frozenset(form for word in raw for f in forms(word, "it") for form in f)
+
+
+class _PhraseIndex:
+    """Italian words/phrases with a value, found leftmost-longest on word forms."""
+
+    def __init__(self, entries: dict[str, float]) -> None:
+        self._by_first: dict[str, list[tuple[tuple[Forms, ...], float]]] = {}
+        for entry, value in entries.items():
+            key = tuple(forms(entry, "it"))
+            if not key:
+                raise ValueError(f"lexicon entry {entry!r} has no letters or digits")
+            for first in key[0]:
+                self._by_first.setdefault(first, []).append((key, value))
+        for candidates in self._by_first.values():
+            candidates.sort(key=lambda candidate: -len(candidate[0]))
+
+    def longest_at(self, text_forms: list[Forms], start: int) -> tuple[int, float] | None:
+        """(length, value) of the longest entry at ``start``, or None."""
+        best: tuple[int, float] | None = None
+        for form in text_forms[start]:
+            for key, value in self._by_first.get(form, ()):
+                if best is not None and len(key) <= best[0]:
+                    break
+                if phrase_matches(key, text_forms, start):
+                    best = (len(key), value)
+                    break
+        return best
+
+
 @dataclass(frozen=True)
 class _Item:
     start: int
@@ -118,59 +154,66 @@ class ItalianLexiconScorer:
 
     def __init__(self, path: Path = ITALIAN_LEXICON) -> None:
         data = _load_yaml(path)
-        self._lexicon: dict[tuple[str, ...], float] = {}
-        for entry, value in _valences(data.get("lexicon"), path, "lexicon").items():
-            key = tuple(tokens(entry, "it"))
-            if key:
-                self._lexicon[key] = value
-        self._max_len = max((len(key) for key in self._lexicon), default=1)
-        self._negators = {lemma for w in data.get("negators", []) for lemma in tokens(w, "it")}
-        self._boosters: dict[tuple[str, ...], float] = {}
-        for entry, value in _valences(data.get("boosters", {}), path, "boosters").items():
-            key = tuple(tokens(entry, "it"))
-            if key:
-                self._boosters[key] = value
-        self._contrast = {lemma for w in data.get("contrast", []) for lemma in tokens(w, "it")}
+        self._lexicon = _PhraseIndex(_valences(data.get("lexicon"), path, "lexicon"))
+        self._boosters = _PhraseIndex(_valences(data.get("boosters", {}), path, "boosters"))
+        self._negators = _word_set(data.get("negators", []), path, "negators")
+        self._contrast = _word_set(data.get("contrast", []), path, "contrast")
 
-    def _items(self, toks: list[str]) -> list[_Item]:
-        """Lexicon matches, longest first at each position, without overlap."""
+    def _items(self, text_forms: list[Forms]) -> list[_Item]:
+        """Lexicon matches, leftmost-longest, without overlap."""
         items: list[_Item] = []
-        i, n = 0, len(toks)
+        i, n = 0, len(text_forms)
         while i < n:
-            for length in range(min(self._max_len, n - i), 0, -1):
-                value = self._lexicon.get(tuple(toks[i : i + length]))
-                if value is not None:
-                    items.append(_Item(i, i + length, value))
-                    i += length
-                    break
-            else:
+            found = self._lexicon.longest_at(text_forms, i)
+            if found is None:
                 i += 1
+            else:
+                length, value = found
+                items.append(_Item(i, i + length, value))
+                i += length
         return items
 
-    def _booster_before(self, toks: list[str], start: int) -> float:
+    def _booster_before(self, text_forms: list[Forms], start: int, first: int) -> float:
         for length in (2, 1):
-            if start - length >= 0:
-                boost = self._boosters.get(tuple(toks[start - length : start]))
-                if boost is not None:
-                    return boost
+            if start - length >= first:
+                found = self._boosters.longest_at(text_forms[:start], start - length)
+                if found is not None and found[0] == length:
+                    return found[1]
         return 0.0
 
     def total(self, text: str) -> float:
         """Summed valence of ``text`` before normalisation."""
-        toks = tokens(text, "it")
-        items = self._items(toks)
+        toks: list[Forms] = []
+        items: list[_Item] = []
+        clause_of: list[int] = []  # where each word's clause starts
+        for clause in _CLAUSE.split(text):
+            start = len(toks)
+            clause_toks = forms(clause, "it")
+            toks.extend(clause_toks)
+            clause_of.extend([start] * len(clause_toks))
+            items.extend(
+                _Item(item.start + start, item.end + start, item.valence)
+                for item in self._items(clause_toks)
+            )
         if not items:
             return 0.0
         covered = {k for item in items for k in range(item.start, item.end)}
-        contrast = max((k for k, t in enumerate(toks) if t in self._contrast), default=-1)
+        contrast = max(
+            (k for k, t in enumerate(toks) if not t.isdisjoint(self._contrast)), default=-1
+        )
         total = 0.0
         for item in items:
             value = item.valence
-            boost = self._booster_before(toks, item.start)
+            first = max(clause_of[item.start], item.start - _LOOKBACK)
+            boost = self._booster_before(toks, item.start, first)
             if boost:
                 value += math.copysign(boost, value)
-            window = range(max(0, item.start - _LOOKBACK), item.start)
-            if any(toks[k] in self._negators and k not in covered for k in window):
+            # an entry that itself starts with a negator ("nessuno risponde") is not flipped
+            # again by one before it: Italian negative concord ("senza che nessuno risponda")
+            if toks[item.start].isdisjoint(self._negators) and any(
+                not toks[k].isdisjoint(self._negators) and k not in covered
+                for k in range(first, item.start)
+            ):
                 value *= _NEGATION_SCALAR
             if contrast >= 0:
                 value *= 1.5 if item.start > contrast else 0.5
@@ -183,9 +226,6 @@ class ItalianLexiconScorer:
     def score(self, text: str) -> float:
         """Normalised score in -1..1."""
         return normalise_score(self.total(text))
-
-
-_EN_SPLIT = re.compile(r"[^\w']+")
 
 
 class SentimentScorer:

@@ -12,7 +12,9 @@ Theme names are lower-case identifiers; languages are ISO 639-1 codes; every key
 non-empty string. Keywords and comments are normalised alike (:mod:`.normalize`: lower
 case, accents stripped, simplemma lemmas), and a keyword matches where its tokens appear
 contiguously in the comment's tokens: ``"charge twice"`` matches "I was charged twice",
-``"fattura"`` matches "le fatture". The defaults (``data/themes.yaml``) cover nine CX
+``"fattura"`` matches "le fatture". Matches are leftmost-longest and do not overlap, so a
+phrase hides the shorter keywords inside it: "user friendly" is ease of use only, not
+also the staff's "friendly". The defaults (``data/themes.yaml``) cover nine CX
 themes in English and Italian.
 
 A comment of unknown language (``None``) or of a language the taxonomy lacks is matched
@@ -35,7 +37,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from pipeline.text.normalize import tokens
+from pipeline.text.normalize import Forms, forms, phrase_matches, tokens
 
 DEFAULT_TAXONOMY = Path(__file__).parent / "data" / "themes.yaml"
 
@@ -96,8 +98,8 @@ class Taxonomy(BaseModel):
         return tuple(found)
 
 
-# first token -> [(all tokens, theme index)], longest phrases first
-_Index = dict[str, list[tuple[tuple[str, ...], int]]]
+# a form of the first word -> [(forms per word, theme index)], longest phrases first
+_Index = dict[str, list[tuple[tuple[Forms, ...], int]]]
 
 
 class ThemeMatcher:
@@ -111,21 +113,33 @@ class ThemeMatcher:
             index: _Index = {}
             for position, theme in enumerate(self.themes):
                 for keyword in self.taxonomy.themes[theme].get(language, []):
-                    key = tuple(tokens(keyword, language))
-                    index.setdefault(key[0], []).append((key, position))
+                    key = tuple(forms(keyword, language))
+                    for first in key[0]:
+                        index.setdefault(first, []).append((key, position))
             for entries in index.values():
                 entries.sort(key=lambda entry: -len(entry[0]))
             self._index[language] = index
 
     def _match(self, text: str, language: str, found: set[int]) -> None:
+        """Leftmost-longest matches: a phrase hides the shorter keywords inside it
+        ("user friendly" is ease of use, not the staff's "friendly")."""
         index = self._index[language]
-        toks = tokens(text, language)
-        for i, token in enumerate(toks):
-            for key, position in index.get(token, ()):
-                if position not in found and tuple(toks[i : i + len(key)]) == key:
-                    found.add(position)
-                    if len(found) == len(self.themes):
-                        return
+        text_forms = forms(text, language)
+        i, n = 0, len(text_forms)
+        while i < n:
+            best: tuple[int, int] | None = None  # (length, theme index)
+            for form in text_forms[i]:
+                for key, position in index.get(form, ()):  # longest first
+                    if best is not None and len(key) <= best[0]:
+                        break
+                    if phrase_matches(key, text_forms, i):
+                        best = (len(key), position)
+                        break
+            if best is None:
+                i += 1
+            else:
+                found.add(best[1])
+                i += best[0]
 
     def match(self, text: str, language: str | None) -> list[str]:
         """Themes whose keywords occur in ``text`` (normalised for ``language``)."""
