@@ -206,8 +206,7 @@ class ItalianLexiconScorer:
             value = item.valence
             first = max(clause_of[item.start], item.start - _LOOKBACK)
             boost = self._booster_before(toks, item.start, first)
-            if boost:
-                value += math.copysign(boost, value)
+            value += boost if value > 0 else -boost  # a negative boost damps
             # an entry that itself starts with a negator ("nessuno risponde") is not flipped
             # again by one before it: Italian negative concord ("senza che nessuno risponda")
             if toks[item.start].isdisjoint(self._negators) and any(
