@@ -45,7 +45,7 @@ class CommentAnalyzer:
         *,
         languages: Iterable[str] = DEFAULT_LANGUAGES,
         min_letters: int = 3,
-        low_accuracy: bool = False,
+        low_accuracy: bool = True,
         taxonomy_path: Path | str = DEFAULT_TAXONOMY,
         sentiment_threshold: float = DEFAULT_THRESHOLD,
         disagreement_clear: float = DEFAULT_CLEAR,
@@ -63,11 +63,24 @@ class CommentAnalyzer:
         self.themes = ThemeMatcher(Taxonomy.load(taxonomy_path))
         self.disagreement_clear = disagreement_clear
 
-    def analyze(self, comment: str | None, category: str | None = None) -> CommentAnalysis:
-        """Analysis of ``comment``; ``category`` (promoter, detractor...) for the disagreement."""
+    def analyze(
+        self,
+        comment: str | None,
+        category: str | None = None,
+        language_hint: str | None = None,
+    ) -> CommentAnalysis:
+        """Analysis of ``comment``; ``category`` (promoter, detractor...) for the disagreement.
+
+        ``language_hint``: the respondent's language when the survey platform sends it
+        (``attributes.language``); one of the configured languages is trusted and skips
+        detection, the most expensive part (see tests/bench/bench_text.py).
+        """
         if not comment or not comment.strip():
             return CommentAnalysis(None, _EMPTY_SENTIMENT, [], False)
-        language = self.detector.detect(comment)
+        if language_hint is not None and language_hint.lower() in self.detector.languages:
+            language: str | None = language_hint.lower()
+        else:
+            language = self.detector.detect(comment)
         sentiment = self.sentiment.score(comment, language)
         themes = self.themes.match(comment, language)
         flag = category is not None and disagrees(category, sentiment, self.disagreement_clear)
