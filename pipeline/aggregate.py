@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from pipeline.scoring import decode_deltas
-from pipeline.segments import OVERALL, parse_segment_key
+from pipeline.segments import segment_labels
 from pipeline.settings import Settings
 from pipeline.windows import Counts, SegmentWindows
 
@@ -42,9 +42,7 @@ def clock_key(partition: int) -> bytes:
 
 def dimension_of(segment: str) -> str:
     """``"agent"`` for ``agent=a1``, ``"department,channel"`` for a combination."""
-    if segment == OVERALL:
-        return OVERALL
-    return ",".join(parse_segment_key(segment))
+    return segment_labels(segment)[0]
 
 
 @dataclass

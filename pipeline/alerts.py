@@ -44,7 +44,7 @@ from pipeline.alert_rules import (
     NpsFloor,
     Silence,
 )
-from pipeline.segments import OVERALL, parse_segment_key
+from pipeline.segments import parse_segment_key, segment_labels
 from pipeline.stats import (
     adjusted_nps,
     benjamini_hochberg,
@@ -602,7 +602,7 @@ class AlertEngine:
             adjusted_p_value=ev.get("adjusted_p_value"),  # type: ignore[arg-type]
             comments=comments if ev["metric"] in ("nps", "detractor_share") else [],
         )
-        fields = {} if o.segment == OVERALL else parse_segment_key(o.segment)
+        fields = parse_segment_key(o.segment)
         fp = fingerprint(rule.name, o.segment)
         assert pair.started_at is not None and pair.fired_at is not None
         summary, description = describe(rule.kind, o.segment, evidence, rule.name)
@@ -702,7 +702,7 @@ def alertmanager_payload(alert: Alert) -> tuple[dict[str, str], dict[str, str]]:
         # as on /metrics and in the Prometheus rules: dimension="department",
         # segment="billing" (combinations: "department,channel" / "support|chat")
         "dimension": alert.dimension,
-        "segment": "|".join(alert.fields.values()) if alert.fields else "all",
+        "segment": segment_labels(alert.segment)[1],
         "segment_key": alert.segment,
         "service": "nps-pipeline",
     }

@@ -31,11 +31,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pipeline.segments import OVERALL, parse_segment_key
+from pipeline.segments import OVERALL, segment_labels
+from pipeline.windows import Counts
 
 if TYPE_CHECKING:
     from pipeline.aggregate import WindowState
-    from pipeline.windows import Counts
 
 log = logging.getLogger(__name__)
 
@@ -121,20 +121,11 @@ BUSINESS_COUNTERS: tuple[tuple[Counter, str], ...] = tuple(
 )
 
 
-def segment_labels(key: str, dimensions: Iterable[str]) -> tuple[str, str] | None:
-    """``(dimension, segment)`` labels of a single-dimension segment key, else None.
-
-    ``overall`` -> ``("overall", "all")``; ``department=support`` ->
-    ``("department", "support")`` if department is one of ``dimensions``;
-    combinations and other dimensions -> None.
-    """
-    if key == OVERALL:
-        return OVERALL, "all"
-    fields = parse_segment_key(key)
-    if len(fields) != 1:
-        return None
-    ((dimension, value),) = fields.items()
-    return (dimension, value) if dimension in dimensions else None
+def counter_labels(key: str, dimensions: Iterable[str]) -> tuple[str, str] | None:
+    """:func:`~pipeline.segments.segment_labels` of ``overall`` and of the segments of
+    one of ``dimensions``; None for other dimensions and combinations."""
+    dimension, segment = segment_labels(key)
+    return (dimension, segment) if dimension == OVERALL or dimension in dimensions else None
 
 
 class SegmentCounters:
@@ -152,17 +143,21 @@ class SegmentCounters:
         self._children: dict[tuple[str, str], list[tuple[Any, str]]] = {}
         self.pending: dict[tuple[str, str], Counts] = {}  # summed until the first scrape
 
-    def add(self, key: str, counts: Counts) -> None:
-        """Count a segment's answers of one batch (``key`` as in :mod:`pipeline.segments`)."""
+    def add(self, key: str, parts: Iterable[Counts]) -> None:
+        """Count a segment's answers of one batch, given as its bucket deltas (``key`` as
+        in :mod:`pipeline.segments`); summed only for the segments that have counters."""
         labels = self._labels.get(key, ())
         if labels == ():
-            labels = self._labels[key] = segment_labels(key, self.dimensions)
+            labels = self._labels[key] = counter_labels(key, self.dimensions)
         if labels is None:
             return
+        counts = Counts()
+        for part in parts:
+            counts.add(part)
         children = self._children.get(labels)
         if children is None:
             self._children[labels] = [(c.labels(*labels), a) for c, a in BUSINESS_COUNTERS]
-            self.pending[labels] = counts.copy()
+            self.pending[labels] = counts
             return
         waiting = self.pending.get(labels)
         if waiting is not None:
@@ -253,13 +248,8 @@ class WindowGauges(Collector):
         ranked: list[tuple[int, int, str, str, Any]] = []
         order = {d: i for i, d in enumerate(self.dimensions)}
         for key, windows in state.advanced_segments():
-            if key == OVERALL:
-                rank, dimension, segment = -1, OVERALL, "all"
-            else:
-                fields = parse_segment_key(key)
-                dimension = ",".join(fields)
-                segment = "|".join(fields.values())
-                rank = order.get(dimension, len(order))
+            dimension, segment = segment_labels(key)
+            rank = -1 if dimension == OVERALL else order.get(dimension, len(order))
             ranked.append((rank, -windows.window(longest).responses, dimension, segment, windows))
         ranked.sort(key=lambda r: r[:4])
         kept = ranked[: self.max_segments]

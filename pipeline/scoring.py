@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -107,7 +106,7 @@ class ScoringStage:
         ]
         if self.counters is not None:
             for key, buckets in batch.deltas.items():
-                self.counters.add(key, _sum_counts(buckets.values()))
+                self.counters.add(key, buckets.values())
         totals = self.totals
         totals.consumed += len(records)
         totals.scored += len(out.scored)
@@ -140,7 +139,8 @@ class ScoringStage:
         text = parsed.comment
         if text is not None:  # no comment leaves the pipeline unredacted
             text = self._redact(text) if self.keep_comments else None
-            parsed = parsed.model_copy(update={"comment": text})
+            if text != parsed.comment:  # a copy only when there was something to remove
+                parsed = parsed.model_copy(update={"comment": text})
         scored = ScoredEvent(
             event_id=parsed.event_id,
             category=category,
@@ -188,13 +188,6 @@ class ScoringStage:
         letter = dead_letter(record, rejection, self.max_original_bytes, now)
         out.deadletters.append((record.key, letter.model_dump_json().encode()))
         metrics.DEADLETTERS.labels(rejection.reason.value).inc()
-
-
-def _sum_counts(parts: Iterable[Counts]) -> Counts:
-    total = Counts()
-    for part in parts:
-        total.add(part)
-    return total
 
 
 def encode_deltas(

@@ -103,6 +103,19 @@ def segment_keys(
     return keys
 
 
+def segment_labels(key: str) -> tuple[str, str]:
+    """The ``(dimension, segment)`` labels of a key, as on ``/metrics`` and in alerts.
+
+    ``overall`` -> ``("overall", "all")``; ``department=support`` ->
+    ``("department", "support")``; ``department=support|channel=chat`` ->
+    ``("department,channel", "support|chat")``.
+    """
+    if key == OVERALL:
+        return OVERALL, "all"
+    fields = parse_segment_key(key)
+    return ",".join(fields), "|".join(fields.values())
+
+
 def parse_segment_key(key: str) -> dict[str, str]:
     """Field -> value of a segment key (``{}`` for ``"overall"``), in key order.
 

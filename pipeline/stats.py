@@ -12,8 +12,8 @@ Formulas and references are in ``/work/shared/notes/nps-statistics.md``. Convent
 
 Besides the one-window estimates, the module holds what the alert engine needs to test
 many segments continuously: Benjamini-Hochberg across the segments of one evaluation
-round, a Bernoulli CUSUM and an EWMA chart on "is detractor", the silence test, and a
-two-sample z for CSAT/CES means.
+round, Fisher's exact test for small windows, a Bernoulli CUSUM on "is detractor", the
+silence test, and a two-sample z for CSAT/CES means.
 """
 
 from __future__ import annotations
@@ -434,61 +434,7 @@ def cusum_threshold_fast(p0: float, p1: float, arl0: float) -> float:
     return high
 
 
-# --- Sequential: EWMA of the detractor share ----------------------------------------
-
-
-def ewma_update(z: float, x: float, lam: float) -> float:
-    """One EWMA step ``z_t = lam * x_t + (1 - lam) * z_{t-1}``.
-
-    ``x`` is the new bucket's detractor share, ``z`` the previous statistic (start it at
-    the in-control share ``p0``). NIST/SEMATECH e-Handbook of Statistical Methods,
-    6.3.2.4 "EWMA control charts"; ``lam`` of 0.2-0.3 is usual, ``lam = 1`` is a
-    Shewhart chart.
-    """
-    if not 0.0 < lam <= 1.0:
-        raise ValueError(f"lam must be in (0, 1], got {lam}")
-    return lam * x + (1.0 - lam) * z
-
-
-def ewma_limits(p0: float, n: int, lam: float, L: float, t: int) -> tuple[float, float]:
-    """Control limits ``(LCL, UCL)`` of the EWMA of a proportion after ``t`` updates.
-
-    ``p0 ± L * sigma * sqrt(lam / (2 - lam) * (1 - (1 - lam)^(2t)))`` with
-    ``sigma^2 = p0 (1 - p0) / n``, the variance of one bucket's share of ``n`` answers
-    (NIST/SEMATECH e-Handbook 6.3.2.4, with the exact time-varying factor that narrows
-    the first limits; it tends to ``lam / (2 - lam)``). Clipped to [0, 1], the range of
-    a proportion. ``n`` is the (typical) number of answers per bucket: with buckets of
-    very different sizes the limits are approximate.
-    """
-    if not 0.0 < p0 < 1.0:
-        raise ValueError(f"p0 must be between 0 and 1 (exclusive), got {p0}")
-    if n < 1 or t < 1:
-        raise ValueError(f"need n >= 1 and t >= 1, got n={n}, t={t}")
-    if not 0.0 < lam <= 1.0:
-        raise ValueError(f"lam must be in (0, 1], got {lam}")
-    if not L > 0.0:
-        raise ValueError(f"L must be > 0, got {L}")
-    sigma = math.sqrt(p0 * (1.0 - p0) / n)
-    factor = lam / (2.0 - lam) * (1.0 - (1.0 - lam) ** (2 * t))
-    half = L * sigma * math.sqrt(factor)
-    return max(0.0, p0 - half), min(1.0, p0 + half)
-
-
 # --- Silence -------------------------------------------------------------------------
-
-
-def expected_count(baseline_n: int, baseline_seconds: float, silent_seconds: float) -> float:
-    """Answers expected in ``silent_seconds`` at the baseline's rate.
-
-    ``baseline_n * silent_seconds / baseline_seconds``: the Poisson mean of the count in
-    the silent stretch if the segment kept its baseline rate.
-    """
-    if baseline_n < 0 or not baseline_seconds > 0.0 or silent_seconds < 0.0:
-        raise ValueError(
-            f"need baseline_n >= 0, baseline_seconds > 0, silent_seconds >= 0; got "
-            f"{baseline_n}, {baseline_seconds}, {silent_seconds}"
-        )
-    return baseline_n * silent_seconds / baseline_seconds
 
 
 def silence_p_value(expected: float) -> float:

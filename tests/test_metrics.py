@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.metrics import SegmentCounters, render, segment_labels
+from pipeline.metrics import SegmentCounters, counter_labels, render
 from pipeline.windows import Counts
 
 
@@ -29,13 +29,13 @@ def promtool() -> str:
     return path
 
 
-def test_segment_labels() -> None:
+def test_counter_labels() -> None:
     dims = ["department", "channel"]
-    assert segment_labels("overall", dims) == ("overall", "all")
-    assert segment_labels("department=billing", dims) == ("department", "billing")
-    assert segment_labels("department=a%7Cb", dims) == ("department", "a|b")
-    assert segment_labels("agent=a1", dims) is None  # not a metrics dimension
-    assert segment_labels("department=billing|channel=chat", dims) is None  # combination
+    assert counter_labels("overall", dims) == ("overall", "all")
+    assert counter_labels("department=billing", dims) == ("department", "billing")
+    assert counter_labels("department=a%7Cb", dims) == ("department", "a|b")
+    assert counter_labels("agent=a1", dims) is None  # not a metrics dimension
+    assert counter_labels("department=billing|channel=chat", dims) is None  # combination
 
 
 def test_new_series_is_exposed_at_zero_before_its_first_increment() -> None:
@@ -47,17 +47,17 @@ def test_new_series_is_exposed_at_zero_before_its_first_increment() -> None:
         labels = {"dimension": "department", "segment": department}
         return REGISTRY.get_sample_value(f"nps_pipeline_{name}", labels)
 
-    counters.add(f"department={department}", batch)
+    counters.add(f"department={department}", [batch])
     assert value("nps_responses_total") == 0.0  # exposed, increment waiting for a scrape
-    counters.add(f"department={department}", batch)
-    counters.add("agent=a1", batch)  # ignored: not a metrics dimension
+    counters.add(f"department={department}", [batch])
+    counters.add("agent=a1", [batch])  # ignored: not a metrics dimension
     body, content_type = render(counters.after_scrape)
     assert content_type.startswith("text/plain")
     assert f'segment="{department}"' in body.decode()
     assert value("nps_responses_total") == 10.0
     assert value("nps_detractors_total") == 4.0
     assert value("ces_score_total") == 12.0
-    counters.add(f"department={department}", batch)  # exposed series: counted at once
+    counters.add(f"department={department}", [batch])  # exposed series: counted at once
     assert value("nps_promoters_total") == 6.0
     assert value("csat_responses_total") == 0.0
 
