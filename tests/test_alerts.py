@@ -734,7 +734,8 @@ def test_noise_a_stable_day_across_300_agents_stays_within_the_false_alarm_budge
       of any false alarm in one round is at most q, so over the 1,440 one-minute rounds
       of a day at most 1440 q = 1.44 are expected (union bound). Counting only "about
       24 independent 1h windows" instead is too optimistic: a statistic watched every
-      minute crosses a threshold more often than 24 looks would (q = 0.01 gave 7 here);
+      minute crosses a threshold more often than 24 looks would (q = 0.01 with the
+      pooled z for small windows gave 7 here);
     * the detractor CUSUM: its limit h is set so that all segments together give
       false_alarms_per_day = 0.5 a day (with the conservative Siegmund h, fewer);
     * so at most 1.94 false alarms are expected in a day: the budget is 2 alerts.

@@ -282,7 +282,7 @@ def bench_throughput(
         scored=scored,
         deadletters=reasons,
         delta_records=len(deltas),
-        segments_seen=sum(1 for _ in state.segments()),
+        segments_seen=sum(len(p.segments) for p in state.partitions.values()),
         changes=changes,
     )
 
@@ -359,7 +359,7 @@ def memory_worker(args: argparse.Namespace) -> dict[str, float | int | None]:
     build_seconds = time.perf_counter() - t0
     gc.collect()
     rss_delta = rss_bytes() - before
-    stored = sum(len(w) for _, _, w in state.segments())
+    stored = sum(len(w) for p in state.partitions.values() for w in p.segments.values())
     del state
     gc.collect()
     traced: int | None = None
@@ -460,6 +460,7 @@ def bench_settings(args: argparse.Namespace) -> Settings:
     return load_settings(
         dimensions=["agent"],
         combinations=[],
+        metrics_dimensions=[],
         batch_size=args.batch_size,
         topic_partitions=args.partitions,
     )
