@@ -204,11 +204,22 @@ class Settings(BaseSettings):
     ingest_topic_needs_fetch: str = Field(
         default="feedback.needs-fetch",
         min_length=1,
-        description="Envelopes of tools that send ids only (SurveyMonkey): the answers must be "
-        "fetched from the tool's API.",
+        description="Envelopes of tools that send ids only (SurveyMonkey, Qualtrics): the "
+        "answers must be fetched from the tool's API.",
     )
     ingest_asknicely_survey_type: Literal["nps", "csat", "ces"] = Field(
         default="nps", description="Survey type of AskNicely answers."
+    )
+    ingest_qualtrics_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared key of the Qualtrics event subscription: the HMAC field (hex "
+        "HMAC-SHA512 of MSG) is then required and checked. Unset: /webhooks/qualtrics needs a "
+        "bearer token (header or ?token=) instead.",
+    )
+    ingest_webhook_mappings_file: Path | None = Field(
+        default=None,
+        description="YAML file of custom webhook mappings: per name, JSON paths of the event "
+        "fields and an optional signature check; each is served at /webhooks/custom/{name}.",
     )
     log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
 

@@ -264,3 +264,48 @@ def from_asknicely(payload: object, survey_type: str) -> list[dict[str, Any]] | 
     if attributes:
         event["attributes"] = attributes
     return [event]
+
+
+#: The Qualtrics event-subscription topic that announces a new answer.
+QUALTRICS_ANSWER_EVENT = "completedResponse"
+
+
+def from_qualtrics(topic: str, message: object, received_at: datetime) -> NeedsFetch | Ignored:
+    """A Qualtrics event-subscription delivery (``Topic`` and the parsed ``MSG``, signature
+    already verified): ids only, so a :class:`NeedsFetch` envelope, not an event.
+
+    ``Topic`` is ``{BrandID}.surveyengine.completedResponse.{SurveyID}``; other topics
+    (``controlpanel.activateSurvey``, ...) carry no answer and are ignored. Event id
+    ``qualtrics-<ResponseID>``: the fetched answer must carry it so that a redelivered
+    envelope and the answer count once.
+    """
+    parts = topic.split(".")
+    event_type = parts[2] if len(parts) >= 3 and parts[1] == "surveyengine" else topic
+    if event_type != QUALTRICS_ANSWER_EVENT:
+        return Ignored(f"Qualtrics topic {topic!r} carries no completed response")
+    body = _object(message, "MSG")
+    response_id, survey_id = body.get("ResponseID"), body.get("SurveyID")
+    for name, value in (("ResponseID", response_id), ("SurveyID", survey_id)):
+        if not isinstance(value, str) or not value.strip():
+            raise AdapterError(f"Qualtrics completedResponse without MSG.{name}", f"MSG.{name}")
+    assert isinstance(response_id, str) and isinstance(survey_id, str)
+    completed = body.get("CompletedDate")
+    return NeedsFetch(
+        tool="qualtrics",
+        event_id=f"qualtrics-{response_id.strip()}",
+        tool_event_id=None,  # Qualtrics deliveries have no id of their own
+        tool_event_type=event_type,
+        object_type="response",
+        object_id=response_id.strip(),
+        event_time=None if completed is None else str(completed),
+        resources={
+            "survey_id": survey_id.strip(),
+            "brand_id": None if body.get("BrandID") is None else str(body["BrandID"]),
+            "status": None if body.get("Status") is None else str(body["Status"]),
+            "topic": topic,
+        },
+        received_at=received_at.isoformat(),
+        message="Qualtrics event subscriptions carry ids only: fetch response "
+        f"{response_id.strip()} of survey {survey_id.strip()} from the Qualtrics API "
+        f"(GET /API/v3/surveys/{survey_id.strip()}/responses/{response_id.strip()})",
+    )

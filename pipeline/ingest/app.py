@@ -1,7 +1,8 @@
 """The aiohttp application of ``nps-pipeline ingest``.
 
 Routes: ``POST /api/v1/feedback`` (one event or a JSON array), ``POST /webhooks/{tool}``
-(``delighted``, ``typeform``, ``surveymonkey`` (+ ``HEAD``), ``asknicely``),
+(``delighted``, ``typeform``, ``surveymonkey`` (+ ``HEAD``), ``asknicely``, ``qualtrics``),
+``POST /webhooks/custom/{name}`` (the routes of ``NPS_INGEST_WEBHOOK_MAPPINGS_FILE``),
 ``GET /healthz``, ``GET /openapi.json``.
 
 Status codes: 202 every item accepted *and acknowledged by the broker*; 422 some or all
@@ -14,6 +15,7 @@ acknowledge within ``NPS_INGEST_ACK_TIMEOUT_SECONDS`` (never 202 then).
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,17 +28,20 @@ from pipeline.ingest import adapters
 from pipeline.ingest.auth import (
     Verdict,
     check_bearer,
+    check_qualtrics,
     check_surveymonkey,
     check_typeform,
     require_auth_configured,
 )
 from pipeline.ingest.items import Triage, triage
+from pipeline.ingest.mappings import ConfiguredWebhook, load_webhook_mappings
 from pipeline.ingest.models import (
     AcceptedItem,
     ErrorBody,
     IgnoredBody,
     IngestResult,
     ItemError,
+    NeedsFetch,
 )
 from pipeline.ingest.openapi import openapi_document
 from pipeline.ingest.producer import BrokerUnavailable, BrokerWriter
@@ -47,8 +52,9 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 WRITER = web.AppKey("writer", BrokerWriter)
 TOKENS = web.AppKey("tokens", list)
+CUSTOM = web.AppKey("custom", dict)
 
-WEBHOOK_TOOLS = ("delighted", "typeform", "surveymonkey", "asknicely")
+WEBHOOK_TOOLS = ("delighted", "typeform", "surveymonkey", "asknicely", "qualtrics")
 
 
 def _json(model: BaseModel, status: int, **headers: str) -> web.Response:
@@ -131,22 +137,27 @@ async def post_feedback(request: web.Request) -> web.Response:
     document = _parse(body)
     if isinstance(document, web.Response):
         return document
-    settings = request.app[SETTINGS]
+    items = _items(document, request.app[SETTINGS])
+    if isinstance(items, web.Response):
+        return items
+    return await _produce(request, triage(items, request.app[SETTINGS].max_event_bytes))
+
+
+def _items(document: object, settings: Settings) -> list[object] | web.Response:
+    """One object -> one item; a non-empty array up to the batch limit; else 400/413."""
     if isinstance(document, dict):
-        items: list[object] = [document]
-    elif isinstance(document, list):
-        items = document
-        if not items:
-            return _error(400, "empty batch: send one event object or a non-empty array")
-        if len(items) > settings.ingest_max_batch_items:
-            return _error(
-                413,
-                f"batch of {len(items):,} events over the limit of "
-                f"{settings.ingest_max_batch_items:,} (NPS_INGEST_MAX_BATCH_ITEMS)",
-            )
-    else:
-        return _error(400, f"expected an event object or an array, got {type(document).__name__}")
-    return await _produce(request, triage(items, settings.max_event_bytes))
+        return [document]
+    if not isinstance(document, list):
+        return _error(400, f"expected an object or an array, got {type(document).__name__}")
+    if not document:
+        return _error(400, "empty batch: send one object or a non-empty array")
+    if len(document) > settings.ingest_max_batch_items:
+        return _error(
+            413,
+            f"batch of {len(document):,} events over the limit of "
+            f"{settings.ingest_max_batch_items:,} (NPS_INGEST_MAX_BATCH_ITEMS)",
+        )
+    return list(document)
 
 
 async def _webhook_events(
@@ -157,10 +168,7 @@ async def _webhook_events(
     try:
         converted = convert(payload)
     except adapters.AdapterError as exc:
-        checked = Triage(
-            errors=[ItemError(index=0, reason="unsupported", field=exc.field, message=exc.message)]
-        )
-        return _json(checked.result(request.app[WRITER].topic), 422)
+        return _unsupported(exc, request.app[WRITER].topic)
     if isinstance(converted, adapters.Ignored):
         return _json(IgnoredBody(ignored=converted.reason), 200)
     return await _produce(request, triage(list(converted), request.app[SETTINGS].max_event_bytes))
@@ -260,13 +268,18 @@ async def webhook_surveymonkey(request: web.Request) -> web.Response:
     try:
         envelope = adapters.from_surveymonkey(payload, datetime.now(UTC))
     except adapters.AdapterError as exc:
-        checked = Triage(
-            errors=[ItemError(index=0, reason="unsupported", field=exc.field, message=exc.message)]
-        )
-        return _json(checked.result(settings.ingest_topic_needs_fetch), 422)
+        return _unsupported(exc, settings.ingest_topic_needs_fetch)
+    return await _needs_fetch(request, envelope)
+
+
+async def _needs_fetch(
+    request: web.Request, envelope: NeedsFetch | adapters.Ignored
+) -> web.Response:
+    """Write an ids-only envelope to the needs-fetch topic keyed by its event id (202 once
+    acknowledged); nothing goes to the raw topic. An ignored delivery is answered 200."""
     if isinstance(envelope, adapters.Ignored):
         return _json(IgnoredBody(ignored=envelope.reason), 200)
-    topic = settings.ingest_topic_needs_fetch
+    topic = request.app[SETTINGS].ingest_topic_needs_fetch
     try:
         await request.app[WRITER].write_records(
             [(topic, envelope.event_id.encode(), envelope.model_dump_json().encode())]
@@ -283,6 +296,88 @@ async def webhook_surveymonkey(request: web.Request) -> web.Response:
         ),
         202,
     )
+
+
+def _unsupported(exc: adapters.AdapterError, topic: str) -> web.Response:
+    checked = Triage(
+        errors=[ItemError(index=0, reason="unsupported", field=exc.field, message=exc.message)]
+    )
+    return _json(checked.result(topic), 422)
+
+
+def _form(body: bytes) -> dict[str, str] | web.Response:
+    """An ``application/x-www-form-urlencoded`` body -> its fields (first value of each)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _error(400, "body is not UTF-8")
+    fields = urllib.parse.parse_qs(text, keep_blank_values=True, max_num_fields=100)
+    return {name: values[0] for name, values in fields.items()}
+
+
+async def webhook_qualtrics(request: web.Request) -> web.Response:
+    """A Qualtrics event subscription (form fields ``Topic``, ``MSG``, ``HMAC``): ids only,
+    so a needs-fetch envelope. With NPS_INGEST_QUALTRICS_SECRET the ``HMAC`` field (hex
+    HMAC-SHA512 of ``MSG``) is required; without it, a bearer token (header or ``?token=``)."""
+    secret = request.app[SETTINGS].ingest_qualtrics_secret
+    if secret is None and (denied := _bearer(request, allow_query=True)) is not None:
+        return denied
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    form = _form(body)
+    if isinstance(form, web.Response):
+        return form
+    message, topic = form.get("MSG"), form.get("Topic")
+    if secret is not None and not form.get("HMAC"):
+        return _error(401, "HMAC form field required (NPS_INGEST_QUALTRICS_SECRET is set)")
+    if message is None or topic is None:
+        return _error(
+            400,
+            "expected the form fields Topic and MSG of a Qualtrics event subscription "
+            f"(application/x-www-form-urlencoded); got {sorted(form)}",
+        )
+    if secret is not None:
+        verdict = check_qualtrics(form.get("HMAC"), secret.get_secret_value(), message)
+        if (denied := _auth_failure(verdict, "HMAC form field")) is not None:
+            return denied
+    payload = _parse(message.encode())
+    if isinstance(payload, web.Response):
+        return _error(400, "MSG is not JSON")
+    try:
+        envelope = adapters.from_qualtrics(topic, payload, datetime.now(UTC))
+    except adapters.AdapterError as exc:
+        return _unsupported(exc, request.app[SETTINGS].ingest_topic_needs_fetch)
+    return await _needs_fetch(request, envelope)
+
+
+async def webhook_custom(request: web.Request) -> web.Response:
+    """A route of the mappings file: its signature header (or a bearer token), then each
+    JSON object of the body mapped to an event and written like ``/api/v1/feedback``."""
+    routes: dict[str, ConfiguredWebhook] = request.app[CUSTOM]
+    hook = routes.get(request.match_info["name"])
+    if hook is None:
+        configured = sorted(routes) or "none (NPS_INGEST_WEBHOOK_MAPPINGS_FILE is not set)"
+        return _error(
+            404,
+            f"no custom webhook {request.match_info['name']!r}; configured: {configured}",
+        )
+    if hook.secret is None and (denied := _bearer(request, allow_query=True)) is not None:
+        return denied
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    if hook.secret is not None:
+        header = hook.spec.signature.header if hook.spec.signature else "signature"
+        if (denied := _auth_failure(hook.verify(request.headers, body), header)) is not None:
+            return denied
+    document = _parse(body)
+    if isinstance(document, web.Response):
+        return document
+    items = _items(document, request.app[SETTINGS])
+    if isinstance(items, web.Response):
+        return items
+    return await _produce(request, hook.triage(items, request.app[SETTINGS].max_event_bytes))
 
 
 async def webhook_unknown(request: web.Request) -> web.Response:
@@ -305,8 +400,14 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, writer: BrokerWriter | None = None) -> web.Application:
-    """The ingest application; raises :class:`ConfigError` without tokens (unless insecure)."""
+    """The ingest application; raises :class:`ConfigError` without tokens (unless insecure)
+    or with an invalid webhook mappings file (before anything connects)."""
     require_auth_configured(settings)
+    custom = (
+        load_webhook_mappings(settings.ingest_webhook_mappings_file)
+        if settings.ingest_webhook_mappings_file is not None
+        else {}
+    )
     if writer is None:
         writer = BrokerWriter(
             settings.bootstrap_servers,
@@ -318,12 +419,15 @@ def create_app(settings: Settings, writer: BrokerWriter | None = None) -> web.Ap
     app[SETTINGS] = settings
     app[WRITER] = writer
     app[TOKENS] = [t.get_secret_value().encode() for t in settings.ingest_tokens]
+    app[CUSTOM] = custom
     app.router.add_post("/api/v1/feedback", post_feedback)
     app.router.add_post("/webhooks/delighted", webhook_delighted)
     app.router.add_post("/webhooks/typeform", webhook_typeform)
     app.router.add_post("/webhooks/asknicely", webhook_asknicely)
     app.router.add_post("/webhooks/surveymonkey", webhook_surveymonkey)
     app.router.add_route("HEAD", "/webhooks/surveymonkey", webhook_surveymonkey_head)
+    app.router.add_post("/webhooks/qualtrics", webhook_qualtrics)
+    app.router.add_post("/webhooks/custom/{name}", webhook_custom)
     app.router.add_post("/webhooks/{tool}", webhook_unknown)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)

@@ -80,5 +80,23 @@ def check_surveymonkey(header: str | None, api_key: str, api_secret: str, body: 
     return (
         Verdict.OK
         if hmac.compare_digest(header.strip().encode(), expected.encode())
-        else (Verdict.WRONG)
+        else Verdict.WRONG
+    )
+
+
+def qualtrics_signature(shared_key: str, message: str) -> str:
+    """Hex HMAC-SHA512 of the ``MSG`` field keyed with the subscription's shared key, as
+    Qualtrics puts it in the ``HMAC`` form field."""
+    return hmac.new(shared_key.encode(), message.encode(), hashlib.sha512).hexdigest()
+
+
+def check_qualtrics(given: str | None, shared_key: str, message: str) -> Verdict:
+    """Check the ``HMAC`` form field against ``MSG`` (hex, compared case-insensitively)."""
+    if not given:
+        return Verdict.MISSING
+    expected = qualtrics_signature(shared_key, message)
+    return (
+        Verdict.OK
+        if hmac.compare_digest(given.strip().lower().encode(), expected.encode())
+        else Verdict.WRONG
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from pipeline.ingest.models import AcceptedItem, IngestResult, ItemError
-from pipeline.validate import parse_feedback
+from pipeline.validate import Rejection, parse_feedback
 from schemas import FeedbackEvent
 
 
@@ -37,23 +37,31 @@ class Triage:
             rejected=self.errors,
         )
 
+    def add(self, index: int, item: object, max_event_bytes: int) -> None:
+        """Validate one item: an accepted event, or an :class:`ItemError` with its index."""
+        parsed = parse_feedback(orjson.dumps(item), max_event_bytes)
+        if isinstance(parsed, FeedbackEvent):
+            self.events.append(parsed)
+            self.indexes.append(index)
+        else:
+            self.reject(index, parsed)
+
+    def reject(self, index: int, rejection: Rejection) -> None:
+        """Record why item ``index`` was not accepted."""
+        self.errors.append(
+            ItemError(
+                index=index,
+                event_id=rejection.event_id,
+                reason=rejection.reason.value,
+                field=rejection.field,
+                message=rejection.message,
+            )
+        )
+
 
 def triage(items: list[object], max_event_bytes: int) -> Triage:
     """Validate every item; invalid ones become :class:`ItemError` with their index."""
     out = Triage()
     for index, item in enumerate(items):
-        parsed = parse_feedback(orjson.dumps(item), max_event_bytes)
-        if isinstance(parsed, FeedbackEvent):
-            out.events.append(parsed)
-            out.indexes.append(index)
-        else:
-            out.errors.append(
-                ItemError(
-                    index=index,
-                    event_id=parsed.event_id,
-                    reason=parsed.reason.value,
-                    field=parsed.field,
-                    message=parsed.message,
-                )
-            )
+        out.add(index, item, max_event_bytes)
     return out

@@ -54,7 +54,7 @@ class IgnoredBody(BaseModel):
 
 
 class NeedsFetch(BaseModel):
-    """An envelope from a tool that sends ids only (SurveyMonkey): the answer itself must be
+    """An envelope from a tool that sends ids only (SurveyMonkey, Qualtrics): the answer must be
     fetched from the tool's API. Written to ``NPS_INGEST_TOPIC_NEEDS_FETCH`` keyed by
     ``event_id`` — never a made-up score on the raw topic."""
 

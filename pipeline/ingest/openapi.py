@@ -53,7 +53,13 @@ def _written(what: str) -> dict[str, Any]:
     }
 
 
-def _webhook(tool: str, description: str, security: list[dict[str, list[str]]]) -> dict[str, Any]:
+def _webhook(
+    tool: str,
+    description: str,
+    security: list[dict[str, list[str]]],
+    content: dict[str, Any] | None = None,
+    operation_id: str | None = None,
+) -> dict[str, Any]:
     responses = {
         **_written("answer"),
         "200": _answer("A valid delivery that carries no answer; nothing written.", "IgnoredBody"),
@@ -63,11 +69,11 @@ def _webhook(tool: str, description: str, security: list[dict[str, list[str]]]) 
         "post": {
             "summary": f"{tool} webhook",
             "description": description,
-            "operationId": f"webhook_{tool.lower()}",
+            "operationId": operation_id or f"webhook_{tool.lower()}",
             "security": security,
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": {"type": "object"}}},
+                "content": content or {"application/json": {"schema": {"type": "object"}}},
             },
             "responses": responses,
         }
@@ -109,6 +115,13 @@ def openapi_document() -> dict[str, Any]:
                     "name": "Sm-Signature",
                     "description": "base64 HMAC-SHA1 of the raw body keyed 'api_key&api_secret' "
                     "(NPS_INGEST_SURVEYMONKEY_API_KEY, NPS_INGEST_SURVEYMONKEY_SECRET).",
+                },
+                "customSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "(per route)",
+                    "description": "The header, algorithm and secret named by the route's "
+                    "`signature` in NPS_INGEST_WEBHOOK_MAPPINGS_FILE.",
                 },
                 "typeformSignature": {
                     "type": "apiKey",
@@ -183,6 +196,72 @@ def openapi_document() -> dict[str, Any]:
                         "404": {"description": "The adapter is not configured."},
                     },
                 },
+            },
+            "/webhooks/qualtrics": _webhook(
+                "Qualtrics",
+                "A Qualtrics event subscription (surveyengine.completedResponse) carries ids "
+                "only: a NeedsFetch envelope `qualtrics-<ResponseID>` is written to "
+                "NPS_INGEST_TOPIC_NEEDS_FETCH (never a made-up score); other topics are "
+                "answered 200 and ignored. With NPS_INGEST_QUALTRICS_SECRET the HMAC field "
+                "(hex HMAC-SHA512 of MSG with the shared key) is required; without it, a "
+                "bearer token (header or ?token=).",
+                # {}: the HMAC form field in the body (OpenAPI has no scheme for it)
+                [{}, {"bearer": []}, {"bearerQuery": []}],
+                content={
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["Topic", "MSG"],
+                            "properties": {
+                                "Topic": {
+                                    "type": "string",
+                                    "description": "{BrandID}.surveyengine.completedResponse."
+                                    "{SurveyID}",
+                                },
+                                "MSG": {
+                                    "type": "string",
+                                    "description": "JSON: Status, SurveyID, ResponseID, "
+                                    "CompletedDate, BrandID.",
+                                },
+                                "HMAC": {
+                                    "type": "string",
+                                    "description": "Hex HMAC-SHA512 of MSG with the shared "
+                                    "key (NPS_INGEST_QUALTRICS_SECRET); required when it is set.",
+                                },
+                            },
+                        }
+                    }
+                },
+            ),
+            "/webhooks/custom/{name}": {
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "A route of NPS_INGEST_WEBHOOK_MAPPINGS_FILE.",
+                    }
+                ],
+                **_webhook(
+                    "Custom",
+                    "Any tool's JSON (one object or an array of them), mapped to events by "
+                    "the route's JSON paths in NPS_INGEST_WEBHOOK_MAPPINGS_FILE. Verified "
+                    "by the route's signature header if it has one, else a bearer token "
+                    "(header or ?token=). Unknown route: 404.",
+                    [{"customSignature": []}, {"bearer": []}, {"bearerQuery": []}],
+                    content={
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    {"type": "object"},
+                                    {"type": "array", "items": {"type": "object"}, "minItems": 1},
+                                ]
+                            }
+                        }
+                    },
+                    operation_id="webhook_custom",
+                ),
             },
             "/healthz": {
                 "get": {
