@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -562,6 +563,278 @@ def test_asknicely_response_mapped(settings: Callable[..., Settings]) -> None:
         "asknicely_question_segment": "q4-campaign",
         "asknicely_person_segment": "enterprise",
     }
+
+
+QUALTRICS_KEY = "qualtrics-shared-key"
+QUALTRICS_TOPIC = "acmecorp.surveyengine.completedResponse.SV_3KaXa2Ne8vX2Kfc"
+QUALTRICS_MSG: dict[str, Any] = {
+    "Status": "Complete",
+    "SurveyID": "SV_3KaXa2Ne8vX2Kfc",
+    "ResponseID": "R_1OwQ5GcKlWqfFZB",
+    "CompletedDate": "2026-11-25 09:30:05",
+    "BrandID": "acmecorp",
+}
+
+
+def qualtrics_form(
+    msg: dict[str, Any] | str = QUALTRICS_MSG,
+    topic: str = QUALTRICS_TOPIC,
+    key: str | None = QUALTRICS_KEY,
+    signed_msg: str | None = None,
+) -> bytes:
+    """A form-encoded Qualtrics delivery; HMAC = hex HMAC-SHA512 of MSG (or of signed_msg)."""
+    text = msg if isinstance(msg, str) else json.dumps(msg)
+    fields = {"Topic": topic, "MSG": text}
+    if key is not None:
+        signed = (signed_msg if signed_msg is not None else text).encode()
+        fields["HMAC"] = hmac.new(key.encode(), signed, hashlib.sha512).hexdigest()
+    return urllib.parse.urlencode(fields).encode()
+
+
+async def post_form(client: TestClient, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    resp = await client.post(
+        path, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    return resp.status, await resp.json()
+
+
+def test_qualtrics_hmac_checked_and_needs_fetch_envelope(
+    settings: Callable[..., Settings],
+) -> None:
+    s = settings(ingest_qualtrics_secret=QUALTRICS_KEY)
+    path = "/webhooks/qualtrics"
+    tampered = {**QUALTRICS_MSG, "ResponseID": "R_forged"}
+
+    async def scenario(client: TestClient) -> list[tuple[int, dict[str, Any]]]:
+        return [
+            await post_form(client, path, qualtrics_form(key=None)),  # unsigned
+            await post_form(client, path, qualtrics_form(key="another-key")),
+            # a valid HMAC of the genuine MSG, sent with a changed MSG
+            await post_form(
+                client, path, qualtrics_form(tampered, signed_msg=json.dumps(QUALTRICS_MSG))
+            ),
+            await post_form(client, path, json.dumps(QUALTRICS_MSG).encode()),  # JSON, no form
+            await post_form(client, path, qualtrics_form("{not json")),
+            await post_form(
+                client,
+                path,
+                qualtrics_form({k: v for k, v in QUALTRICS_MSG.items() if k != "ResponseID"}),
+            ),
+            await post_form(
+                client, path, qualtrics_form(topic="acmecorp.controlpanel.activateSurvey")
+            ),
+            await post_form(client, path, qualtrics_form()),
+        ]
+
+    answers = run(s, scenario)
+
+    assert [a[0] for a in answers] == [401, 403, 403, 400, 400, 422, 200, 202], answers
+    assert "NPS_INGEST_QUALTRICS_SECRET" in answers[0][1]["error"]
+    assert "Topic and MSG" in answers[3][1]["error"]
+    assert answers[4][1]["error"] == "MSG is not JSON"
+    assert answers[5][1]["rejected"][0]["field"] == "MSG.ResponseID"
+    assert "activateSurvey" in answers[6][1]["ignored"]
+    assert answers[7][1]["accepted"] == [{"index": 0, "event_id": "qualtrics-R_1OwQ5GcKlWqfFZB"}]
+    assert answers[7][1]["topic"] == s.ingest_topic_needs_fetch
+    # ids only: nothing on the raw topic, exactly one envelope on the needs-fetch topic
+    assert consume(s.broker_url or "", s.topic_raw, 0, timeout=2) == []
+    [record] = consume(s.broker_url or "", s.ingest_topic_needs_fetch, 1, timeout=30)
+    assert record.key == b"qualtrics-R_1OwQ5GcKlWqfFZB"
+    envelope = json.loads(record.value)
+    assert envelope["kind"] == "needs_fetch" and "score" not in envelope
+    assert (envelope["tool"], envelope["tool_event_type"], envelope["object_id"]) == (
+        "qualtrics",
+        "completedResponse",
+        "R_1OwQ5GcKlWqfFZB",
+    )
+    assert envelope["event_time"] == "2026-11-25 09:30:05"
+    assert envelope["resources"] == {
+        "survey_id": "SV_3KaXa2Ne8vX2Kfc",
+        "brand_id": "acmecorp",
+        "status": "Complete",
+        "topic": QUALTRICS_TOPIC,
+    }
+    assert "/API/v3/surveys/SV_3KaXa2Ne8vX2Kfc/responses/R_1OwQ5GcKlWqfFZB" in envelope["message"]
+
+
+def test_qualtrics_without_shared_key_needs_a_bearer_token(
+    settings: Callable[..., Settings],
+) -> None:
+    s = settings()  # no NPS_INGEST_QUALTRICS_SECRET: the HMAC field is not looked at
+    path = "/webhooks/qualtrics"
+
+    async def scenario(client: TestClient) -> list[tuple[int, dict[str, Any]]]:
+        return [
+            await post_form(client, path, qualtrics_form()),
+            await post_form(client, f"{path}?token=wrong", qualtrics_form()),
+            await post_form(client, f"{path}?token={TOKEN}", qualtrics_form(key=None)),
+        ]
+
+    answers = run(s, scenario)
+
+    assert [a[0] for a in answers] == [401, 403, 202], answers
+    [record] = consume(s.broker_url or "", s.ingest_topic_needs_fetch, 1, timeout=30)
+    assert record.key == b"qualtrics-R_1OwQ5GcKlWqfFZB"
+
+
+MEDALLIA_SECRET = "medallia-webhook-secret"
+MAPPINGS_YAML = """\
+webhooks:
+  medallia:                       # POST /webhooks/custom/medallia
+    columns:
+      event_id: record.a_surveyid
+      event_time: record.e_responsedate
+      score: record.q_ltr_scale
+      comment: record.q_ltr_comment
+      customer_id: record.a_customer_id
+      department: record.e_unit_department
+      agent: record.e_employee_id
+      channel: record.e_channel
+      account_value: record.e_account_arr
+      attributes.tier: record.e_tier
+    constants:
+      survey_type: nps
+      source: medallia
+    time_format: "%Y-%m-%d %H:%M:%S"
+    timezone: Europe/Rome
+    event_id_prefix: medallia-
+    signature:
+      header: X-Medallia-Signature
+      algorithm: hmac-sha256
+      prefix: "sha256="
+      secret_env: MEDALLIA_WEBHOOK_SECRET
+  pulse:                          # no signature: a bearer token
+    columns:
+      event_id: id
+      event_time: answered_at
+      survey_type: kind
+      score: rating
+      customer_id: user.id
+    constants:
+      source: pulse
+"""
+
+
+def medallia_payload(**record: Any) -> dict[str, Any]:
+    """A Medallia-style webhook template body; the top-level ``source`` and ``attributes``
+    must not be taken for event fields."""
+    return {
+        "event": "survey.completed",
+        "source": {"system": "medallia", "version": 7},
+        "attributes": {"nested": {"not": "scalar"}},
+        "record": {
+            "a_surveyid": 48211,
+            "e_responsedate": "2026-11-25 10:30:00",
+            "q_ltr_scale": "4",
+            "q_ltr_comment": "The agent hung up on me.",
+            "a_customer_id": "C-1001",
+            "e_unit_department": "support",
+            "e_employee_id": "agent-042",
+            "e_channel": "phone",
+            "e_account_arr": "12000.50",
+            "e_tier": "gold",
+            **record,
+        },
+    }
+
+
+@pytest.fixture
+def mappings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MEDALLIA_WEBHOOK_SECRET", MEDALLIA_SECRET)
+    path = tmp_path / "webhooks.yaml"
+    path.write_text(MAPPINGS_YAML)
+    return path
+
+
+def medallia_signature(body: bytes, secret: str = MEDALLIA_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def test_custom_mapping_signature_and_fields(
+    settings: Callable[..., Settings], mappings_file: Path
+) -> None:
+    s = settings(ingest_webhook_mappings_file=mappings_file)
+    body = json.dumps(medallia_payload()).encode()
+    tampered = body.replace(b'"4"', b'"10"')
+    assert tampered != body
+    path = "/webhooks/custom/medallia"
+
+    async def scenario(client: TestClient) -> list[tuple[int, dict[str, Any]]]:
+        sig = {"X-Medallia-Signature": medallia_signature(body)}
+        return [
+            await post(client, path, body, AUTH),  # a bearer token is not the signature
+            await post(client, path, body, {"X-Medallia-Signature": medallia_signature(body, "x")}),
+            await post(client, path, tampered, sig),
+            await post(
+                client, path, b"{oops", {"X-Medallia-Signature": medallia_signature(b"{oops")}
+            ),
+            await post(client, "/webhooks/custom/zendesk", body, sig),
+            await post(
+                client,
+                path,
+                body,
+                {
+                    "X-Medallia-Signature": medallia_signature(body)
+                    .upper()
+                    .replace("SHA256=", "sha256=")
+                },
+            ),
+        ]
+
+    answers = run(s, scenario)
+
+    assert [a[0] for a in answers] == [401, 403, 403, 400, 404, 202], answers
+    assert "X-Medallia-Signature" in answers[0][1]["error"]
+    assert "['medallia', 'pulse']" in answers[4][1]["error"]
+    assert answers[5][1]["accepted"] == [{"index": 0, "event_id": "medallia-48211"}]
+    records = on_topic(s, 1)
+    written = FeedbackEvent.model_validate(records["medallia-48211"])
+    assert (written.survey_type.value, written.score, written.customer_id) == ("nps", 4, "C-1001")
+    assert written.comment == "The agent hung up on me."
+    assert written.segments() == {"department": "support", "agent": "agent-042", "channel": "phone"}
+    assert written.account_value == 12000.5
+    assert written.attributes == {"tier": "gold"}
+    assert written.source == "medallia"
+    # naive local time in Europe/Rome (UTC+1 in November)
+    assert written.event_time.isoformat() == "2026-11-25T10:30:00+01:00"
+
+
+def test_custom_mapping_batch_bearer_and_per_item_errors(
+    settings: Callable[..., Settings], mappings_file: Path
+) -> None:
+    s = settings(ingest_webhook_mappings_file=mappings_file)
+    path = "/webhooks/custom/pulse"
+    batch = [
+        {"id": "p-1", "answered_at": 1795600000, "kind": "csat", "rating": 5, "user": {"id": 7}},
+        {"id": "p-2", "answered_at": 1795600060, "kind": "csat", "rating": 9, "user": {"id": 8}},
+        {"id": "p-3", "answered_at": "yesterday", "kind": "ces", "rating": 6, "user": {"id": 9}},
+        {"id": "p-4", "answered_at": 1795600120, "kind": "ces", "rating": 2},
+        ["not", "an", "object"],
+    ]
+
+    async def scenario(client: TestClient) -> list[tuple[int, dict[str, Any]]]:
+        return [
+            await post(client, path, batch),
+            await post(client, f"{path}?token={TOKEN}", batch),
+            await post(client, path, [], AUTH),
+        ]
+
+    answers = run(s, scenario)
+
+    assert [a[0] for a in answers] == [401, 422, 400], answers
+    body = answers[1][1]
+    assert body["accepted"] == [{"index": 0, "event_id": "p-1"}]
+    errors = {e["index"]: (e["reason"], e["field"]) for e in body["rejected"]}
+    assert errors == {
+        1: ("score_out_of_range", "score"),
+        2: ("schema_violation", "event_time"),
+        3: ("schema_violation", "customer_id"),
+        4: ("schema_violation", None),
+    }
+    written = FeedbackEvent.model_validate(on_topic(s, 1)["p-1"])
+    assert (written.survey_type.value, written.score, written.customer_id) == ("csat", 5, "7")
+    assert written.event_time.isoformat() == "2026-11-25T09:46:40+00:00"
+    assert written.source == "pulse"
 
 
 # --- documents ---------------------------------------------------------------------------

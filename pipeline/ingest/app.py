@@ -329,14 +329,14 @@ async def webhook_qualtrics(request: web.Request) -> web.Response:
     if isinstance(form, web.Response):
         return form
     message, topic = form.get("MSG"), form.get("Topic")
-    if secret is not None and not form.get("HMAC"):
-        return _error(401, "HMAC form field required (NPS_INGEST_QUALTRICS_SECRET is set)")
     if message is None or topic is None:
         return _error(
             400,
             "expected the form fields Topic and MSG of a Qualtrics event subscription "
-            f"(application/x-www-form-urlencoded); got {sorted(form)}",
+            f"(application/x-www-form-urlencoded); got {sorted(form)[:10]}",
         )
+    if secret is not None and not form.get("HMAC"):
+        return _error(401, "HMAC form field required (NPS_INGEST_QUALTRICS_SECRET is set)")
     if secret is not None:
         verdict = check_qualtrics(form.get("HMAC"), secret.get_secret_value(), message)
         if (denied := _auth_failure(verdict, "HMAC form field")) is not None:
