@@ -249,6 +249,20 @@ class ConfiguredWebhook:
         return out
 
 
+def _key_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """1-based line of the mapping *key* at ``loc`` (a bad route name or field name)."""
+    node, line = root, None
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        match = next(((k, v) for k, v in node.value if k.value == part), None)
+        if match is None:
+            return None
+        key, node = match
+        line = key.start_mark.line + 1
+    return line
+
+
 def load_webhook_mappings(
     path: Path, environ: AnyMapping[str, str] | None = None
 ) -> dict[str, ConfiguredWebhook]:
@@ -268,14 +282,16 @@ def load_webhook_mappings(
     try:
         parsed = WebhookMappingsFile.model_validate(data or {}, context={"environ": environ})
     except ValidationError as exc:
-        lines = [f"{path}: invalid webhook mappings:"]
+        found = []
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if p != "[key]")
-            line = line_of(root, loc)
+            line = _key_line(root, loc) if "[key]" in err["loc"] else line_of(root, loc)
             where = f"line {line}: " if line else ""
             message = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  - {where}{'.'.join(str(p) for p in loc) or '(file)'}: {message}")
-        raise ConfigError("\n".join(lines)) from None
+            text = f"  - {where}{'.'.join(str(p) for p in loc) or '(file)'}: {message}"
+            found.append((line or 0, text))
+        lines = [text for _, text in sorted(found, key=lambda item: item[0])]
+        raise ConfigError("\n".join([f"{path}: invalid webhook mappings:", *lines])) from None
     routes = {}
     for name, spec in parsed.webhooks.items():
         secret = None
