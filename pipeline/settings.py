@@ -131,6 +131,46 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="Re-send firing alerts to Alertmanager this often."
     )
 
+    followups_enabled: bool = Field(
+        default=False,
+        description="Publish a follow-up task for every answer a follow-up rule selects and "
+        "track their status updates (README: Closing the loop).",
+    )
+    followup_rules_file: Path | None = Field(
+        default=None,
+        description="YAML follow-up rules (see deploy/pipeline/followup-rules.yaml); unset: "
+        "built-in defaults, the same rules as that file.",
+    )
+    topic_followups: str = Field(
+        default="feedback.followups", min_length=1, description="Follow-up tasks, by task id."
+    )
+    topic_followup_events: str = Field(
+        default="feedback.followup-events",
+        min_length=1,
+        description="Status updates of follow-up tasks from the ticketing side, by task id.",
+    )
+    followup_windows_seconds: Annotated[list[int], NoDecode] = Field(
+        default=[86400, 604800, 2592000],
+        description="Follow-up windows (tasks created in the last ...); the longest is also "
+        "how long the tracker keeps a task.",
+    )
+    followup_analyze_comments: bool = Field(
+        default=True,
+        description="Language, sentiment and themes of a task's comment (pipeline.text).",
+    )
+    followup_unknown_grace_seconds: float = Field(
+        default=600,
+        ge=0,
+        description="Event time an update for an unknown task waits for it before it is "
+        "dead-lettered (unknown_task).",
+    )
+    followup_ack_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="How long POST /api/v1/followups/{task_id}/events waits for the broker.",
+    )
+
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     batch_within_seconds: float = Field(default=0.2, gt=0, le=60)
     broker_session_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
@@ -279,7 +319,7 @@ class Settings(BaseSettings):
             return [v.strip() for v in value.split(";") if v.strip()]
         return value
 
-    @field_validator("windows_seconds", mode="before")
+    @field_validator("windows_seconds", "followup_windows_seconds", mode="before")
     @classmethod
     def _split_windows(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip().startswith("["):
@@ -321,6 +361,15 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("followup_windows_seconds")
+    @classmethod
+    def _positive_followup_windows(cls, value: list[int]) -> list[int]:
+        if not value or any(w <= 0 for w in value):
+            raise ValueError(
+                f"must be one or more positive numbers of seconds, e.g. 86400,604800 (got {value})"
+            )
+        return sorted(set(value))
+
     @model_validator(mode="after")
     def _metrics_dimensions_windowed(self) -> Settings:
         missing = [d for d in self.metrics_dimensions if d not in self.dimensions]
@@ -341,6 +390,8 @@ class Settings(BaseSettings):
             self.topic_windows,
             self.topic_alerts,
             self.ingest_topic_needs_fetch,
+            self.topic_followups,
+            self.topic_followup_events,
         ]
         if len(set(names)) != len(names):
             raise ValueError(f"topic names must be distinct, got {names}")

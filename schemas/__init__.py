@@ -2,6 +2,15 @@
 
 from schemas.deadletter import DeadLetter, Reason
 from schemas.feedback import SCALES, SEGMENT_FIELDS, FeedbackEvent, SurveyType
+from schemas.followup import (
+    FollowupStatus,
+    FollowupSummary,
+    FollowupTask,
+    FollowupTaskView,
+    FollowupUpdate,
+    Outcome,
+    Priority,
+)
 from schemas.scored import Category, ScoredEvent, SourcePosition, categorize
 
 __all__ = [
@@ -10,6 +19,13 @@ __all__ = [
     "Category",
     "DeadLetter",
     "FeedbackEvent",
+    "FollowupStatus",
+    "FollowupSummary",
+    "FollowupTask",
+    "FollowupTaskView",
+    "FollowupUpdate",
+    "Outcome",
+    "Priority",
     "Reason",
     "ScoredEvent",
     "SourcePosition",

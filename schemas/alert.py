@@ -24,6 +24,7 @@ class RuleKind(StrEnum):
     CES_EFFORT_RISE = "ces_effort_rise"
     SILENCE = "silence"
     DETRACTOR_CUSUM = "detractor_cusum"
+    FOLLOWUP_OVERDUE = "followup_overdue"  # a follow-up task not contacted by its due time
 
 
 class DetractorComment(BaseModel):

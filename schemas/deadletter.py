@@ -22,6 +22,7 @@ class Reason(StrEnum):
     LATE = "late"  # published scored, but left out of the windows
     FUTURE = "future"  # published scored, but left out of the windows
     PROCESSING_ERROR = "processing_error"  # a bug: the worker kept going, the record is here
+    UNKNOWN_TASK = "unknown_task"  # a follow-up status update for a task the tracker never saw
 
 
 class DeadLetter(BaseModel):

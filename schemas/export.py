@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from schemas.alert import Alert
 from schemas.deadletter import DeadLetter
 from schemas.feedback import FeedbackEvent
+from schemas.followup import FollowupSummary, FollowupTask, FollowupTaskView, FollowupUpdate
 from schemas.scored import ScoredEvent
 from schemas.windows import SegmentList, SegmentWindowsView, WindowSnapshot
 
@@ -28,6 +29,10 @@ MODELS: dict[str, type[BaseModel]] = {
     "segment_windows": SegmentWindowsView,
     "segment_list": SegmentList,
     "alert": Alert,
+    "followup_task": FollowupTask,
+    "followup_update": FollowupUpdate,
+    "followup_task_view": FollowupTaskView,
+    "followup_summary": FollowupSummary,
 }
 
 
