@@ -4,6 +4,7 @@ signature algorithms against published HMAC test vectors (RFC 2202, RFC 4231).""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -205,3 +206,31 @@ def test_ingest_command_stops_on_a_bad_mappings_file(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert f"{path}: invalid webhook mappings:" in proc.stderr
     assert "line 7: webhooks.medallia.columns.mood: unknown event field 'mood'" in proc.stderr
+
+
+def test_readme_medallia_example_maps_as_documented(tmp_path: Path) -> None:
+    """The README's worked example: its YAML loads and its payload gives the stated event."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Custom webhooks") :]
+    payload_text = section[section.index("```json\n") + 8 :]
+    payload_text = payload_text[: payload_text.index("```")]
+    yaml_text = section[section.index("```yaml\n") + 8 :]
+    yaml_text = yaml_text[: yaml_text.index("```")]
+    routes = load(tmp_path, yaml_text, MEDALLIA_WEBHOOK_SECRET="s")
+    checked = routes["medallia"].triage([json.loads(payload_text)], max_event_bytes=65536)
+    assert checked.errors == []
+    [event] = checked.events
+    assert event.model_dump(mode="json", exclude_defaults=True) == {
+        "event_id": "medallia-48211",
+        "event_time": "2026-11-25T10:30:00+01:00",
+        "survey_type": "nps",
+        "score": 4,
+        "comment": "The agent hung up on me.",
+        "customer_id": "C-1001",
+        "department": "support",
+        "agent": "agent-042",
+        "channel": "phone",
+        "attributes": {"tier": "gold"},
+        "account_value": 12000.5,
+        "source": "medallia",
+    }
