@@ -18,16 +18,18 @@ run: $(STAMP)
 	$(BIN)/nps-pipeline run
 
 ## Real Prometheus, promtool, Alertmanager (and docker-compose, to validate the compose
-## file) for the tests: Debian packages, installed when missing (needs root).
-TOOLS := promtool prometheus prometheus-alertmanager amtool docker-compose
+## file; headless Chromium and its WebDriver, for the live page) for the tests: Debian
+## packages, installed when missing (needs root).
+TOOLS := promtool prometheus prometheus-alertmanager amtool docker-compose chromium chromedriver
+PACKAGES := prometheus prometheus-alertmanager docker-compose chromium chromium-driver
 tools:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "missing:$$missing; installing the Debian packages prometheus, prometheus-alertmanager, docker-compose (apt-get)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager docker-compose >/dev/null; \
+	  echo "missing:$$missing; installing the Debian packages $(PACKAGES) (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PACKAGES) >/dev/null; \
 	else \
-	  echo "the tests need$$missing: run 'sudo apt-get install prometheus prometheus-alertmanager docker-compose'"; exit 1; \
+	  echo "the tests need$$missing: run 'sudo apt-get install $(PACKAGES)'"; exit 1; \
 	fi
 
 ## Run the whole test suite (unit, property and integration tests on the embedded broker).

@@ -18,6 +18,7 @@ import faust
 from faust.web import Request, Response, View
 
 from pipeline import api, metrics
+from pipeline import web as live_page
 from pipeline.aggregate import WindowState
 from pipeline.alert_rules import load_rules
 from pipeline.alertmanager import AlertmanagerSink
@@ -188,6 +189,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             yield None
 
     api.register(app, settings, state, deltas_topic)
+    live_page.register(app, settings)  # /live, /api/v1/{alerts,health,series}
     metrics.WINDOW_GAUGES.attach(state, settings.metrics_max_segments, settings.metrics_dimensions)
     metrics.CONSUMER_LAG.source = lambda: _consumer_lag(app)
     _add_pages(app, counters)

@@ -60,7 +60,9 @@ def run(
     """Run the pipeline. Without a broker: embedded broker + worker + simulator."""
     settings = _settings(config, broker)
     from pipeline.runner import run_embedded, run_worker
+    from pipeline.web import page_url
 
+    typer.echo(f"live page        {page_url(settings)}", nl=True)
     if settings.broker_url:
         run_worker(settings, status_line=True)
         return
