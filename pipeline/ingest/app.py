@@ -335,10 +335,11 @@ async def webhook_qualtrics(request: web.Request) -> web.Response:
             "expected the form fields Topic and MSG of a Qualtrics event subscription "
             f"(application/x-www-form-urlencoded); got {sorted(form)[:10]}",
         )
-    if secret is not None and not form.get("HMAC"):
-        return _error(401, "HMAC form field required (NPS_INGEST_QUALTRICS_SECRET is set)")
     if secret is not None:
-        verdict = check_qualtrics(form.get("HMAC"), secret.get_secret_value(), message)
+        given = form.get("HMAC")
+        if not given:
+            return _error(401, "HMAC form field required (NPS_INGEST_QUALTRICS_SECRET is set)")
+        verdict = check_qualtrics(given, secret.get_secret_value(), message)
         if (denied := _auth_failure(verdict, "HMAC form field")) is not None:
             return denied
     payload = _parse(message.encode())
@@ -383,7 +384,8 @@ async def webhook_custom(request: web.Request) -> web.Response:
 async def webhook_unknown(request: web.Request) -> web.Response:
     return _error(
         404,
-        f"no webhook adapter {request.match_info['tool']!r}; available: {list(WEBHOOK_TOOLS)}",
+        f"no webhook adapter {request.match_info['tool']!r}; available: {list(WEBHOOK_TOOLS)} "
+        "and custom/{name} (NPS_INGEST_WEBHOOK_MAPPINGS_FILE)",
     )
 
 
