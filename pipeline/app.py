@@ -23,6 +23,7 @@ from pipeline.aggregate import WindowState
 from pipeline.alert_rules import load_rules
 from pipeline.alertmanager import AlertmanagerSink
 from pipeline.alerts import AlertEngine, alertmanager_payload
+from pipeline.followups.worker import register_followups
 from pipeline.scoring import ScoringStage
 from pipeline.settings import Settings
 from pipeline.snapshots import SnapshotClock, snapshot_records
@@ -115,6 +116,8 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
                 for alert in engine.firing():
                     sink.fire(alert.fingerprint, *alertmanager_payload(alert), alert.started_at)
 
+    followups = register_followups(app, settings)  # pipeline.followups; None when disabled
+
     @app.agent(raw, name="score")
     async def score(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         batches = stream.take_events(settings.batch_size, within=settings.batch_within_seconds)
@@ -137,6 +140,9 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
                 await deadletter_topic.send(key=dkey, value=dvalue)
             for skey, svalue in out.deltas:
                 await deltas_topic.send(key=skey, value=svalue)
+            if followups is not None:
+                for fkey, fvalue in out.followups:
+                    await followups.tasks_topic.send(key=fkey, value=fvalue)
             metrics.BATCH_SIZE.observe(len(records))
             metrics.PROCESSING_LATENCY.observe(time.perf_counter() - started)
             yield None

@@ -18,6 +18,7 @@ import orjson
 from pipeline import metrics
 from pipeline.dedupe import DuplicateFilter, Seen
 from pipeline.eventtime import Watermarks
+from pipeline.followups.tasks import TaskBuilder
 from pipeline.redact import Redactor
 from pipeline.segments import segment_keys
 from pipeline.settings import Settings
@@ -39,6 +40,8 @@ class Output:
     #: one record per segment touched by the batch: its bucket deltas (see :func:`encode_deltas`)
     deltas: list[tuple[bytes, bytes]] = field(default_factory=list)
     deadletters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    #: follow-up tasks (key = task id) when NPS_FOLLOWUPS_ENABLED (see pipeline.followups)
+    followups: list[tuple[bytes, bytes]] = field(default_factory=list)
     duplicates: int = 0
 
 
@@ -83,6 +86,7 @@ class ScoringStage:
         self.dimensions = tuple(settings.dimensions)
         self.combinations = settings.combination_fields
         self.bucket_seconds = settings.bucket_seconds
+        self.followups = TaskBuilder.from_settings(settings)  # None when disabled
 
     def process(self, records: list[RawRecord]) -> Output:
         out = Output()
@@ -152,6 +156,8 @@ class ScoringStage:
         )
         out.scored.append((parsed.event_id.encode(), scored.model_dump_json().encode()))
         metrics.EVENTS_SCORED.labels(parsed.survey_type.value, category.value).inc()
+        if self.followups is not None:  # a task if a follow-up rule selects the answer
+            self.followups.collect(scored, out.followups)
         metrics.EVENT_TIME_LAG.observe((now - parsed.event_time).total_seconds())
         ts = parsed.event_time.timestamp()
         excluded = self.watermarks.check(record.partition, ts, batch.wall)

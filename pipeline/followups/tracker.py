@@ -360,8 +360,7 @@ class FollowupTracker:
         for record in updates:
             self._update(record, result, dirty, touched, now)
         # waiting updates whose task arrived, or whose grace is over
-        for p in touched:
-            partition = self.partitions[p]
+        for p, partition in self.partitions.items():
             for offset, record in sorted(partition.pending.items()):
                 parsed = FollowupUpdate.model_validate_json(record.value or b"")
                 waited = partition.tasks.get(parsed.task_id) is None
