@@ -225,7 +225,7 @@ function alertItem(a) {
   const facts = [
     ["Rule", `${a.rule} (${a.kind}, ${a.severity})`],
     ["Window", statsLine(ev.window)],
-    ["Baseline", ev.baseline ? statsLine(ev.baseline) : "absolute target"],
+    ["Baseline", ev.baseline ? statsLine(ev.baseline) : "–"],
     ["Metric", `${ev.metric}: observed ${num(ev.observed, 3)}, expected ${num(ev.expected, 3)}, effect ${num(ev.effect, 3)}`],
     ["Test", `${ev.statistic} = ${num(ev.statistic_value, 3)}` +
       (ev.threshold !== null ? `, limit ${num(ev.threshold, 3)}` : "") +
