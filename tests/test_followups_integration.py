@@ -288,4 +288,27 @@ def test_followups_end_to_end(start_worker: Any, broker: Any, unique: str) -> No
     assert sample(samples, "nps_pipeline_followup_updates_total", result="unchanged") == 1
     assert sample(samples, "nps_pipeline_deadletters_total", reason="unknown_task") == 1
     assert sample(samples, "nps_pipeline_followup_tasks_created_total", priority="high") == 4
+
+    # durable: a restarted worker rebuilds the same state from the table's changelog,
+    # neither repeats an alert nor double-applies a repeated update
+    before = get_json(worker, "/api/v1/followups/summary?dimension=agent&window=30d")
+    time.sleep(3)  # let Faust commit its offsets (a replay would be harmless, but slower)
+    worker.stop()
+    worker = start_worker(NPS_FOLLOWUPS_ENABLED="true", NPS_ALERTS_ENABLED="false", **topics)
+    after = wait_for(
+        lambda: get_json(worker, "/api/v1/followups/summary?dimension=agent&window=30d") == before,
+        "the same summary after the restart",
+    )
+    assert after
+    send(update("d3", "contacted", 60))  # a repeat: no change
+    send(update("d4", "contacted", 61))  # d4 contacted 9 h late: its alert resolves
+    wait_for(lambda: task("fu-d4")["state"] == "contacted", "d4 contacted")
+    alerts = consume(broker.bootstrap, topics["NPS_TOPIC_ALERTS"], expected=3)
+    changes = sorted(
+        (json.loads(r.value)["segment"], json.loads(r.value)["status"]) for r in alerts
+    )
+    assert changes == [("agent=a2", "firing"), ("agent=a2", "resolved"), ("agent=a3", "firing")]
+    row = get_json(worker, "/api/v1/followups/summary?window=30d")["segments"][0]["stats"]
+    assert (row["overdue"], row["contacted"], row["contacted_within_due"]) == (1, 4, 2)
+    assert row["median_seconds_to_first_contact"] == (29 + 58) / 2 * H  # 2, 29, 58, 58
     producer.close()
