@@ -62,7 +62,7 @@ def run(
     from pipeline.runner import run_embedded, run_worker
     from pipeline.web import page_url
 
-    typer.echo(f"live page        {page_url(settings)}", nl=True)
+    typer.echo(f"live page        {page_url(settings)}")
     if settings.broker_url:
         run_worker(settings, status_line=True)
         return

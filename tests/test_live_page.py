@@ -330,3 +330,46 @@ def test_live_page_shows_the_api_numbers_and_a_new_alert(
     item.find_element("css selector", "summary").click()
     assert firing[0]["description"] in item.text
     screenshot(browser, "live-page-alert.png", 1280)
+
+
+def test_run_prints_the_page_url_first_and_serves_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``nps-pipeline run`` (what ``make run`` starts): the first line is the page's URL,
+    and that URL serves the page."""
+    import signal
+    import sys
+
+    from pipeline.broker import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
+    env.update(NPS_WEB_PORT=str(port), NPS_STATUS_INTERVAL_SECONDS="0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "--no-simulate"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().rstrip("\n")
+        url = f"http://127.0.0.1:{port}/live"
+        assert first == f"live page        {url}"
+
+        def page() -> str:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    return resp.read().decode()
+            except OSError:
+                return ""
+
+        assert "<title>nps-pipeline · live</title>" in wait_for(page, 60, f"{url} to serve")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

@@ -76,6 +76,7 @@ async def follow_alerts(
 ) -> None:
     """Read ``topic`` (all partitions, no group) into ``feed`` until cancelled; reconnect
     after errors."""
+    last_error = ""
     while True:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
@@ -105,7 +106,12 @@ async def follow_alerts(
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # broker away, topic missing: the page keeps what it has
-            log.warning("following %s failed (%s); retrying in %.0f s", topic, exc, RETRY_SECONDS)
+            error = f"{type(exc).__name__}: {exc}"
+            level = logging.DEBUG if error == last_error else logging.WARNING  # once, not every 5 s
+            log.log(
+                level, "following %s failed (%s); retrying in %.0f s", topic, error, RETRY_SECONDS
+            )
+            last_error = error
             await asyncio.sleep(RETRY_SECONDS)
         finally:
             await consumer.stop()
