@@ -463,3 +463,65 @@ def test_tracker_matches_brute_force_in_any_order(history, rng, batches) -> None
         assert got.median_seconds_to_first_contact == expected["median_contact"]
         assert got.p90_seconds_to_first_contact == expected["p90_contact"]
         assert got.p90_seconds_to_resolution == expected["p90_resolution"]
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def test_scoring_stage_hook_is_a_no_op_when_disabled() -> None:
+    from pipeline.scoring import ScoringStage
+    from pipeline.settings import load_settings
+
+    raw = [
+        RawRecord("raw", 0, i, None, orjson.dumps(scored(s).feedback.model_dump(mode="json")))
+        for i, s in enumerate([2, 10])
+    ]
+    raw = [
+        RawRecord(
+            r.topic, r.partition, r.offset, r.key, r.value.replace(b'"e1"', f'"e{i}"'.encode())
+        )  # type: ignore[union-attr]
+        for i, r in enumerate(raw)
+    ]
+    off = ScoringStage(load_settings(dedupe_horizon_seconds=0)).process(raw)
+    assert len(off.scored) == 2 and off.followups == []
+    settings_on = load_settings(
+        dedupe_horizon_seconds=0, followups_enabled=True, followup_analyze_comments=False
+    )
+    on = ScoringStage(settings_on).process(raw)
+    assert [(k, orjson.loads(v)["rule"]) for k, v in on.followups] == [(b"fu-e0", "detractor")]
+
+
+def test_summary_parts_merge_across_workers() -> None:
+    from pipeline.followups.api import ApiError, parse_summary_query, summary
+    from pipeline.followups.tracker import Part
+    from pipeline.settings import load_settings
+
+    one, two = tracker(), tracker()
+    one.apply_batch([task_record(x) for x in SCENARIO_TASKS[:2]])
+    two.apply_batch([task_record(x) for x in SCENARIO_TASKS[2:]])
+    one.apply_batch(SCENARIO_UPDATES[:5])
+    two.apply_batch(SCENARIO_UPDATES[5:])
+    merged = one.parts("overall", 30 * 86400)
+    for key, part in two.parts("overall", 30 * 86400).items():
+        merged.setdefault(key, Part()).merge(
+            Part.from_json(orjson.loads(orjson.dumps(part.to_json())))
+        )
+    whole = tracker()
+    whole.apply_batch([task_record(x) for x in SCENARIO_TASKS])
+    whole.apply_batch(SCENARIO_UPDATES)
+    got, expected = merged["overall"].stats(), whole.parts("overall", 30 * 86400)["overall"].stats()
+    # durations, counts and revenue merge exactly; overdue is judged by each worker's own
+    # clock (worker one's is 25 h: D, due 51 h, is not overdue there; worker two has it)
+    assert got.model_dump(exclude={"overdue"}) == expected.model_dump(exclude={"overdue"})
+    assert (got.overdue, expected.overdue) == (1, 1)
+    body = summary("overall", 30 * 86400, merged, two.clock, 10)
+    assert body.window == "30d" and body.segments[0].stats.contacted == 4
+    settings_ = load_settings()
+    assert parse_summary_query({"dimension": "department,channel", "window": "7d"}, settings_) == (
+        "department,channel",
+        604800,
+        100,
+    )
+    for bad in ({"dimension": "colour"}, {"window": "5m"}, {"limit": "0"}):
+        with pytest.raises(ApiError):
+            parse_summary_query(bad, settings_)

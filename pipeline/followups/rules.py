@@ -80,6 +80,14 @@ class FollowupRule(BaseModel):
         themes: list[str],
     ) -> bool:
         """Whether an answer with these properties is selected by this rule."""
+        return self.matches_answer(survey_type, category, score, account_value) and (
+            self.matches_text(sentiment, themes)
+        )
+
+    def matches_answer(
+        self, survey_type: str, category: str, score: int, account_value: float | None
+    ) -> bool:
+        """The conditions on the answer itself (cheap: checked before any text analysis)."""
         if self.survey_types is not None and survey_type not in self.survey_types:
             return False
         if self.categories is not None and category not in self.categories:
@@ -88,13 +96,19 @@ class FollowupRule(BaseModel):
             return False
         if self.max_score is not None and score > self.max_score:
             return False
-        if self.min_account_value is not None and (
-            account_value is None or account_value < self.min_account_value
-        ):
-            return False
+        return self.min_account_value is None or (
+            account_value is not None and account_value >= self.min_account_value
+        )
+
+    def matches_text(self, sentiment: str | None, themes: list[str]) -> bool:
+        """The conditions on the comment's sentiment and themes."""
         if self.sentiments is not None and sentiment not in self.sentiments:
             return False
         return self.themes is None or any(t in self.themes for t in themes)
+
+    @property
+    def needs_text(self) -> bool:
+        return self.sentiments is not None or self.themes is not None
 
 
 class RevenueFactors(BaseModel):

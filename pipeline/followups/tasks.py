@@ -69,22 +69,17 @@ class TaskBuilder:
 
         rule = None
         for candidate in self.rules.rules:
-            sentiment: str | None = None
-            themes: list[str] = []
-            if candidate.sentiments is not None or candidate.themes is not None:
-                found = analyse()
-                if found is not None:
-                    sentiment, themes = found.sentiment.label, found.themes
-            if candidate.matches(
-                event.survey_type.value,
-                category,
-                event.score,
-                event.account_value,
-                sentiment,
-                themes,
+            if not candidate.matches_answer(
+                event.survey_type.value, category, event.score, event.account_value
             ):
-                rule = candidate
-                break
+                continue
+            if candidate.needs_text:
+                found = analyse()
+                sentiment = found.sentiment.label if found is not None else None
+                if not candidate.matches_text(sentiment, found.themes if found else []):
+                    continue
+            rule = candidate
+            break
         if rule is None:
             return None
         found = analyse()
