@@ -188,13 +188,18 @@ def test_rate_meter_measures_over_its_span() -> None:
 def test_health_sums_workers() -> None:
     lags = [("raw", 0, 5), ("raw", 1, 7), ("deltas", 0, 1)]
     assert lag_by_topic(lags) == {"raw": 12, "deltas": 1}
-    one = worker_health("http://a:1", Totals(100, 90, 8, 2), 12.5, lags, 1_795_000_000.0)
-    two = worker_health("http://b:2", Totals(50, 50, 0, 0), 7.5, [("raw", 2, 3)], None)
+    inputs = ["raw", "deltas"]
+    one = worker_health(
+        "http://a:1", Totals(100, 90, 8, 2), 12.5, [*lags, ("x-changelog", 0, 40)], 1.795e9, inputs
+    )
+    two = worker_health("http://b:2", Totals(50, 50, 0, 0), 7.5, [("raw", 2, 3)], None, inputs)
+    assert one.input_lag_records == 13 and one.lag_records["x-changelog"] == 40
     total = combine([two, one], unanswered=1)
     assert (total.consumed, total.scored, total.deadlettered, total.duplicates) == (150, 140, 8, 2)
     assert total.events_per_second == 20.0
-    assert total.lag_records == {"deltas": 1, "raw": 15}
-    assert total.clock == datetime.fromtimestamp(1_795_000_000.0, UTC)
+    assert total.lag_records == {"deltas": 1, "raw": 15, "x-changelog": 40}
+    assert total.input_lag_records == 16
+    assert total.clock == datetime.fromtimestamp(1.795e9, UTC)
     assert [w.worker for w in total.workers] == ["http://a:1", "http://b:2"]
     assert total.unanswered_workers == 1
 

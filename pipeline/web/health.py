@@ -32,7 +32,10 @@ class WorkerHealth(BaseModel):
     duplicates: int
     events_per_second: float = Field(description=f"Over the last ~{RATE_SPAN_SECONDS:.0f} s.")
     deadletters_by_reason: dict[str, int]
-    lag_records: dict[str, int] = Field(description="Records not yet read, by topic.")
+    lag_records: dict[str, int] = Field(
+        description="Records not yet read, by topic (changelogs of standby tables included)."
+    )
+    input_lag_records: int = Field(description="Of those, in the raw and deltas topics.")
     clock: AwareDatetime | None = Field(description="Event-time clock of its windows.")
 
 
@@ -48,6 +51,7 @@ class PipelineHealth(BaseModel):
     events_per_second: float
     deadletters_by_reason: dict[str, int]
     lag_records: dict[str, int]
+    input_lag_records: int
     clock: AwareDatetime | None = Field(description="Newest event-time clock of any worker.")
     workers: list[WorkerHealth]
     unanswered_workers: int = 0
@@ -101,7 +105,10 @@ def worker_health(
     rate: float,
     lags: Iterable[tuple[str, int, int]],
     clock: float | None,
+    input_topics: Iterable[str],
 ) -> WorkerHealth:
+    by_topic = lag_by_topic(lags)
+    inputs = set(input_topics)
     return WorkerHealth(
         worker=worker,
         consumed=totals.consumed,
@@ -110,7 +117,8 @@ def worker_health(
         duplicates=totals.duplicates,
         events_per_second=rate,
         deadletters_by_reason=deadletters_by_reason(),
-        lag_records=lag_by_topic(lags),
+        lag_records=by_topic,
+        input_lag_records=sum(n for topic, n in by_topic.items() if topic in inputs),
         clock=None if clock is None else datetime.fromtimestamp(clock, UTC),
     )
 
@@ -133,6 +141,7 @@ def combine(workers: list[WorkerHealth], unanswered: int = 0) -> PipelineHealth:
         events_per_second=sum(w.events_per_second for w in workers),
         deadletters_by_reason=dict(sorted(reasons.items())),
         lag_records=dict(sorted(lags.items())),
+        input_lag_records=sum(w.input_lag_records for w in workers),
         clock=max(clocks) if clocks else None,
         workers=sorted(workers, key=lambda w: w.worker),
         unanswered_workers=unanswered,

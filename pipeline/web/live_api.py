@@ -112,6 +112,7 @@ def register(app: faust.App, settings: Settings, feed: AlertFeed) -> None:
                 meter.rate(),
                 lags,
                 state.clock,
+                worker_topics,
             )
             if is_local(request.query):
                 return self.json(local.model_dump(mode="json"))

@@ -273,8 +273,8 @@ function renderHealth(h) {
   const reasons = Object.entries(h.deadletters_by_reason).map(([r, n]) => `${r} ${int(n)}`).join(", ");
   setText("health-dead", int(h.deadlettered) + (reasons ? ` (${reasons})` : ""));
   setText("health-dupes", int(h.duplicates));
-  const lags = Object.values(h.lag_records);
-  setText("health-lag", lags.length ? `${int(lags.reduce((a, b) => a + b, 0))} records` : "–");
+  const others = Object.values(h.lag_records).reduce((a, b) => a + b, 0) - h.input_lag_records;
+  setText("health-lag", `${int(h.input_lag_records)} records` + (others ? ` (+${int(others)} in standby changelogs)` : ""));
   setText("health-clock", timeText(h.clock));
   setText("health-workers", `${h.workers.length}` + (h.unanswered_workers ? ` (+${h.unanswered_workers} not answering)` : ""));
 }
