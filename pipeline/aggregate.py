@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from pipeline.scoring import decode_deltas
+from pipeline.scoring import Deltas, decode_deltas, deltas_from_document
 from pipeline.segments import segment_labels
 from pipeline.settings import Settings
 from pipeline.windows import Counts, SegmentWindows
@@ -65,6 +65,26 @@ class WindowState:
     def new_segment(self) -> SegmentWindows:
         return SegmentWindows(self.bucket_seconds, self.windows, self.retain_seconds)
 
+    def apply_packed(
+        self,
+        records: Iterable[tuple[int, bytes]],
+        on_comments: Callable[[int, str, list[list[object]]], None] | None = None,
+        on_clock: Callable[[], None] | None = None,
+    ) -> list[Change]:
+        """:meth:`apply_batch` for packed deltas records (partition, value) of the deltas
+        topic (:func:`pipeline.scoring_service.pack_deltas`): every segment of a record
+        is applied, then the record's clock moves its partition."""
+
+        def items() -> Iterator[tuple[int, str | None, Deltas | None, float | None]]:
+            for partition, value in records:
+                document = orjson.loads(value)
+                clock = float(document["t"])
+                for segment, deltas in document["s"]:  # the clock moves once all are in
+                    yield partition, segment, deltas_from_document(deltas), None
+                yield partition, None, None, clock
+
+        return self._apply(items(), on_comments, on_clock)
+
     def apply_batch(
         self,
         records: Iterable[tuple[int, bytes, bytes]],
@@ -80,30 +100,47 @@ class WindowState:
         (alert rounds are evaluated there, so a batch spanning many minutes of event
         time is judged minute by minute, not once at its end).
         """
+
+        def items() -> Iterator[tuple[int, str | None, Deltas | None, float | None]]:
+            for partition, key, value in records:
+                deltas = decode_deltas(value)
+                yield partition, key.decode(), deltas, deltas.max_ts
+
+        return self._apply(items(), on_comments, on_clock)
+
+    def _apply(
+        self,
+        items: Iterable[tuple[int, str | None, Deltas | None, float | None]],
+        on_comments: Callable[[int, str, list[list[object]]], None] | None,
+        on_clock: Callable[[], None] | None,
+    ) -> list[Change]:
+        """(partition, segment, deltas, clock) items: a segment of None only moves the
+        clock, a clock of None leaves it where it is."""
         changes: dict[bytes, bytes | None] = self.pending
         self.pending = {}
         touched: set[tuple[int, str, int]] = set()
         touched_segments: set[tuple[int, str]] = set()
         clocks: set[int] = set()
-        for partition, key, value in records:
-            segment = key.decode()
-            buckets, ts, comments = decode_deltas(value)
-            if comments and on_comments is not None:
-                on_comments(partition, segment, comments)
-            state = self.partitions.setdefault(partition, PartitionState())
-            moved = state.clock is None or ts > state.clock
-            if moved:
+        partitions = self.partitions
+        for partition, segment, deltas, ts in items:
+            state = partitions.get(partition)
+            if state is None:
+                state = partitions[partition] = PartitionState()
+            if segment is not None and deltas is not None:
+                if deltas.comments and on_comments is not None:
+                    on_comments(partition, segment, deltas.comments)
+                windows = state.segments.get(segment)
+                if windows is None:
+                    windows = state.segments[segment] = self.new_segment()
+                for start, counts in deltas.buckets:
+                    windows.add(start, Counts.from_list(counts))
+                    touched.add((partition, segment, start))
+                touched_segments.add((partition, segment))
+            if ts is not None and (state.clock is None or ts > state.clock):
                 state.clock = ts
                 clocks.add(partition)
-            windows = state.segments.get(segment)
-            if windows is None:
-                windows = state.segments[segment] = self.new_segment()
-            for start, counts in buckets:
-                windows.add(start, Counts.from_list(counts))
-                touched.add((partition, segment, start))
-            touched_segments.add((partition, segment))
-            if moved and on_clock is not None:
-                on_clock()
+                if on_clock is not None:
+                    on_clock()
         for partition, segment, start in touched:
             bucket = self.partitions[partition].segments[segment].bucket(start)
             if bucket is not None:

@@ -1,16 +1,19 @@
 """The Faust application: agents, topics and the worker's HTTP pages.
 
-Stage 1 (this module's ``score`` agent) reads ``feedback.raw`` as raw bytes in batches,
-hands them to :class:`pipeline.scoring.ScoringStage` and publishes the scored events
-(keyed by event id) and the dead letters.
+Stage 1 (:class:`pipeline.scoring_service.ScoringConsumer`, a service of this app on a
+batched aiokafka path) reads ``feedback.raw``, scores it with
+:class:`pipeline.scoring.ScoringStage` and publishes the scored events (keyed by event
+id), the dead letters and the packed deltas. Stage 2 (the ``windows`` agent) applies the
+deltas to the windowed state, evaluates alerts and writes the table's changelog, the
+alerts and the window snapshots, all through one :class:`pipeline.batchio.BatchProducer`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,13 +26,15 @@ from pipeline.aggregate import WindowState
 from pipeline.alert_rules import load_rules
 from pipeline.alertmanager import AlertmanagerSink
 from pipeline.alerts import AlertEngine, alertmanager_payload
+from pipeline.batchio import BatchProducer, Record
+from pipeline.changelog import read_to_end
 from pipeline.followups.worker import register_followups
 from pipeline.scoring import ScoringStage
+from pipeline.scoring_service import ScoringConsumer
 from pipeline.settings import Settings
 from pipeline.snapshots import SnapshotClock, snapshot_records
 from pipeline.status import StatusLine
 from pipeline.topics import DEADLETTER_MAX_MESSAGE_BYTES
-from pipeline.validate import RawRecord
 from schemas.alert import Alert, AlertStatus
 
 
@@ -61,12 +66,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=settings.batch_size,
     )
-    raw = app.topic(settings.topic_raw, key_type=bytes, value_type=bytes)
-    scored_topic = app.topic(settings.topic_scored, key_type=bytes, value_type=bytes)
-    deadletter_topic = app.topic(settings.topic_deadletter, key_type=bytes, value_type=bytes)
     deltas_topic = app.topic(settings.topic_deltas, key_type=bytes, value_type=bytes)
-    windows_topic = app.topic(settings.topic_windows, key_type=bytes, value_type=bytes)
-    alerts_topic = app.topic(settings.topic_alerts, key_type=bytes, value_type=bytes)
     engine: AlertEngine | None = None
     if settings.alerts_enabled:
         rules = load_rules(settings.alert_rules_file)
@@ -108,6 +108,15 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             for tp in app.assignor.assigned_actives()
             if tp.topic == settings.topic_deltas
         }
+        read = await read_to_end(
+            ",".join(settings.bootstrap_servers),
+            table.changelog_topic.get_topic_name(),
+            partitions,
+            client_id=f"{settings.app_id}-recovery",
+        )
+        latest: dict[bytes, bytes | None] = dict(read)
+        table.data.clear()
+        table.data.update({k: v for k, v in latest.items() if v is not None})
         items = list(table.data.items())
         state.rebuild(items, partitions)
         if engine is not None:
@@ -116,36 +125,20 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
                 for alert in engine.firing():
                     sink.fire(alert.fingerprint, *alertmanager_payload(alert), alert.started_at)
 
-    followups = register_followups(app, settings)  # pipeline.followups; None when disabled
+    producer = BatchProducer(
+        ",".join(settings.bootstrap_servers),
+        max_request_size=DEADLETTER_MAX_MESSAGE_BYTES,
+        client_id=f"{settings.app_id}-out",
+    )
+    scoring: list[ScoringConsumer] = []
 
-    @app.agent(raw, name="score")
-    async def score(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        batches = stream.take_events(settings.batch_size, within=settings.batch_within_seconds)
-        async for events in batches:
-            started = time.perf_counter()
-            records = [
-                RawRecord(
-                    e.message.topic,
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.key,
-                    e.message.value,
-                )
-                for e in events
-            ]
-            out = stage.process(records)
-            for key, value in out.scored:
-                await scored_topic.send(key=key, value=value)
-            for dkey, dvalue in out.deadletters:
-                await deadletter_topic.send(key=dkey, value=dvalue)
-            for skey, svalue in out.deltas:
-                await deltas_topic.send(key=skey, value=svalue)
-            if followups is not None:
-                for fkey, fvalue in out.followups:
-                    await followups.tasks_topic.send(key=fkey, value=fvalue)
-            metrics.BATCH_SIZE.observe(len(records))
-            metrics.PROCESSING_LATENCY.observe(time.perf_counter() - started)
-            yield None
+    @app.service
+    class Scoring(ScoringConsumer):
+        """Stage 1 (:mod:`pipeline.scoring_service`), started and stopped with the app."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(settings, stage, producer, **kwargs)
+            scoring.append(self)
 
     round_alerts: list[Alert] = []
     round_changes: list[tuple[bytes, bytes | None]] = []
@@ -157,12 +150,15 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         round_alerts.extend(fired)
         round_changes.extend(changed)
 
+    changelog = table.changelog_topic.get_topic_name()
+
     @app.agent(deltas_topic, name="windows")
     async def windows(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        """Stage 2: packed deltas records, a few per scoring batch (see scoring_service)."""
         batches = stream.take_events(settings.batch_size, within=settings.batch_within_seconds)
         async for events in batches:
-            changes = state.apply_batch(
-                ((e.message.partition, e.message.key, e.message.value) for e in events),
+            changes = state.apply_packed(
+                ((e.message.partition, e.message.value) for e in events),
                 engine.note_comments if engine is not None else None,
                 evaluate_alerts if engine is not None else None,
             )
@@ -170,34 +166,50 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             alerts = list(round_alerts)
             round_changes.clear()
             round_alerts.clear()
-            for alert in alerts:
-                await alerts_topic.send(
-                    key=alert.fingerprint.encode(), value=alert.model_dump_json().encode()
+            records: list[Record] = [
+                (
+                    settings.topic_alerts,
+                    None,
+                    alert.fingerprint.encode(),
+                    alert.model_dump_json().encode(),
                 )
+                for alert in alerts
+            ]
+            for alert in alerts:
                 if sink is None:
-                    continue
+                    break
                 if alert.status is AlertStatus.FIRING:
                     labels, annotations = alertmanager_payload(alert)
                     sink.fire(alert.fingerprint, labels, annotations, alert.started_at)
                 else:
                     sink.resolve(alert.fingerprint, datetime.now(UTC))
+            data = table.data
             for key, value in changes:
                 partition = int(key.split(b"|", 2)[1])
                 if value is None:
-                    table.data.pop(key, None)
+                    data.pop(key, None)
                 else:
-                    table.data[key] = value
-                table.send_changelog(partition, key, value)
+                    data[key] = value
+                records.append((changelog, partition, key, value))
             boundary = snapshots.crossed(state.clock)
             if boundary is not None:
-                for key, value in snapshot_records(state, boundary):
-                    await windows_topic.send(key=key, value=value)
+                records.extend(
+                    (settings.topic_windows, None, key, value)
+                    for key, value in snapshot_records(state, boundary)
+                )
+            if records:
+                if not producer.started:
+                    await _until(lambda: producer.started)
+                await producer.send(records)
             yield None
 
     api.register(app, settings, state, deltas_topic)
+    register_followups(app, settings)  # pipeline.followups; nothing when disabled
     live_page.register(app, settings)  # /live, /api/v1/{alerts,health,series}
     metrics.WINDOW_GAUGES.attach(state, settings.metrics_max_segments, settings.metrics_dimensions)
-    metrics.CONSUMER_LAG.source = lambda: _consumer_lag(app)
+    metrics.CONSUMER_LAG.source = lambda: (
+        _consumer_lag(app) + [lag for service in scoring for lag in service.lag()]
+    )
     _add_pages(app, counters)
     if status_line and settings.status_interval_seconds > 0:
         status = StatusLine(stage, state, out=sys.stdout)
@@ -207,6 +219,11 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             status.print()
 
     return app
+
+
+async def _until(condition: Callable[[], bool], interval: float = 0.05) -> None:
+    while not condition():
+        await asyncio.sleep(interval)
 
 
 def _consumer_lag(app: faust.App) -> list[tuple[str, int, int]]:

@@ -9,6 +9,8 @@ are published scored, but left out of the windows and dead-lettered with reason
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pipeline.validate import Rejection
 from schemas import Reason
 
@@ -40,6 +42,12 @@ class Watermarks:
         if active:
             return min(active)
         return max(self.max_seen.values(), default=None)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop partitions this worker no longer reads (after a rebalance)."""
+        for partition in partitions:
+            self.max_seen.pop(partition, None)
+            self.last_wall.pop(partition, None)
 
     def watermark(self, partition: int) -> float | None:
         seen = self.max_seen.get(partition)

@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -43,6 +43,8 @@ class Output:
     #: follow-up tasks (key = task id) when NPS_FOLLOWUPS_ENABLED (see pipeline.followups)
     followups: list[tuple[bytes, bytes]] = field(default_factory=list)
     duplicates: int = 0
+    #: the windows' clock after this batch (None when the batch had nothing for them)
+    clock: float | None = None
 
 
 @dataclass(slots=True)
@@ -104,6 +106,8 @@ class ScoringStage:
                 self._reject(out, record, Rejection(Reason.PROCESSING_ERROR, message), batch.now)
         # the clock of the windows: the low watermark of the inputs, not the batch's newest
         clock = min(batch.max_ts, self.watermarks.low(batch.wall) or batch.max_ts)
+        if batch.deltas:
+            out.clock = clock
         out.deltas = [
             (key.encode(), encode_deltas(buckets, clock, batch.comments.get(key)))
             for key, buckets in batch.deltas.items()
@@ -221,7 +225,11 @@ class Deltas(NamedTuple):
 
 
 def decode_deltas(value: bytes) -> Deltas:
-    document = orjson.loads(value)
+    return deltas_from_document(orjson.loads(value))
+
+
+def deltas_from_document(document: dict[str, Any]) -> Deltas:
+    """:class:`Deltas` of a decoded :func:`encode_deltas` document."""
     return Deltas(
         [(int(start), counts) for start, counts in document["b"]],
         float(document["t"]),

@@ -110,6 +110,7 @@ def worker_env(broker: EmbeddedBroker, unique: str) -> dict[str, str]:
         NPS_WEB_PORT=str(free_port()),
         NPS_BROKER_SESSION_TIMEOUT_SECONDS="6",
         NPS_BATCH_WITHIN_SECONDS="0.1",
+        NPS_LOG_LEVEL=os.environ.get("NPS_LOG_LEVEL", "warn"),
     )
     return env
 

@@ -1,0 +1,64 @@
+"""Read a changelog topic's partitions to their end, to rebuild state after an assignment.
+
+Faust's table recovery stops at the partition end offsets the broker reports
+(ListOffsets). The embedded broker (Tansu) answers ListOffsets with the *base* offset
+of the last record batch plus one, not the offset after its last record, so a
+changelog written in multi-record batches (as :class:`pipeline.batchio.BatchProducer`
+writes it) would be recovered only up to its last batch's first record. This reader
+instead stops at the high watermark returned with the fetched data, which that broker
+reports correctly, as does Kafka. The window state is rebuilt from what it reads.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+#: How long to wait for the first fetch answer of a partition before giving up.
+FETCH_TIMEOUT_SECONDS = 60.0
+
+
+async def read_to_end(
+    bootstrap_servers: str, topic: str, partitions: set[int], *, client_id: str
+) -> list[tuple[bytes, bytes | None]]:
+    """(key, value) of every record of ``topic``'s ``partitions``, in offset order per
+    partition, up to each partition's high watermark at the time of reading."""
+    if not partitions:
+        return []
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        items: list[tuple[bytes, bytes | None]] = []
+        waiting = set(tps)
+        deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
+        while waiting:
+            batches = await consumer.getmany(*waiting, timeout_ms=200, max_records=50_000)
+            for messages in batches.values():
+                items.extend((m.key, m.value) for m in messages if m.key is not None)
+            progressed = False
+            for tp in list(waiting):
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    continue
+                if await consumer.position(tp) >= highwater:
+                    waiting.discard(tp)
+                    progressed = True
+            if batches or progressed:
+                deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
+            elif time.monotonic() > deadline:
+                names = ", ".join(f"{tp.topic}:{tp.partition}" for tp in sorted(waiting))
+                raise TimeoutError(f"no fetch answer for {names} in {FETCH_TIMEOUT_SECONDS} s")
+        return items
+    finally:
+        await consumer.stop()
