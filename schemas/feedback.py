@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FiniteFloat,
     StringConstraints,
     model_validator,
 )
@@ -58,7 +59,8 @@ class FeedbackEvent(BaseModel):
     product: SegmentValue | None = None
     channel: SegmentValue | None = None
     region: SegmentValue | None = None
-    attributes: dict[str, str | int | float | bool | None] = Field(
+    # FiniteFloat: NaN/Infinity are not JSON; a lenient parser must not let them through
+    attributes: dict[str, str | int | FiniteFloat | bool | None] = Field(
         default_factory=dict, description="Free key/value attributes kept with the event."
     )
     account_value: float | None = Field(
