@@ -37,10 +37,10 @@ PACKAGES = ("chromium", "chromium-driver")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 RATE = 6.0  # events per second of event time
-AGENTS = 20
+AGENTS = 12  # ~10 NPS answers a minute each: the CUSUM decides within minutes
 AGENT = "agent-007"
 HISTORY = 60 * 60  # seconds of normal answers, then the incident
-INCIDENT = 10 * 60
+INCIDENT = 15 * 60
 WINDOW = "30m"
 RULES = """\
 evaluate_every_seconds: 1m
@@ -202,7 +202,7 @@ def test_live_page_shows_the_api_numbers_and_a_new_alert(
     base = first.url
 
     origin = datetime.now(UTC) - timedelta(seconds=HISTORY + INCIDENT)
-    incident = Incident.parse(f"agent={AGENT},detractors=0.8,start={HISTORY},duration={INCIDENT}")
+    incident = Incident.parse(f"agent={AGENT},detractors=0.9,start={HISTORY},duration={INCIDENT}")
     sim = FeedbackSimulator(
         SimulatorConfig(seed=11, num_agents=AGENTS, incidents=[incident]), start=origin
     )
@@ -317,10 +317,18 @@ def test_live_page_shows_the_api_numbers_and_a_new_alert(
     produce(producer, worker_env["NPS_TOPIC_RAW"], rest)
     producer.close()
     selector = f'#firing li[data-segment="agent={AGENT}"]'
-    wait_for(lambda: browser.find_elements("css selector", selector), 60, f"the alert of {AGENT}")
+    try:
+        wait_for(
+            lambda: browser.find_elements("css selector", selector), 60, f"the alert of {AGENT}"
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the API has: {get_json(base, '/api/v1/alerts')}") from None
     feed = get_json(base, "/api/v1/alerts")
     firing = [a for a in feed["firing"] if a["segment"] == f"agent={AGENT}"]
     assert len(firing) == 1 and firing[0]["rule"] == "detractor-cusum"
+    after = datetime.fromisoformat(firing[0]["fired_at"]) - (origin + timedelta(seconds=HISTORY))
+    print(f"\nalert fired {after.total_seconds():.0f} s of event time into the incident")
+    assert 0 < after.total_seconds() < INCIDENT
     item = browser.find_element("css selector", selector)
     assert item.get_attribute("data-alert-id") == firing[0]["alert_id"]
     assert item.find_element("css selector", ".summary").text == firing[0]["summary"]
