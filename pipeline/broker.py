@@ -147,6 +147,21 @@ class EmbeddedBroker:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def restart(self, downtime: float = 0.0, timeout: float = 20.0) -> EmbeddedBroker:
+        """Stop the broker, wait ``downtime`` seconds, start it again on the same port.
+
+        The memory storage does not survive: the restarted broker has no topics, no
+        records and no consumer groups (a broker outage with data loss, for tests).
+        """
+        self.stop()
+        if downtime > 0:
+            time.sleep(downtime)
+        return self.start(timeout)
+
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 

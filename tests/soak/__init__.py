@@ -1,0 +1,1 @@
+"""Soak run (``python -m tests.soak.soak``) and the ground truth it shares with tests."""

@@ -1,0 +1,222 @@
+"""The broker goes away and comes back (empty): the worker and the ingest survive it.
+
+These tests own their broker (the session broker is shared by every other test): an
+:class:`~pipeline.broker.EmbeddedBroker` that is stopped while a real worker process or
+``nps-pipeline ingest`` runs, and restarted on the same port. Tansu keeps everything in
+memory, so the restarted broker has no topics, records or consumer groups; the test
+recreates the topics, as an operator would after such a loss.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+
+from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.settings import load_settings
+from pipeline.topics import ensure_topics
+from schemas import ScoredEvent
+from tests.conftest import WorkerProcess, consume
+from tests.data.hostile.corpus import event
+
+pytestmark = pytest.mark.integration
+
+#: How long the broker stays away.
+OUTAGE_SECONDS = 15.0
+#: CPU a waiting worker may use during the outage, as a share of one core: reconnect
+#: attempts with back-off cost a few percent; a spinning loop costs ~100 %.
+MAX_CPU_SHARE = 0.35
+
+
+@pytest.fixture
+def broker() -> Iterator[EmbeddedBroker]:
+    """A broker of this test's own (overrides the session broker of conftest)."""
+    with EmbeddedBroker() as own:
+        yield own
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def http(url: str, timeout: float = 5.0) -> tuple[int, dict]:
+    """(status, JSON body) of a GET; raises OSError when the server does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def send_events(bootstrap: str, topic: str, prefix: str, n: int) -> None:
+    when = datetime.now(UTC) - timedelta(seconds=30)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    for i in range(n):
+        ident = f"{prefix}-{i}"
+        producer.send(topic, key=ident.encode(), value=orjson.dumps(event(ident, when)))
+    producer.flush()
+    producer.close()
+
+
+def recreate_topics(env: dict[str, str]) -> None:
+    """The pipeline's topics and the worker's changelog topic, as at a first start."""
+    settings = load_settings(
+        **{k.removeprefix("NPS_").lower(): v for k, v in env.items() if k.startswith("NPS_")}
+    )
+    ensure_topics(settings)
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        changelog = f"{settings.app_id}-windows-state-changelog"
+        if changelog not in admin.list_topics():
+            admin.create_topics([NewTopic(changelog, settings.topic_partitions, 1)])
+    finally:
+        admin.close()
+
+
+def test_worker_waits_without_spinning_and_recovers_after_the_broker_returns(
+    broker: EmbeddedBroker, start_worker, worker_env: dict[str, str]
+) -> None:
+    worker: WorkerProcess = start_worker()
+    assert worker.proc is not None
+    pid = worker.proc.pid
+    raw, scored_topic = worker_env["NPS_TOPIC_RAW"], worker_env["NPS_TOPIC_SCORED"]
+    send_events(broker.bootstrap, raw, "before", 200)
+    assert len(consume(broker.bootstrap, scored_topic, 200, timeout=60)) == 200
+    log_before = worker.log_path.stat().st_size
+
+    cpu_start, started = cpu_seconds(pid), time.monotonic()
+    broker.stop()
+    answers = []
+    while time.monotonic() - started < OUTAGE_SECONDS:
+        time.sleep(2.0)
+        # the worker's HTTP side answers throughout: not hung
+        answers.append(http(f"{worker.url}/healthz")[0])
+        assert worker.proc.poll() is None, worker.log()
+    cpu_share = (cpu_seconds(pid) - cpu_start) / (time.monotonic() - started)
+    outage_log = worker.log_path.read_bytes()[log_before:].decode(errors="replace")
+
+    assert set(answers) == {200}
+    assert cpu_share < MAX_CPU_SHARE, f"worker used {cpu_share:.0%} of a core while waiting"
+    # it says what is wrong, naming the broker it cannot reach
+    assert broker.bootstrap in outage_log or "onnect" in outage_log, outage_log[-3000:]
+
+    broker.start()  # same port, empty
+    recreate_topics(worker_env)
+    send_events(broker.bootstrap, raw, "after", 200)
+    records = consume(broker.bootstrap, scored_topic, 200, timeout=45)
+    ids = {ScoredEvent.model_validate_json(r.value).event_id for r in records}
+    expected = {f"after-{i}" for i in range(200)}
+    # reconnected: alive, answering, and scoring events of the recreated topic
+    assert worker.proc.poll() is None
+    assert http(f"{worker.url}/healthz")[0] == 200
+    assert ids and ids <= expected, worker.log()
+    assert len(records) == len(ids)
+    status, ready = http(f"{worker.url}/readyz")
+    problems = []
+    if status != 200 or not ready.get("ready"):
+        # KNOWN BUG (reported): the Faust side stays not ready after the broker returned
+        problems.append(f"/readyz still {status} {ready} 45 s after the broker returned")
+    if lost := expected - ids:
+        # KNOWN BUG (reported, pipeline/scoring_service.py): the scoring consumer keeps
+        # its pre-outage read position per partition; the recreated topic starts at
+        # offset 0 again, so every new record below the old position is skipped.
+        problems.append(
+            f"{len(lost)} of 200 events sent after the broker lost its data were never "
+            "scored: the consumer resumed at its old offsets on the recreated topic"
+        )
+    if problems:
+        pytest.xfail("; ".join(problems))
+
+
+def post(url: str, body: list[dict], token: str) -> int:
+    request = urllib.request.Request(
+        f"{url}/api/v1/feedback",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_ingest_answers_503_while_the_broker_is_down_never_202(
+    broker: EmbeddedBroker, unique: str, tmp_path: Path
+) -> None:
+    token = "tok-outage-0123456789"
+    topic = f"ingest-outage-{unique}"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
+    env.update(
+        NPS_BROKER_URL=broker.bootstrap,
+        NPS_TOPIC_RAW=topic,
+        NPS_INGEST_TOKENS=token,
+        NPS_INGEST_ACK_TIMEOUT_SECONDS="2",
+    )
+    log = (tmp_path / "ingest.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "ingest", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    when = datetime.now(UTC) - timedelta(seconds=30)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                http(f"{url}/healthz")
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "ingest.log").read_text()
+                assert time.monotonic() < deadline, "ingest service did not start"
+                time.sleep(0.2)
+        assert post(url, [event("up-1", when)], token) == 202
+
+        broker.stop()
+        during = []
+        for i in range(5):
+            started = time.monotonic()
+            during.append(post(url, [event(f"down-{i}", when)], token))
+            assert time.monotonic() - started < 2 + 3  # the ack timeout, not a hang
+        assert during == [503] * 5
+
+        broker.start()  # same port, empty: the topic is created again
+        KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics([NewTopic(topic, 4, 1)])
+        accepted = []
+        deadline = time.monotonic() + 60
+        n = 0
+        while len(accepted) < 3 and time.monotonic() < deadline:
+            status = post(url, [event(f"back-{n}", when)], token)
+            assert status in (202, 503), status
+            if status == 202:
+                accepted.append(f"back-{n}")
+            n += 1
+        assert len(accepted) == 3, "ingest did not recover after the broker came back"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    # every 202 after the restart is on the topic; no "down-" event is
+    records = consume(broker.bootstrap, topic, len(accepted), timeout=30)
+    keys = [r.key.decode() for r in records]
+    assert set(accepted) <= set(keys)
+    assert not [k for k in keys if k.startswith("down-")]
