@@ -157,6 +157,10 @@ class AlertEngine:
             )
         self._dirty_comments.add((partition, segment))
 
+    def is_due(self, state: WindowState) -> bool:
+        """True when some partition's clock passed a round boundary (a round would run)."""
+        return bool(self._due_partitions(state, None))
+
     def _due_partitions(self, state: WindowState, cap: float | None) -> dict[int, float]:
         """Partitions whose own clock passed a round boundary since their last round.
 

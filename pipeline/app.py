@@ -27,6 +27,7 @@ from pipeline.alert_rules import load_rules
 from pipeline.alertmanager import AlertmanagerSink
 from pipeline.alerts import AlertEngine, alertmanager_payload
 from pipeline.batchio import BatchProducer, Record
+from pipeline.catchup import CatchUpThrottle
 from pipeline.changelog import read_to_end
 from pipeline.followups.worker import register_followups
 from pipeline.scoring import ScoringStage
@@ -143,10 +144,20 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     round_alerts: list[Alert] = []
     round_changes: list[tuple[bytes, bytes | None]] = []
 
+    rounds_throttle = CatchUpThrottle(
+        settings.catchup_interval_seconds, settings.catchup_behind_seconds
+    )
+    snapshots_throttle = CatchUpThrottle(
+        settings.catchup_interval_seconds, settings.catchup_behind_seconds
+    )
+
     def evaluate_alerts() -> None:
         """Alert rounds due after a deltas record moved a partition's clock."""
         assert engine is not None
-        fired, changed = engine.evaluate(state)
+        if not engine.is_due(state) or not rounds_throttle.allow(state.clock):
+            return
+        with rounds_throttle.running():
+            fired, changed = engine.evaluate(state)
         round_alerts.extend(fired)
         round_changes.extend(changed)
 
@@ -191,12 +202,15 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
                 else:
                     data[key] = value
                 records.append((changelog, partition, key, value))
-            boundary = snapshots.crossed(state.clock)
+            boundary = (
+                snapshots.crossed(state.clock) if snapshots_throttle.allow(state.clock) else None
+            )
             if boundary is not None:
-                records.extend(
-                    (settings.topic_windows, None, key, value)
-                    for key, value in snapshot_records(state, boundary)
-                )
+                with snapshots_throttle.running():
+                    records.extend(
+                        (settings.topic_windows, None, key, value)
+                        for key, value in snapshot_records(state, boundary)
+                    )
             if records:
                 if not producer.started:
                     await _until(lambda: producer.started)

@@ -38,6 +38,9 @@ from pipeline.validate import RawRecord
 
 log = logging.getLogger(__name__)
 
+#: How long the broker may hold a fetch for more data: the latency floor when quiet.
+FETCH_MAX_WAIT_MS = 50
+
 
 def pack_deltas(items: list[tuple[bytes, bytes]], clock: float) -> bytes:
     """One deltas-topic record: ``{"t": clock, "s": [[segment, deltas], ...]}``.
@@ -79,6 +82,7 @@ class ScoringConsumer(Service):
             max_poll_records=settings.batch_size,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             session_timeout_ms=timeout_ms,
             heartbeat_interval_ms=max(500, timeout_ms // 10),
             rebalance_timeout_ms=timeout_ms,

@@ -88,6 +88,16 @@ class Settings(BaseSettings):
     future_tolerance_seconds: float = Field(
         default=300, ge=0, description="Events further in the future than this: future."
     )
+    catchup_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="While the windows' clock is over NPS_CATCHUP_BEHIND_SECONDS behind the "
+        "wall clock (a backlog, a replay), alert rounds and window snapshots run at most this "
+        "often (wall seconds) and judge the newest boundary; 0 = every boundary always.",
+    )
+    catchup_behind_seconds: float = Field(
+        default=120.0, ge=0, description="How far behind the wall clock counts as catching up."
+    )
     snapshot_interval_seconds: int = Field(
         default=60,
         ge=1,

@@ -32,6 +32,7 @@ and :meth:`SegmentWindows.from_buckets` recomputes all sums from the buckets.
 from __future__ import annotations
 
 import bisect
+import operator
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -80,6 +81,7 @@ _INT_FIELDS = (
 _FLOAT_FIELDS = ("rev_weight", "rev_promoters", "rev_detractors")
 #: Serialization order: new fields are only ever appended (stored lists stay readable).
 _FIELDS = (*_INT_FIELDS[:-1], *_FLOAT_FIELDS, "ces_sq")
+_GET_FIELDS = operator.attrgetter(*_FIELDS)
 
 
 class Counts:
@@ -219,7 +221,22 @@ class Counts:
 
     def copy(self) -> Counts:
         """An independent copy."""
-        return Counts(*self.to_list())
+        other = Counts.__new__(Counts)
+        other.responses = self.responses
+        other.promoters = self.promoters
+        other.passives = self.passives
+        other.detractors = self.detractors
+        other.csat_n = self.csat_n
+        other.csat_sum = self.csat_sum
+        other.csat_satisfied = self.csat_satisfied
+        other.ces_n = self.ces_n
+        other.ces_sum = self.ces_sum
+        other.rev_n = self.rev_n
+        other.rev_weight = self.rev_weight
+        other.rev_promoters = self.rev_promoters
+        other.rev_detractors = self.rev_detractors
+        other.ces_sq = self.ces_sq
+        return other
 
     def is_empty(self) -> bool:
         """True when every count and sum is 0 (nothing was added, or all was subtracted)."""
@@ -227,7 +244,7 @@ class Counts:
 
     def to_list(self) -> list[int | float]:
         """Compact form for a table value / changelog record, in :attr:`FIELDS` order."""
-        return [getattr(self, name) for name in self.FIELDS]
+        return list(_GET_FIELDS(self))
 
     @classmethod
     def from_list(cls, values: Sequence[int | float]) -> Self:

@@ -1,0 +1,161 @@
+"""The benchmark's reproducible dataset and its ground truth.
+
+Events are JSON bytes as a producer would send them, in arrival order: event times
+advance evenly over a span ending shortly before the wall clock, with +-20 s of
+jitter and a share of events delayed by up to ``max_delay_seconds`` (inside the
+allowed lateness, so every valid event counts in the windows). Agents are dealt
+round-robin then shuffled, so every one of ``segments`` agents receives answers. A
+share of records is invalid (not JSON, score off the scale, missing field) and must
+end in the dead-letter topic.
+
+The ground truth is computed here, independently of the pipeline's code: segment
+keys are written out by hand (the dataset's values need no escaping) and answers
+are counted with plain arithmetic.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+
+DEPARTMENTS = ("support", "sales", "billing", "onboarding", "success")
+PRODUCTS = ("mobile-app", "web-app", "api", "desktop")
+CHANNELS = ("chat", "email", "phone", "in-app")
+REGIONS = ("emea", "amer", "apac")
+COMMENTS = (
+    "Quick and friendly support.",
+    "Took three calls to get an answer, and the second agent had no notes from the first.",
+    "ok",
+    "The new dashboard is confusing; I could not find the export button.",
+    "Great product, pricing is a bit high for small teams.",
+    "Billing charged me twice, write to anna.rossi@example.com or call +39 347 123 4567.",
+)
+SURVEYS = ("nps", "csat", "ces")
+SURVEY_WEIGHTS = (0.6, 0.25, 0.15)
+SCALES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
+#: Count fields of the ground truth, as named in the HTTP API's window stats.
+TRUTH_FIELDS = (
+    "responses",
+    "promoters",
+    "passives",
+    "detractors",
+    "csat_responses",
+    "ces_responses",
+)
+
+
+def agent_name(index: int) -> str:
+    return f"agent-{index:06d}"
+
+
+@dataclass
+class Dataset:
+    values: list[bytes]
+    #: segment key -> API field -> count, over the valid events
+    truth: dict[str, Counter[str]] = field(default_factory=dict)
+    valid: int = 0
+    invalid: int = 0
+    first_event_time: float = 0.0
+    last_event_time: float = 0.0
+
+    @property
+    def segments(self) -> int:
+        return len(self.truth)
+
+
+def segment_keys(event: dict[str, object]) -> list[str]:
+    """The default configuration's segments of a dataset event, spelled out."""
+    return [
+        "overall",
+        f"department={event['department']}",
+        f"agent={event['agent']}",
+        f"product={event['product']}",
+        f"channel={event['channel']}",
+        f"region={event['region']}",
+        f"department={event['department']}|channel={event['channel']}",
+    ]
+
+
+def count(truth: dict[str, Counter[str]], event: dict[str, object]) -> None:
+    survey, score = event["survey_type"], event["score"]
+    assert isinstance(score, int)
+    names: list[str]
+    if survey == "nps":
+        kind = "promoters" if score >= 9 else "passives" if score >= 7 else "detractors"
+        names = ["responses", kind]
+    else:
+        names = [f"{survey}_responses"]
+    for key in segment_keys(event):
+        counts = truth.setdefault(key, Counter())
+        for name in names:
+            counts[name] += 1
+
+
+def invalid_record(i: int, rng: random.Random, event: dict[str, object]) -> bytes:
+    kind = i % 3
+    if kind == 0:
+        return orjson.dumps(event)[:-7]  # truncated: not JSON
+    if kind == 1:
+        return orjson.dumps({**event, "score": 11 if event["survey_type"] == "nps" else 9})
+    return orjson.dumps({k: v for k, v in event.items() if k != "survey_type"})
+
+
+def generate(
+    count_: int,
+    segments: int,
+    *,
+    seed: int = 1,
+    span_seconds: float = 2 * 3600,
+    end: float,
+    comment_share: float = 0.4,
+    late_share: float = 0.02,
+    max_delay_seconds: float = 300.0,
+    invalid_share: float = 0.01,
+    id_prefix: str = "bench",
+) -> Dataset:
+    """``count_`` records ending at event time ``end`` (Unix seconds)."""
+    rng = random.Random(seed)
+    agents = [i % segments for i in range(count_)]
+    rng.shuffle(agents)
+    start = end - span_seconds
+    step = span_seconds / max(count_, 1)
+    data = Dataset(values=[])
+    first, last = float("inf"), float("-inf")
+    for i, agent in enumerate(agents):
+        ts = start + i * step + rng.uniform(-20.0, 20.0)
+        if rng.random() < late_share:
+            ts -= rng.uniform(0.0, max_delay_seconds)
+        ts = min(ts, end)
+        survey = rng.choices(SURVEYS, SURVEY_WEIGHTS)[0]
+        low, high = SCALES[survey]
+        event: dict[str, object] = {
+            "event_id": f"{id_prefix}-{i:09d}",
+            "event_time": datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds"),
+            "survey_type": survey,
+            "score": rng.randint(low, high),
+            "customer_id": f"cust-{rng.randrange(50_000)}",
+            "department": rng.choice(DEPARTMENTS),
+            "agent": agent_name(agent),
+            "product": rng.choice(PRODUCTS),
+            "channel": rng.choice(CHANNELS),
+            "region": rng.choice(REGIONS),
+            "source": "bench",
+        }
+        if rng.random() < comment_share:
+            event["comment"] = rng.choice(COMMENTS)
+        if survey == "nps" and rng.random() < 0.3:
+            event["account_value"] = round(rng.uniform(1_000, 250_000), 2)
+        if rng.random() < invalid_share:
+            data.values.append(invalid_record(i, rng, event))
+            data.invalid += 1
+            continue
+        data.values.append(orjson.dumps(event))
+        data.valid += 1
+        count(data.truth, event)
+        first, last = min(first, ts), max(last, ts)
+    data.first_event_time, data.last_event_time = first, last
+    return data

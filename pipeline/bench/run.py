@@ -1,0 +1,735 @@
+"""``nps-pipeline bench``: the end-to-end benchmark on a real broker, in one run.
+
+Phases (each on topics of its own, so that runs never mix):
+
+1. **dataset**: :func:`pipeline.bench.dataset.generate` records produced to a raw topic.
+2. **ceiling**: one aiokafka consumer reads the whole topic and decodes every value with
+   orjson; nothing else.
+3. **naive**: :mod:`pipeline.bench.naive` (Faust agent + Faust hopping tables) in a process
+   of its own reads the same topic for ``naive_seconds``; its rate after the first
+   second of progress.
+4. **pipeline**: ``nps-pipeline worker`` processes (``workers`` of them, default 1) with
+   the default configuration (validation, scoring, redaction, every default segment and
+   window, alert evaluation with the default rules, every output produced) read a copy
+   of the topic. Throughput = records / (the moment the windows' overall all-time counts
+   equal the ground truth - the moment the first record was consumed), polled every
+   50 ms. Then every segment's all-time counts are compared with the ground truth: any
+   difference fails the run.
+5. **latency**: live events (event time = now) at half the measured throughput for
+   ``latency_seconds``: produced -> visible on the scored topic, per event; and, for an
+   incident injected in one department (detractor share 0.8 from 10 s in), each alert's
+   ``fired_at`` (the event time of the round that decided it, which is the wall time at
+   which the deciding events were produced) -> visible on the alerts topic.
+
+Memory: the workers' resident set when they report ready (before any record), at the
+end of the throughput phase, and their peak (``VmHWM``); per 10,000 active segments =
+(end - ready) / segments x 10,000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from pipeline.batchio import BatchProducer
+from pipeline.bench import naive
+from pipeline.bench.dataset import DEPARTMENTS, TRUTH_FIELDS, Dataset, generate
+from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics
+
+POLL_SECONDS = 0.05
+#: The naive baseline is stopped if it grows past this (Faust's unbounded send buffer).
+NAIVE_MAX_RSS_KIB = 4 * 1024 * 1024
+
+
+@dataclass
+class BenchConfig:
+    events: int = 200_000
+    segments: int = 10_000
+    comment_share: float = 0.4
+    late_share: float = 0.02
+    invalid_share: float = 0.01
+    partitions: int = 4
+    workers: list[int] = field(default_factory=lambda: [1])
+    naive_seconds: float = 30.0
+    naive_max_hops: int = 12
+    latency_seconds: float = 75.0
+    seed: int = 1
+    broker: str | None = None
+    json_path: Path | None = None
+    timeout_seconds: float = 600.0
+
+
+@dataclass
+class Figures:
+    """Everything the run measured (written as JSON)."""
+
+    started_at: str
+    machine: dict[str, Any]
+    config: dict[str, Any]
+    dataset: dict[str, Any] = field(default_factory=dict)
+    ceiling: dict[str, Any] = field(default_factory=dict)
+    naive: dict[str, Any] = field(default_factory=dict)
+    pipeline: list[dict[str, Any]] = field(default_factory=list)
+    latency: dict[str, Any] = field(default_factory=dict)
+    ratios: dict[str, Any] = field(default_factory=dict)
+    verified: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# --------------------------------------------------------------------------- kafka helpers
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes], chunk: int = 20_000) -> float:
+    """Produce ``values`` keyed by their event id; return records/s."""
+    producer = BatchProducer(bootstrap, max_request_size=16 * 1024 * 1024, client_id="bench")
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        for i in range(0, len(values), chunk):
+            part = values[i : i + chunk]
+            await producer.send((topic, None, _event_id(v), v) for v in part)
+    finally:
+        await producer.stop()
+    return len(values) / (time.perf_counter() - started)
+
+
+def _event_id(value: bytes) -> bytes:
+    start = value.find(b'"event_id":"')
+    if start < 0:
+        return b""
+    start += 12
+    return value[start : value.find(b'"', start)]
+
+
+async def ceiling(bootstrap: str, topic: str, partitions: int, expected: int) -> dict[str, Any]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = decoded = 0
+        started = time.perf_counter()
+        while seen < expected:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for messages in batches.values():
+                for message in messages:
+                    seen += 1
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        orjson.loads(message.value)
+                        decoded += 1
+            if time.perf_counter() - started > 300:
+                raise TimeoutError(f"ceiling read {seen} of {expected} records")
+        elapsed = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+    return {"events": seen, "decoded": decoded, "seconds": elapsed, "events_per_s": seen / elapsed}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def rss_kib(pid: int, field_name: str = "VmRSS") -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def http_json(url: str, timeout: float = 10.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http:// only)
+        return orjson.loads(resp.read())
+
+
+def metric_sum(url: str, name: str) -> float:
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 (http:// only)
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        try:
+            return bool(http_json(f"{self.url}/readyz", timeout=2).get("ready"))
+        except (OSError, ValueError):
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def worker_env(base: dict[str, str], run: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
+    env.update(base)
+    env.update(NPS_WEB_PORT=str(port), NPS_STATUS_INTERVAL_SECONDS="0")
+    return env
+
+
+def topic_env(bootstrap: str, run: str, partitions: int) -> dict[str, str]:
+    return {
+        "NPS_BROKER_URL": bootstrap,
+        "NPS_APP_ID": f"bench-{run}",
+        "NPS_TOPIC_RAW": f"bench-{run}-raw",
+        "NPS_TOPIC_SCORED": f"bench-{run}-scored",
+        "NPS_TOPIC_DEADLETTER": f"bench-{run}-dead",
+        "NPS_TOPIC_DELTAS": f"bench-{run}-deltas",
+        "NPS_TOPIC_WINDOWS": f"bench-{run}-windows",
+        "NPS_TOPIC_ALERTS": f"bench-{run}-alerts",
+        "NPS_TOPIC_PARTITIONS": str(partitions),
+        "NPS_BROKER_SESSION_TIMEOUT_SECONDS": "6",
+    }
+
+
+def start_workers(env: dict[str, str], count: int, run: str, logdir: Path) -> list[Worker]:
+    workers = []
+    for i in range(count):
+        port = free_port()
+        log = logdir / f"worker-{run}-{i}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "worker"],
+            env=worker_env(env, run, port),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        workers.append(Worker(proc, port, log))
+    return workers
+
+
+def wait_ready(workers: list[Worker], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(workers)
+    while pending:
+        for worker in list(pending):
+            if worker.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early; log: {worker.log}")
+            if worker.ready():
+                pending.remove(worker)
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"workers not ready after {timeout} s; logs in {workers[0].log.parent}"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+# --------------------------------------------------------------------------- naive
+
+
+def run_naive(bootstrap: str, topic: str, cfg: BenchConfig, run: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
+    env.update(
+        NAIVE_BROKER=bootstrap,
+        NAIVE_TOPIC=topic,
+        NAIVE_APP_ID=f"bench-{run}-naive",
+        NAIVE_WINDOWS=",".join(str(w) for w in Settings().windows_seconds),
+        NAIVE_BUCKET=str(Settings().bucket_seconds),
+        NAIVE_MAX_HOPS=str(cfg.naive_max_hops),
+        NAIVE_PORT=str(free_port()),
+        NAIVE_PARTITIONS=str(cfg.partitions),
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="nps-bench-naive-"))
+    progress = workdir / "progress"
+    env.update(NAIVE_PROGRESS=str(progress), NAIVE_DATADIR=str(workdir / "data"))
+    proc = subprocess.Popen(  # noqa: S603 (our own module)
+        [sys.executable, "-m", naive.MODULE],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "naive.log").open("wb"),
+    )
+    samples: list[tuple[float, int]] = []
+    deadline = time.monotonic() + cfg.naive_seconds + 120
+    note = None
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            if rss_kib(proc.pid) > NAIVE_MAX_RSS_KIB:
+                note = f"stopped at {NAIVE_MAX_RSS_KIB // 1024} MiB resident"
+                break
+            lines = progress.read_text().split() if progress.exists() else []
+            samples = [
+                (float(lines[i + 1]), int(lines[i + 2]))
+                for i in range(0, len(lines) - 2, 3)
+                if lines[i] == "progress" and int(lines[i + 2]) > 0
+            ]
+            if samples and samples[-1][0] - samples[0][0] >= cfg.naive_seconds:
+                break
+            if samples and samples[-1][1] >= cfg.events:
+                break
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if len(samples) < 2:
+        return {"events": 0, "seconds": 0.0, "events_per_s": None, "error": "no progress"}
+    (t0, n0), (t1, n1) = samples[0], samples[-1]
+    return {
+        "events": n1 - n0,
+        "seconds": t1 - t0,
+        "events_per_s": (n1 - n0) / (t1 - t0),
+        "max_hops": cfg.naive_max_hops,
+        "note": note,
+    }
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def overall_answers(url: str) -> int:
+    try:
+        view = http_json(f"{url}/api/v1/segments/overall")
+    except (OSError, ValueError):
+        return -1
+    counts = view.get("all_time", {})
+    return sum(counts.get(k, 0) for k in ("responses", "csat_responses", "ces_responses"))
+
+
+def verify(url: str, data: Dataset) -> list[str]:
+    """Differences between every segment's all-time counts and the ground truth."""
+    expected_by_dim: dict[str, dict[str, Any]] = {}
+    for key, counts in data.truth.items():
+        dimension = (
+            "overall"
+            if key == "overall"
+            else ",".join(part.split("=", 1)[0] for part in key.split("|"))
+        )
+        expected_by_dim.setdefault(dimension, {})[key] = counts
+    problems: list[str] = []
+    for dimension, expected in sorted(expected_by_dim.items()):
+        if dimension == "overall":
+            got = {"overall": http_json(f"{url}/api/v1/segments/overall")["all_time"]}
+            total = 1
+        else:
+            listing = http_json(
+                f"{url}/api/v1/segments?dimension={dimension}&window=all&limit=10000&sort=responses"
+            )
+            got = {row["segment"]: row["stats"] for row in listing["segments"]}
+            total = listing["total"]
+        if total != len(expected):
+            problems.append(f"{dimension}: {total} segments, expected {len(expected)}")
+        for key, stats in got.items():
+            want = expected.get(key)
+            if want is None:
+                problems.append(f"{key}: unexpected segment")
+                continue
+            for name in TRUTH_FIELDS:
+                if stats.get(name, 0) != want.get(name, 0):
+                    problems.append(f"{key}.{name}: {stats.get(name)} != {want.get(name, 0)}")
+    return problems
+
+
+def run_pipeline(
+    bootstrap: str, data: Dataset, cfg: BenchConfig, workers_count: int, logdir: Path
+) -> tuple[dict[str, Any], list[Worker], dict[str, str]]:
+    run = uuid.uuid4().hex[:8]
+    env = topic_env(bootstrap, run, cfg.partitions)
+    settings = Settings(**{k[4:].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+    ensure_topics(settings)
+    say(f"  producing {len(data.values):,} records to {env['NPS_TOPIC_RAW']} ...")
+    asyncio.run(produce(bootstrap, env["NPS_TOPIC_RAW"], data.values))
+    workers = start_workers(env, workers_count, run, logdir)
+    try:
+        wait_ready(workers, 120)
+        ready_rss = [rss_kib(w.proc.pid) for w in workers]
+        expected = data.valid
+        urls = [f"{w.url}/metrics" for w in workers]
+        first = None
+        deadline = time.monotonic() + cfg.timeout_seconds
+        last_report = time.monotonic()
+        while True:
+            now = time.perf_counter()
+            if first is None:
+                consumed = sum(metric_sum(u, "nps_pipeline_events_consumed_total") for u in urls)
+                if consumed > 0:
+                    first = now
+            answers = overall_answers(workers[0].url)
+            if answers >= expected:
+                done = time.perf_counter()
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pipeline counted {answers:,} of {expected:,} answers")
+            if time.monotonic() - last_report > 5:
+                last_report = time.monotonic()
+                say(f"  ... {max(answers, 0):,} of {expected:,} answers in the windows")
+            time.sleep(POLL_SECONDS)
+        assert first is not None
+        end_rss = [rss_kib(w.proc.pid) for w in workers]
+        problems = verify_until(workers[0].url, data, 30.0)
+        peak = [rss_kib(w.proc.pid, "VmHWM") for w in workers]
+        seconds = done - first
+        result = {
+            "workers": workers_count,
+            "events": len(data.values),
+            "seconds": seconds,
+            "events_per_s": len(data.values) / seconds,
+            "ready_rss_mib": [r / 1024 for r in ready_rss],
+            "end_rss_mib": [r / 1024 for r in end_rss],
+            "peak_rss_mib": [r / 1024 for r in peak],
+            "segments": data.segments,
+            "rss_per_10k_segments_mib": (sum(end_rss) - sum(ready_rss))
+            / 1024
+            / data.segments
+            * 10_000,
+            "mismatches": problems[:20],
+            "mismatch_count": len(problems),
+        }
+        return result, workers, env
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
+
+
+def verify_until(url: str, data: Dataset, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        problems = verify(url, data)
+        if not problems or time.monotonic() > deadline:
+            return problems
+        time.sleep(1.0)
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def live_event(i: int, run: str, now: float, incident: bool, rng_value: int) -> bytes:
+    department = DEPARTMENTS[i % len(DEPARTMENTS)]
+    if incident and department == "billing":
+        score = 2 if rng_value % 10 < 8 else 9
+    else:
+        score = rng_value % 11
+    return orjson.dumps(
+        {
+            "event_id": f"live-{run}-{i:09d}",
+            "event_time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+            "survey_type": "nps",
+            "score": score,
+            "customer_id": f"cust-{i % 50_000}",
+            "department": department,
+            "agent": f"agent-{i % 10_000:06d}",
+            "product": "web-app",
+            "channel": ("chat", "email", "phone")[i % 3],
+            "region": "emea",
+            "source": "bench-live",
+        }
+    )
+
+
+async def latency(
+    bootstrap: str, env: dict[str, str], rate: float, seconds: float
+) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:6]
+    raw, scored, alerts = env["NPS_TOPIC_RAW"], env["NPS_TOPIC_SCORED"], env["NPS_TOPIC_ALERTS"]
+    partitions = int(env["NPS_TOPIC_PARTITIONS"])
+    producer = BatchProducer(bootstrap, max_request_size=1024 * 1024, client_id="bench-live")
+    await producer.start()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
+    )
+    await consumer.start()
+    tps = [TopicPartition(t, p) for t in (scored, alerts) for p in range(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    sent: dict[bytes, float] = {}
+    scored_latency: list[float] = []
+    alert_latency: list[dict[str, Any]] = []
+    done = asyncio.Event()
+
+    async def read() -> None:
+        while not done.is_set() or len(scored_latency) < len(sent) * 0.999:
+            batches = await consumer.getmany(timeout_ms=20, max_records=20_000)
+            arrived = time.time()
+            for tp, messages in batches.items():
+                for message in messages:
+                    if tp.topic == scored:
+                        started = sent.get(message.key)
+                        if started is not None:
+                            scored_latency.append(arrived - started)
+                    else:
+                        alert = orjson.loads(message.value)
+                        if alert.get("status") == "firing":
+                            fired = datetime.fromisoformat(alert["fired_at"]).timestamp()
+                            alert_latency.append(
+                                {
+                                    "segment": alert["segment"],
+                                    "rule": alert["rule"],
+                                    "seconds": arrived - fired,
+                                }
+                            )
+            if done.is_set() and time.time() - done_at[0] > 10:
+                break
+
+    done_at = [0.0]
+    reader = asyncio.create_task(read())
+    started = time.time()
+    tick = 0.01
+    i = 0
+    while (now := time.time()) - started < seconds:
+        due = int((now - started) * rate)
+        incident = now - started >= 10.0
+        batch = []
+        while i < due:
+            value = live_event(i, run, now, incident, (i * 7919) % 1000)
+            key = f"live-{run}-{i:09d}".encode()
+            sent[key] = now
+            batch.append((raw, None, key, value))
+            i += 1
+        if batch:
+            await producer.send(batch)
+        await asyncio.sleep(tick)
+    done_at[0] = time.time()
+    done.set()
+    await reader
+    await producer.stop()
+    await consumer.stop()
+    scored_latency.sort()
+    return {
+        "offered_events_per_s": rate,
+        "seconds": seconds,
+        "events": len(sent),
+        "scored_seen": len(scored_latency),
+        "scored_ms": percentiles(scored_latency),
+        "alerts": alert_latency,
+        "alert_ms": percentiles(sorted(a["seconds"] for a in alert_latency)),
+    }
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    def at(q: float) -> float | None:
+        if not values:
+            return None
+        return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+    return {"p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": at(1.0)}
+
+
+# --------------------------------------------------------------------------- main
+
+
+@contextlib.contextmanager
+def broker_for(cfg: BenchConfig) -> Iterator[str]:
+    if cfg.broker:
+        yield cfg.broker
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        cpu = next(
+            (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), ""
+        )
+    revision = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "git": revision,
+    }
+
+
+def run(cfg: BenchConfig) -> Figures:
+    figures = Figures(
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        machine=machine(),
+        config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+    )
+    logdir = Path(tempfile.mkdtemp(prefix="nps-bench-"))
+    say(f"nps-pipeline bench: {cfg.events:,} records, {cfg.segments:,} agents, logs in {logdir}")
+    with broker_for(cfg) as bootstrap:
+        say("dataset ...")
+        data = generate(
+            cfg.events,
+            cfg.segments,
+            seed=cfg.seed,
+            end=time.time() - 60,
+            comment_share=cfg.comment_share,
+            late_share=cfg.late_share,
+            invalid_share=cfg.invalid_share,
+        )
+        figures.dataset = {
+            "records": len(data.values),
+            "valid": data.valid,
+            "invalid": data.invalid,
+            "segments": data.segments,
+            "bytes": sum(len(v) for v in data.values),
+        }
+        base = uuid.uuid4().hex[:8]
+        topic = f"bench-{base}-source"
+        settings = Settings(broker_url=bootstrap, topic_raw=topic, topic_partitions=cfg.partitions)
+        ensure_topics(settings)
+        rate = asyncio.run(produce(bootstrap, topic, data.values))
+        figures.dataset["produce_events_per_s"] = rate
+        say(f"  {len(data.values):,} records produced at {rate:,.0f}/s")
+
+        say("ceiling: raw consumption + orjson decoding ...")
+        figures.ceiling = asyncio.run(ceiling(bootstrap, topic, cfg.partitions, len(data.values)))
+        say(f"  {figures.ceiling['events_per_s']:,.0f} events/s")
+
+        if cfg.naive_seconds > 0:
+            say(f"naive Faust baseline ({cfg.naive_seconds:.0f} s) ...")
+            figures.naive = run_naive(bootstrap, topic, cfg, base)
+            say(f"  {figures.naive.get('events_per_s') or 0:,.0f} events/s")
+
+        last_env: dict[str, str] | None = None
+        for count in cfg.workers:
+            say(f"pipeline, {count} worker(s) ...")
+            result, workers, env = run_pipeline(bootstrap, data, cfg, count, logdir)
+            figures.pipeline.append(result)
+            say(
+                f"  {result['events_per_s']:,.0f} events/s; "
+                f"{result['mismatch_count']} count mismatches"
+            )
+            if result["mismatch_count"]:
+                figures.errors.append(f"{count} worker(s): window counts differ from ground truth")
+            try:
+                if count == cfg.workers[0] and cfg.latency_seconds > 0:
+                    offered = result["events_per_s"] / 2
+                    say(f"latency at {offered:,.0f} events/s for {cfg.latency_seconds:.0f} s ...")
+                    figures.latency = asyncio.run(
+                        latency(bootstrap, env, offered, cfg.latency_seconds)
+                    )
+                    figures.latency["peak_rss_mib"] = [
+                        rss_kib(w.proc.pid, "VmHWM") / 1024 for w in workers
+                    ]
+            finally:
+                for worker in workers:
+                    worker.stop()
+            last_env = env
+        del last_env
+    figures.verified = not figures.errors
+    one = figures.pipeline[0]["events_per_s"] if figures.pipeline else None
+    naive_rate = figures.naive.get("events_per_s")
+    figures.ratios = {
+        "pipeline_over_naive": one / naive_rate if one and naive_rate else None,
+        "pipeline_over_ceiling": one / figures.ceiling["events_per_s"] if one else None,
+    }
+    if len(figures.pipeline) > 1 and one:
+        figures.ratios["scaling"] = {
+            str(r["workers"]): r["events_per_s"] / one for r in figures.pipeline
+        }
+    return figures
+
+
+def report(figures: Figures) -> str:
+    lines = [
+        "",
+        f"machine   {figures.machine['cpu']} ({figures.machine['cores']} cores), "
+        f"Python {figures.machine['python']}, git {figures.machine['git']}",
+        f"dataset   {figures.dataset['records']:,} records "
+        f"({figures.dataset['invalid']:,} invalid), "
+        f"{figures.dataset['segments']:,} segments",
+        f"ceiling   {figures.ceiling['events_per_s']:>10,.0f} events/s  "
+        "(aiokafka + orjson, no processing)",
+    ]
+    if figures.naive.get("events_per_s"):
+        lines.append(
+            f"naive     {figures.naive['events_per_s']:>10,.0f} events/s  "
+            f"(Faust agent + hopping tables, <= {figures.naive['max_hops']} hops per window)"
+        )
+    for result in figures.pipeline:
+        lines.append(
+            f"pipeline  {result['events_per_s']:>10,.0f} events/s  ({result['workers']} worker(s), "
+            f"full workload; RSS ready {sum(result['ready_rss_mib']):.0f} MiB, end "
+            f"{sum(result['end_rss_mib']):.0f} MiB, peak {sum(result['peak_rss_mib']):.0f} MiB; "
+            f"{result['rss_per_10k_segments_mib']:.0f} MiB per 10k segments)"
+        )
+    ratios = figures.ratios
+    if ratios.get("pipeline_over_naive"):
+        lines.append(f"ratio     pipeline/naive {ratios['pipeline_over_naive']:.1f}x")
+    if ratios.get("pipeline_over_ceiling"):
+        lines.append(f"ratio     pipeline/ceiling {ratios['pipeline_over_ceiling']:.2f}")
+    if ratios.get("scaling"):
+        scaling = ", ".join(f"{k} workers {v:.2f}x" for k, v in ratios["scaling"].items())
+        lines.append(f"scaling   {scaling}")
+    if figures.latency:
+        lat = figures.latency
+        s, a = lat["scored_ms"], lat["alert_ms"]
+        lines.append(
+            f"latency   at {lat['offered_events_per_s']:,.0f} events/s: event -> scored "
+            f"p50 {fmt(s['p50'])} p95 {fmt(s['p95'])} p99 {fmt(s['p99'])} max {fmt(s['max'])} ms "
+            f"({lat['scored_seen']:,}/{lat['events']:,} seen)"
+        )
+        lines.append(
+            f"          decision -> alert visible: {len(lat['alerts'])} alerts, "
+            f"p50 {fmt(a['p50'])} max {fmt(a['max'])} ms"
+        )
+    lines.append(
+        "verified  "
+        + (
+            "window counts equal the ground truth"
+            if figures.verified
+            else "FAILED: " + "; ".join(figures.errors)
+        )
+    )
+    return "\n".join(lines)
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def main(cfg: BenchConfig) -> int:
+    figures = run(cfg)
+    say(report(figures))
+    if cfg.json_path is not None:
+        cfg.json_path.write_text(json.dumps(asdict(figures), indent=2) + "\n")
+        say(f"figures written to {cfg.json_path}")
+    return 0 if figures.verified else 1
