@@ -37,6 +37,11 @@ test: $(STAMP) tools
 	$(BIN)/ruff check pipeline schemas tests
 	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
+## The end-to-end benchmark (not part of `make test`): figures printed and in bench.json.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/nps-pipeline bench --json bench.json $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline schemas tests
 	$(BIN)/ruff format --check pipeline schemas tests

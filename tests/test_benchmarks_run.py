@@ -3,6 +3,7 @@ timing, but a refactor must not break them unnoticed."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -26,3 +27,32 @@ def test_benchmark_runs(args: list[str]) -> None:
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "µs" in done.stdout or "events/s" in done.stdout
+
+
+def test_bench_command_smoke(broker, tmp_path) -> None:
+    """``nps-pipeline bench`` end to end at a tiny size on the test broker: every phase
+    prints its figures, the JSON has them, and the pipeline's window counts were checked
+    against the dataset's ground truth (the command exits 1 when they differ)."""
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "pipeline", "bench",
+            "--events", "4000", "--segments", "300", "--partitions", "2",
+            "--naive-seconds", "3", "--latency-seconds", "4",
+            "--broker", broker.bootstrap, "--json", str(out),
+        ],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "window counts equal the ground truth" in done.stdout
+    figures = json.loads(out.read_text())
+    assert figures["verified"] is True
+    assert figures["dataset"]["records"] == 4000
+    assert figures["dataset"]["valid"] + figures["dataset"]["invalid"] == 4000
+    assert figures["ceiling"]["events"] == 4000
+    assert figures["naive"]["events_per_s"] > 0
+    (pipeline,) = figures["pipeline"]
+    assert pipeline["mismatch_count"] == 0
+    assert pipeline["events_per_s"] > figures["naive"]["events_per_s"]
+    assert figures["latency"]["scored_seen"] == figures["latency"]["events"] > 0
+    assert figures["latency"]["scored_ms"]["p99"] is not None
