@@ -336,9 +336,11 @@ def test_live_page_shows_the_api_numbers_and_a_new_alert(
     assert item.get_attribute("data-alert-id") == firing[0]["alert_id"]
     assert item.find_element("css selector", ".summary").text == firing[0]["summary"]
     assert "FIRING" in item.text  # the state in words, not only in colour
-    assert any(a["alert_id"] == firing[0]["alert_id"] for a in feed["recent"])
     recent = f'#recent li[data-alert-id="{firing[0]["alert_id"]}"][data-status="firing"]'
-    assert browser.find_elements("css selector", recent)
+    # the feed of changes reads the alerts topic: the fire shows up there a moment later
+    wait_for(lambda: browser.find_elements("css selector", recent), 30, "the fire in the feed")
+    feed = get_json(base, "/api/v1/alerts")
+    assert any(a["alert_id"] == firing[0]["alert_id"] for a in feed["recent"])
     item.find_element("css selector", "summary").click()
     assert firing[0]["description"] in item.text
     screenshot(browser, "live-page-alert.png", 1280)
