@@ -182,8 +182,9 @@ function comparison(stats, overall) {
   return el("span", { class: "flag same" }, "≈ within interval");
 }
 function renderSegments(c, list, series, overallStats) {
-  const caption = list.dimension === "overall" ? "Overall segment" : `Segments by ${list.dimension}`;
-  setText("segments-caption", `${caption}, ${c.window === "all" ? "all time" : "last " + c.window}, lowest NPS first`);
+  // short: at phone width the caption scrolls with the table
+  const caption = list.dimension === "overall" ? "Overall" : `By ${list.dimension}`;
+  setText("segments-caption", `${caption}, ${c.window === "all" ? "all time" : "last " + c.window}`);
   const step = series ? series.step_seconds : 0;
   setText("trend-step", step ? `(${step >= 3600 ? step / 3600 + " h" : step / 60 + " min"} steps)` : "");
   const rows = list.segments.map((row) => {
