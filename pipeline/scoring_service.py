@@ -94,11 +94,14 @@ class ScoringConsumer(Service):
         self.ready.set()
 
     async def on_stop(self) -> None:
-        # the loop task is cancelled by mode before on_stop; a batch between poll and
-        # commit is simply not committed and is read again by the next owner
-        if self.consumer is not None:
-            await self.consumer.stop()
-        await self.producer.stop()
+        # mode calls on_stop before it cancels the loop task: let the batch in flight
+        # be published and committed, so that a graceful stop repeats nothing
+        async with self.in_flight:
+            if self.consumer is not None:
+                await self.consumer.stop()
+        # The producer is shared with the windows agent, which may still be finishing
+        # its batch: it is not stopped here. Every send waits for the broker's acks,
+        # so nothing is left unsent when the process exits.
 
     @Service.task
     async def _run(self) -> None:
@@ -113,6 +116,8 @@ class ScoringConsumer(Service):
             if not polled:
                 continue
             async with self.in_flight:
+                if self.should_stop:  # stopping: leave these to the next owner
+                    return
                 await self._handle(consumer, polled)
 
     async def _handle(
