@@ -24,6 +24,8 @@ from pipeline.segments import segment_labels
 from pipeline.settings import Settings
 from pipeline.windows import Counts, SegmentWindows
 
+FIELD_COUNT = len(Counts.FIELDS)
+
 #: (table key, encoded value or None for a delete)
 Change = tuple[bytes, bytes | None]
 
@@ -133,7 +135,9 @@ class WindowState:
                 if windows is None:
                     windows = state.segments[segment] = self.new_segment()
                 for start, counts in deltas.buckets:
-                    windows.add(start, Counts.from_list(counts))
+                    # our own records carry every field in order: no per-field checks
+                    full = len(counts) == FIELD_COUNT
+                    windows.add(start, Counts(*counts) if full else Counts.from_list(counts))
                     touched.add((partition, segment, start))
                 touched_segments.add((partition, segment))
             if ts is not None and (state.clock is None or ts > state.clock):

@@ -7,7 +7,7 @@ history, hours of event time pass in seconds of wall time, and judging every min
 of it would cost more than the windows themselves. So, while the clock is more than
 ``behind_seconds`` behind the wall clock, a round (or snapshot) runs at most once per
 ``interval_seconds`` of wall time, and not sooner than ``BUSY_FACTOR`` times its own
-last duration after it ended (so that it takes at most a fifth of the worker's time),
+last duration after it ended (so that it takes at most a tenth of the worker's time),
 and judges the newest boundary reached; the skipped boundaries are not judged. Live
 (clock within ``behind_seconds`` of the wall clock) every boundary is judged.
 ``interval_seconds = 0`` judges every boundary always.
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 #: While catching up, wait at least this many times the last run's duration.
-BUSY_FACTOR = 4.0
+BUSY_FACTOR = 9.0
 
 
 class CatchUpThrottle:
