@@ -232,6 +232,11 @@ class WindowState:
         for dropped in windows.advance(now):
             self.pending[bucket_key(partition, dropped, segment)] = None
 
+    def take_pending(self) -> list[Change]:
+        """Bucket deletions found outside a batch (by queries), to write now."""
+        pending, self.pending = self.pending, {}
+        return list(pending.items())
+
     def take_dirty(self) -> set[tuple[int, str]]:
         """Segments changed since the last call (for window snapshots)."""
         dirty, self._dirty_since_snapshot = self._dirty_since_snapshot, set()

@@ -182,14 +182,22 @@ class AlertEngine:
     # -- evaluation ------------------------------------------------------------------------
 
     def evaluate(
-        self, state: WindowState, now: float | None = None
+        self, state: WindowState, now: float | None = None, max_partitions: int | None = None
     ) -> tuple[list[Alert], list[Change]]:
         """Run the rounds that are due (at most up to event time ``now`` if given): the
         alerts that fired or resolved and the table changes that persist the new state.
-        Cheap when no partition's clock passed a boundary: call it after every batch."""
+        Cheap when no partition's clock passed a boundary: call it after every batch.
+        ``max_partitions`` judges at most that many due partitions per call (the longest
+        waiting first), so that one call never holds the event loop for a whole round."""
         due = self._due_partitions(state, now)
         if not due:
             return [], []
+        if max_partitions is not None and len(due) > max_partitions:
+            # the partitions waiting longest first; the others stay due for the next call
+            due = dict(sorted(due.items(), key=lambda item: (item[1], item[0]))[:max_partitions])
+        clocked = sum(1 for p in state.partitions.values() if p.clock is not None)
+        # a round over part of the worker's partitions stands for all of them
+        share = max(clocked, len(due)) / len(due)
         outcomes: list[Outcome] = []
         #: (rule index, outcome, p0, answers per day, the lookback's buckets)
         cusum_updates: list[tuple[int, Outcome, float, float, list[tuple[int, Counts]]]] = []
@@ -210,14 +218,13 @@ class AlertEngine:
                     outcome = self._test(index, rule, partition, segment, windows)
                     if outcome is not None:
                         outcomes.append(outcome)
-        self._cusum_round(cusum_updates, outcomes)
+        self._cusum_round(cusum_updates, outcomes, share)
         for o in outcomes:
             o.now = due[o.partition]
         tested = [o for o in outcomes if o.p_value is not None]
         p_values = [o.p_value for o in tested]
         # partitions judged in separate rounds share the rate: q x (due / owned partitions)
-        clocked = sum(1 for p in state.partitions.values() if p.clock is not None)
-        q = self.rules.false_discovery_rate * len(due) / max(clocked, len(due))
+        q = self.rules.false_discovery_rate / share
         rejected = benjamini_hochberg(p_values, q)  # type: ignore[arg-type]
         adjusted = bh_adjusted(p_values)  # type: ignore[arg-type]
         significant: set[int] = set()
@@ -457,12 +464,14 @@ class AlertEngine:
         self,
         updates: list[tuple[int, Outcome, float, float, list[tuple[int, Counts]]]],
         outcomes: list[Outcome],
+        share: float = 1.0,
     ) -> None:
-        """Decision limits from this round's answers per day, then each segment's sum
-        recomputed over its lookback buckets in event-time order."""
+        """Decision limits from the worker's answers per day (this round's, times
+        ``share`` when the round covers only part of the worker's partitions), then each
+        segment's sum recomputed over its lookback buckets in event-time order."""
         daily: dict[int, float] = {}
         for index, _, _, per_day, _ in updates:
-            daily[index] = daily.get(index, 0.0) + per_day
+            daily[index] = daily.get(index, 0.0) + per_day * share
         for index, outcome, p0, _, series in updates:
             rule = self.rules.rules[index]
             assert isinstance(rule, DetractorCusum)

@@ -22,7 +22,7 @@ from faust.web import Request, Response, View
 
 from pipeline import api, metrics
 from pipeline import web as live_page
-from pipeline.aggregate import WindowState
+from pipeline.aggregate import Change, WindowState
 from pipeline.alert_rules import load_rules
 from pipeline.alertmanager import AlertmanagerSink
 from pipeline.alerts import AlertEngine, alertmanager_payload
@@ -37,6 +37,15 @@ from pipeline.snapshots import SnapshotClock, snapshot_records
 from pipeline.status import StatusLine
 from pipeline.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from schemas.alert import Alert, AlertStatus
+
+#: Records per poll of Faust's consumer, and buffered per partition in its streams.
+FAUST_MAX_POLL_RECORDS = 64
+FAUST_STREAM_BUFFER = 16
+#: Packed deltas records per windows batch (each carries one scoring batch's segments
+#: of one partition).
+DELTAS_PER_BATCH = 16
+#: Window snapshots built and sent per slice.
+SNAPSHOT_SLICE = 500
 
 
 def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
@@ -65,7 +74,11 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         producer_max_request_size=DEADLETTER_MAX_MESSAGE_BYTES,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
-        broker_max_poll_records=settings.batch_size,
+        # Faust's consumer now reads the packed deltas (hundreds of segments per record),
+        # the follow-up topics and the changelogs: small polls and stream buffers keep a
+        # backlog on the broker instead of in memory
+        broker_max_poll_records=FAUST_MAX_POLL_RECORDS,
+        stream_buffer_maxsize=FAUST_STREAM_BUFFER,
     )
     deltas_topic = app.topic(settings.topic_deltas, key_type=bytes, value_type=bytes)
     engine: AlertEngine | None = None
@@ -141,9 +154,6 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             super().__init__(settings, stage, producer, **kwargs)
             scoring.append(self)
 
-    round_alerts: list[Alert] = []
-    round_changes: list[tuple[bytes, bytes | None]] = []
-
     rounds_throttle = CatchUpThrottle(
         settings.catchup_interval_seconds, settings.catchup_behind_seconds
     )
@@ -151,71 +161,91 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         settings.catchup_interval_seconds, settings.catchup_behind_seconds
     )
 
-    def evaluate_alerts() -> None:
-        """Alert rounds due after a deltas record moved a partition's clock."""
-        assert engine is not None
-        if not engine.is_due(state) or not rounds_throttle.allow(state.clock):
-            return
-        with rounds_throttle.running():
-            fired, changed = engine.evaluate(state)
-        round_alerts.extend(fired)
-        round_changes.extend(changed)
+    async def alert_rounds(changes: list[Change]) -> list[Alert]:
+        """The alert rounds due after a batch moved the clocks, one partition at a time
+        with the event loop free in between (a round over thousands of segments takes a
+        while, and stage 1 shares the loop)."""
+        alerts: list[Alert] = []
+        if engine is None:
+            return alerts
+        while engine.is_due(state) and rounds_throttle.allow(state.clock):
+            with rounds_throttle.running():
+                fired, changed = engine.evaluate(state, max_partitions=1)
+            alerts.extend(fired)
+            changes.extend(changed)
+            await asyncio.sleep(0)
+        return alerts
 
     changelog = table.changelog_topic.get_topic_name()
+
+    stage2 = asyncio.Lock()  # the windows agent and the timer below take turns
+
+    async def publish(changes: list[Change]) -> None:
+        """After the windows moved: the alert rounds due, then the table changes, the
+        alerts and the window snapshots due, sent and acknowledged."""
+        alerts = await alert_rounds(changes)
+        records: list[Record] = [
+            (
+                settings.topic_alerts,
+                None,
+                alert.fingerprint.encode(),
+                alert.model_dump_json().encode(),
+            )
+            for alert in alerts
+        ]
+        for alert in alerts:
+            if sink is None:
+                break
+            if alert.status is AlertStatus.FIRING:
+                labels, annotations = alertmanager_payload(alert)
+                sink.fire(alert.fingerprint, labels, annotations, alert.started_at)
+            else:
+                sink.resolve(alert.fingerprint, datetime.now(UTC))
+        data = table.data
+        for key, value in changes:
+            partition = int(key.split(b"|", 2)[1])
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+            records.append((changelog, partition, key, value))
+        boundary = snapshots.crossed(state.clock) if snapshots_throttle.allow(state.clock) else None
+        if (records or boundary is not None) and not producer.started:
+            await _until(lambda: producer.started)
+        if records:
+            await producer.send(records)
+        if boundary is not None:
+            # in slices, each sent before the next is built: the loop stays free
+            with snapshots_throttle.running():
+                chunk: list[Record] = []
+                for key, value in snapshot_records(state, boundary):
+                    chunk.append((settings.topic_windows, None, key, value))
+                    if len(chunk) >= SNAPSHOT_SLICE:
+                        await producer.send(chunk)
+                        chunk = []
+                if chunk:
+                    await producer.send(chunk)
 
     @app.agent(deltas_topic, name="windows")
     async def windows(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         """Stage 2: packed deltas records, a few per scoring batch (see scoring_service)."""
-        batches = stream.take_events(settings.batch_size, within=settings.batch_within_seconds)
+        batches = stream.take_events(DELTAS_PER_BATCH, within=settings.batch_within_seconds)
         async for events in batches:
-            changes = state.apply_packed(
-                ((e.message.partition, e.message.value) for e in events),
-                engine.note_comments if engine is not None else None,
-                evaluate_alerts if engine is not None else None,
-            )
-            changes.extend(round_changes)
-            alerts = list(round_alerts)
-            round_changes.clear()
-            round_alerts.clear()
-            records: list[Record] = [
-                (
-                    settings.topic_alerts,
-                    None,
-                    alert.fingerprint.encode(),
-                    alert.model_dump_json().encode(),
+            async with stage2:
+                changes = state.apply_packed(
+                    ((e.message.partition, e.message.value) for e in events),
+                    engine.note_comments if engine is not None else None,
                 )
-                for alert in alerts
-            ]
-            for alert in alerts:
-                if sink is None:
-                    break
-                if alert.status is AlertStatus.FIRING:
-                    labels, annotations = alertmanager_payload(alert)
-                    sink.fire(alert.fingerprint, labels, annotations, alert.started_at)
-                else:
-                    sink.resolve(alert.fingerprint, datetime.now(UTC))
-            data = table.data
-            for key, value in changes:
-                partition = int(key.split(b"|", 2)[1])
-                if value is None:
-                    data.pop(key, None)
-                else:
-                    data[key] = value
-                records.append((changelog, partition, key, value))
-            boundary = (
-                snapshots.crossed(state.clock) if snapshots_throttle.allow(state.clock) else None
-            )
-            if boundary is not None:
-                with snapshots_throttle.running():
-                    records.extend(
-                        (settings.topic_windows, None, key, value)
-                        for key, value in snapshot_records(state, boundary)
-                    )
-            if records:
-                if not producer.started:
-                    await _until(lambda: producer.started)
-                await producer.send(records)
+                await publish(changes)
             yield None
+
+    @app.timer(1.0)
+    async def judge_when_quiet() -> None:
+        """Rounds and snapshots left due (catching up, then the input went quiet)."""
+        if not producer.started or stage2.locked():
+            return
+        async with stage2:
+            await publish(state.take_pending())
 
     api.register(app, settings, state, deltas_topic)
     register_followups(app, settings)  # pipeline.followups; nothing when disabled

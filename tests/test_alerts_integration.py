@@ -43,6 +43,10 @@ def test_incident_raises_one_alert_and_resolves(
         NPS_TOPIC_ALERTS=alerts_topic,
         NPS_ALERTMANAGER_URLS=am.url,
         NPS_ALERTMANAGER_RESEND_SECONDS="1",
+        # hours of history replayed in seconds: judge every minute of it, as live
+        # (by default a worker catching up judges at most once a second; see
+        # tests/test_catchup.py)
+        NPS_CATCHUP_INTERVAL_SECONDS="0",
     )
     # 3 h 40 min of event time ending now: 2 h of history, a 30 min incident on one agent
     # of 30, then 70 min back to normal (the CUSUM needs a few hundred answers to clear)

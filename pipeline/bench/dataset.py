@@ -37,6 +37,12 @@ COMMENTS = (
 SURVEYS = ("nps", "csat", "ces")
 SURVEY_WEIGHTS = (0.6, 0.25, 0.15)
 SCALES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
+#: Score weights per survey, lowest score first: about 20% NPS detractors, 50% promoters.
+SCORE_WEIGHTS = {
+    "nps": (*([0.2 / 7] * 7), 0.15, 0.15, 0.25, 0.25),
+    "csat": (0.05, 0.07, 0.13, 0.35, 0.40),
+    "ces": (0.04, 0.05, 0.08, 0.13, 0.25, 0.25, 0.20),
+}
 #: Count fields of the ground truth, as named in the HTTP API's window stats.
 TRUTH_FIELDS = (
     "responses",
@@ -136,7 +142,7 @@ def generate(
             "event_id": f"{id_prefix}-{i:09d}",
             "event_time": datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds"),
             "survey_type": survey,
-            "score": rng.randint(low, high),
+            "score": rng.choices(range(low, high + 1), SCORE_WEIGHTS[survey])[0],
             "customer_id": f"cust-{rng.randrange(50_000)}",
             "department": rng.choice(DEPARTMENTS),
             "agent": agent_name(agent),

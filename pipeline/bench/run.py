@@ -444,10 +444,11 @@ def verify_until(url: str, data: Dataset, timeout: float) -> list[str]:
 
 def live_event(i: int, run: str, now: float, incident: bool, rng_value: int) -> bytes:
     department = DEPARTMENTS[i % len(DEPARTMENTS)]
-    if incident and department == "billing":
-        score = 2 if rng_value % 10 < 8 else 9
+    detractor_share = 0.8 if incident and department == "billing" else 0.2
+    if rng_value < detractor_share * 1000:
+        score = rng_value % 7  # 0-6
     else:
-        score = rng_value % 11
+        score = (7, 8, 9, 9, 10, 10)[rng_value % 6]
     return orjson.dumps(
         {
             "event_id": f"live-{run}-{i:09d}",
