@@ -44,6 +44,7 @@ from pipeline.alert_rules import (
     NpsFloor,
     Silence,
 )
+from pipeline.owned import owned
 from pipeline.segments import parse_segment_key, segment_labels
 from pipeline.stats import (
     adjusted_nps,
@@ -573,7 +574,7 @@ class AlertEngine:
         if value is None:
             self._stored.pop(key, None)
         else:
-            self._stored[key] = value
+            self._stored[key] = owned(value)
         return alert, (key, value)
 
     def _alert(self, o: Outcome, pair: PairState, status: AlertStatus, now: float) -> Alert:

@@ -30,6 +30,7 @@ from pipeline.batchio import BatchProducer, Record
 from pipeline.catchup import CatchUpThrottle
 from pipeline.changelog import read_to_end
 from pipeline.followups.worker import register_followups
+from pipeline.owned import owned
 from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import ScoringConsumer
 from pipeline.settings import Settings
@@ -207,7 +208,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             if value is None:
                 data.pop(key, None)
             else:
-                data[key] = value
+                data[key] = owned(value)
             records.append((changelog, partition, key, value))
         boundary = snapshots.crossed(state.clock) if snapshots_throttle.allow(state.clock) else None
         if (records or boundary is not None) and not producer.started:

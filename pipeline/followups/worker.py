@@ -23,6 +23,7 @@ from pipeline.followups import api
 from pipeline.followups.metrics import FOLLOWUP_GAUGES
 from pipeline.followups.rules import load_followup_rules
 from pipeline.followups.tracker import FollowupTracker
+from pipeline.owned import owned
 from pipeline.settings import Settings
 from pipeline.validate import RawRecord
 
@@ -92,7 +93,7 @@ def register_followups(app: faust.App, settings: Settings) -> FollowupsWiring | 
                 if value is None:
                     table.data.pop(key, None)
                 else:
-                    table.data[key] = value
+                    table.data[key] = owned(value)
                 table.send_changelog(partition, key, value)
             for dkey, dvalue in result.deadletters:
                 await deadletter_topic.send(key=dkey, value=dvalue)
