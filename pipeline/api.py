@@ -134,7 +134,8 @@ def register(app: faust.App, settings: Settings, state: WindowState, deltas: fau
             )
             return self.json(body.model_dump(mode="json"))
 
-    @app.page("/api/v1/segments/{dimension}/{value}")
+    # "[^/]+": the default pattern refuses values with "{" or "}" (a 404)
+    @app.page("/api/v1/segments/{dimension}/{value:[^/]+}")
     class SegmentView(View):
         async def get(self, request: Request, dimension: str, value: str) -> Response:
             if dimension == OVERALL:
