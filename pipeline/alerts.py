@@ -266,6 +266,8 @@ class AlertEngine:
         if isinstance(rule, Silence):
             return self._silence(index, rule, partition, segment, windows)
         assert isinstance(rule, DetractorSpike | NpsDrop | CsatDrop | CesEffortRise)
+        if not self._may_matter(rule, partition, segment, windows):
+            return None
         short = windows.window(rule.window)
         base = windows.window(rule.baseline)
         base.subtract(short)
@@ -334,6 +336,28 @@ class AlertEngine:
                 "p_value": p,
             },
         )
+
+    def _may_matter(
+        self,
+        rule: DetractorSpike | NpsDrop | CsatDrop | CesEffortRise,
+        partition: int,
+        segment: str,
+        windows: SegmentWindows,
+    ) -> bool:
+        """False when the test cannot change anything this round: too few answers to be
+        judged (so it cannot fire and has no p-value for Benjamini-Hochberg) and no
+        state for the pair (nothing to resolve or cool down). Most segments of a large
+        dimension are in that case most of the time; skipping them keeps rounds short."""
+        if (rule.name, segment) in self.pairs.get(partition, {}):
+            return True
+        short, long = windows.peek(rule.window), windows.peek(rule.baseline)
+        if isinstance(rule, CsatDrop):
+            n, nb = short.csat_n, long.csat_n - short.csat_n
+        elif isinstance(rule, CesEffortRise):
+            n, nb = short.ces_n, long.ces_n - short.ces_n
+        else:
+            n, nb = short.responses, long.responses - short.responses
+        return n >= rule.min_responses and nb >= rule.min_baseline_responses
 
     def _floor(
         self, index: int, rule: NpsFloor, partition: int, segment: str, windows: SegmentWindows

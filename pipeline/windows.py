@@ -496,6 +496,10 @@ class SegmentWindows:
             self.advance(now)
         return self._sums[length].copy()
 
+    def peek(self, window: int) -> Counts:
+        """The running sum of a window (seconds), not a copy: read it, never change it."""
+        return self._sums[window]
+
     def window_bounds(self, window: int | str) -> tuple[int, int] | None:
         """Event-time range ``[start, end)`` of a window at the clock; None before any."""
         length = self._length(window)
