@@ -255,7 +255,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     metrics.CONSUMER_LAG.source = lambda: (
         _consumer_lag(app) + [lag for service in scoring for lag in service.lag()]
     )
-    _add_pages(app, counters)
+    _add_pages(app, counters, scoring)
     if status_line and settings.status_interval_seconds > 0:
         status = StatusLine(stage, state, out=sys.stdout)
 
@@ -289,7 +289,9 @@ def _consumer_lag(app: faust.App) -> list[tuple[str, int, int]]:
     return lags
 
 
-def _add_pages(app: faust.App, counters: metrics.SegmentCounters) -> None:
+def _add_pages(
+    app: faust.App, counters: metrics.SegmentCounters, scoring: list[ScoringConsumer]
+) -> None:
     assigned: set[Any] = set()
     state = {"assigned_once": False}
 
@@ -318,5 +320,12 @@ def _add_pages(app: faust.App, counters: metrics.SegmentCounters) -> None:
                 "ready": ready,
                 "rebalancing": bool(app.rebalancing),
                 "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
+                # the scoring stage's own consumer group (raw topic)
+                "scoring_partitions": sorted(
+                    f"{tp.topic}:{tp.partition}"
+                    for service in scoring
+                    if service.consumer is not None and service.ready.is_set()
+                    for tp in service.consumer.assignment()
+                ),
             }
             return self.json(body, status=200 if ready else 503)

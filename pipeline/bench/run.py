@@ -260,6 +260,39 @@ def wait_ready(workers: list[Worker], timeout: float) -> None:
         time.sleep(POLL_SECONDS)
 
 
+def wait_assigned(
+    workers: list[Worker], env: dict[str, str], partitions: int, timeout: float
+) -> None:
+    """Until each worker is ready and the raw and deltas partitions are all assigned,
+    every worker holding some of each (when there are enough partitions)."""
+    wait_ready(workers, timeout)
+    deadline = time.monotonic() + timeout
+    raw, deltas = env["NPS_TOPIC_RAW"], env["NPS_TOPIC_DELTAS"]
+    while True:
+        views = []
+        for worker in workers:
+            try:
+                views.append(http_json(f"{worker.url}/readyz", timeout=2))
+            except (OSError, ValueError):
+                views.append({})
+        raw_sets = [
+            {p for p in v.get("scoring_partitions", []) if p.startswith(raw + ":")} for v in views
+        ]
+        deltas_sets = [
+            {p for p in v.get("partitions", []) if p.startswith(deltas + ":")} for v in views
+        ]
+        spread = partitions >= len(workers)
+        complete = all(
+            len(set().union(*sets)) == partitions and (not spread or all(sets))
+            for sets in (raw_sets, deltas_sets)
+        )
+        if complete and all(v.get("ready") for v in views):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"partitions not assigned after {timeout} s: {views}")
+        time.sleep(0.2)
+
+
 # --------------------------------------------------------------------------- naive
 
 
@@ -375,12 +408,14 @@ def run_pipeline(
     env = topic_env(bootstrap, run, cfg.partitions)
     settings = Settings(**{k[4:].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
     ensure_topics(settings)
-    say(f"  producing {len(data.values):,} records to {env['NPS_TOPIC_RAW']} ...")
-    asyncio.run(produce(bootstrap, env["NPS_TOPIC_RAW"], data.values))
     workers = start_workers(env, workers_count, run, logdir)
     try:
-        wait_ready(workers, 120)
+        # every worker ready and holding its share of both consumer groups before the
+        # data comes: a rebalance inside the measurement would measure the rebalance
+        wait_assigned(workers, env, cfg.partitions, 180)
         ready_rss = [rss_kib(w.proc.pid) for w in workers]
+        say(f"  producing {len(data.values):,} records to {env['NPS_TOPIC_RAW']} ...")
+        asyncio.run(produce(bootstrap, env["NPS_TOPIC_RAW"], data.values))
         expected = data.valid
         urls = [f"{w.url}/metrics" for w in workers]
         first = None
