@@ -181,10 +181,11 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
 
     stage2 = asyncio.Lock()  # the windows agent and the timer below take turns
 
-    async def publish(changes: list[Change]) -> None:
+    async def publish(changes: list[Change], alerts: list[Alert] | None = None) -> None:
         """After the windows moved: the alert rounds due, then the table changes, the
-        alerts and the window snapshots due, sent and acknowledged."""
-        alerts = await alert_rounds(changes)
+        alerts (``alerts`` plus this call's rounds) and the window snapshots due, sent
+        and acknowledged."""
+        alerts = [*(alerts or []), *await alert_rounds(changes)]
         records: list[Record] = [
             (
                 settings.topic_alerts,
@@ -233,11 +234,18 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         batches = stream.take_events(DELTAS_PER_BATCH, within=settings.batch_within_seconds)
         async for events in batches:
             async with stage2:
-                changes = state.apply_packed(
-                    ((e.message.partition, e.message.value) for e in events),
-                    engine.note_comments if engine is not None else None,
-                )
-                await publish(changes)
+                # record by record, with the rounds each one makes due: a batch of a
+                # replay can span many minutes of event time, each judged in turn
+                changes: dict[bytes, bytes | None] = {}
+                alerts: list[Alert] = []
+                for event in events:
+                    applied = state.apply_packed(
+                        [(event.message.partition, event.message.value)],
+                        engine.note_comments if engine is not None else None,
+                    )
+                    alerts.extend(await alert_rounds(applied))
+                    changes.update(applied)
+                await publish(list(changes.items()), alerts)
             yield None
 
     @app.timer(1.0)
