@@ -63,6 +63,15 @@ from pathlib import Path
 import orjson
 
 from pipeline.aggregate import WindowState
+from pipeline.bench.dataset import (
+    CHANNELS,
+    DEPARTMENTS,
+    PRODUCTS,
+    REGIONS,
+    SURVEY_WEIGHTS,
+    SURVEYS,
+    agent_name,
+)
 from pipeline.scoring import ScoringStage
 from pipeline.settings import Settings, load_settings
 from pipeline.validate import RawRecord
@@ -74,10 +83,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RAW_TOPIC = "feedback.raw"
 DAY = 86_400
 
-DEPARTMENTS = ("support", "sales", "billing", "onboarding", "success")
-PRODUCTS = ("mobile-app", "web-app", "api", "desktop")
-CHANNELS = ("chat", "email", "phone", "in-app")
-REGIONS = ("emea", "amer", "apac")
 COMMENTS = (
     "Quick and friendly support.",
     "Took three calls to get an answer, and the second agent had no notes from the first.",
@@ -85,17 +90,11 @@ COMMENTS = (
     "The new dashboard is confusing; I could not find the export button.",
     "Great product, pricing is a bit high for small teams.",
 )
-SURVEYS = ("nps", "csat", "ces")
-SURVEY_WEIGHTS = (0.6, 0.25, 0.15)
 
 DeltaRecord = tuple[int, bytes, bytes]
 
 
 # --------------------------------------------------------------------------- events
-
-
-def agent_name(index: int) -> str:
-    return f"agent-{index:06d}"
 
 
 def generate_events(
