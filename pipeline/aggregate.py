@@ -9,7 +9,19 @@ not once per event — under keys that carry the partition, so that after a rest
 a rebalance :meth:`WindowState.rebuild` restores exactly the same windows.
 
 Table keys (bytes): ``B|<partition>|<bucket start>|<segment>`` -> counts list,
-``T|<partition>|<segment>`` -> all-time total, ``C|<partition>`` -> clock.
+``T|<partition>|<segment>`` -> all-time total, ``C|<partition>`` -> clock,
+``M|<partition>`` -> marks.
+
+Exactly once, without broker transactions: every packed deltas record groups its
+segments by the raw partition and scoring-batch end offset they came from
+(:func:`pipeline.scoring_service.pack_deltas`; replayed batches end where the first
+run's did, see :mod:`pipeline.progress`). The *marks* of a partition are, per raw
+partition, the highest batch end applied; a group at or below its mark was applied
+before (a replay after a crash) and is skipped. Every write of the table's changelog
+ends, for each partition it touches, with that partition's marks
+(:meth:`WindowState.mark_changes`), and recovery (:func:`complete_publishes`) keeps a
+partition's changelog only up to its last marks record: the windows are then exactly
+those of the applied groups, whatever moment a worker was killed at.
 """
 
 from __future__ import annotations
@@ -42,6 +54,28 @@ def clock_key(partition: int) -> bytes:
     return f"C|{partition}".encode()
 
 
+def mark_key(partition: int) -> bytes:
+    return f"M|{partition}".encode()
+
+
+def complete_publishes(
+    items: Iterable[tuple[int, bytes, bytes | None]],
+) -> tuple[dict[bytes, bytes | None], set[bytes]]:
+    """Changelog records (partition, key, value in log order) up to each partition's last
+    marks record: the latest value per key, and the keys written after it (an
+    interrupted write, to be overwritten with the recovered value)."""
+    per_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+    for partition, key, value in items:
+        per_partition.setdefault(partition, []).append((key, value))
+    latest: dict[bytes, bytes | None] = {}
+    torn: set[bytes] = set()
+    for records in per_partition.values():
+        last = max((i for i, (key, _) in enumerate(records) if key.startswith(b"M|")), default=-1)
+        latest.update(records[: last + 1])
+        torn.update(key for key, _ in records[last + 1 :])
+    return latest, torn
+
+
 def dimension_of(segment: str) -> str:
     """``"agent"`` for ``agent=a1``, ``"department,channel"`` for a combination."""
     return segment_labels(segment)[0]
@@ -60,6 +94,11 @@ class WindowState:
         self.retain_seconds = max(self.windows)
         self.partitions: dict[int, PartitionState] = {}
         self.pending: dict[bytes, bytes | None] = {}  # prunes found outside a batch
+        #: per partition: raw partition -> highest scoring-batch end applied
+        self.marks: dict[int, dict[int, int]] = {}
+        self._marks_moved: set[int] = set()
+        #: packed-deltas groups skipped as already applied (replays)
+        self.replayed_groups = 0
         self._dirty_since_snapshot: set[tuple[int, str]] = set()
 
     # -- updates -------------------------------------------------------------------------
@@ -74,15 +113,27 @@ class WindowState:
         on_clock: Callable[[], None] | None = None,
     ) -> list[Change]:
         """:meth:`apply_batch` for packed deltas records (partition, value) of the deltas
-        topic (:func:`pipeline.scoring_service.pack_deltas`): every segment of a record
-        is applied, then the record's clock moves its partition."""
+        topic (:func:`pipeline.scoring_service.pack_deltas`): every group not applied
+        before (see the module docstring) is applied, then the record's clock moves its
+        partition."""
+        all_marks = self.marks
+        moved = self._marks_moved
 
         def items() -> Iterator[tuple[int, str | None, Deltas | None, float | None]]:
             for partition, value in records:
                 document = orjson.loads(value)
                 clock = float(document["t"])
-                for segment, deltas in document["s"]:  # the clock moves once all are in
-                    yield partition, segment, deltas_from_document(deltas), None
+                marks = all_marks.get(partition)
+                if marks is None:
+                    marks = all_marks[partition] = {}
+                for raw, end, segments in document["g"]:
+                    if end <= marks.get(raw, -1):
+                        self.replayed_groups += 1
+                        continue
+                    marks[raw] = end
+                    moved.add(partition)
+                    for segment, deltas in segments:  # the clock moves once all are in
+                        yield partition, segment, deltas_from_document(deltas), None
                 yield partition, None, None, clock
 
         return self._apply(items(), on_comments, on_clock)
@@ -160,6 +211,19 @@ class WindowState:
         self._dirty_since_snapshot |= touched_segments
         return list(changes.items())
 
+    def mark_changes(self, partitions: Iterable[int]) -> list[Change]:
+        """The marks records that end a changelog write touching ``partitions`` (and
+        every partition whose marks moved since the last call)."""
+        written = set(partitions) | self._marks_moved
+        self._marks_moved = set()
+        return [
+            (
+                mark_key(partition),
+                orjson.dumps(self.marks.get(partition, {}), option=orjson.OPT_NON_STR_KEYS),
+            )
+            for partition in sorted(written)
+        ]
+
     # -- recovery ------------------------------------------------------------------------
 
     def rebuild(self, items: Iterable[tuple[bytes, bytes]], partitions: set[int]) -> None:
@@ -167,14 +231,17 @@ class WindowState:
         buckets: dict[tuple[int, str], list[tuple[int, list[int | float]]]] = {}
         totals: dict[tuple[int, str], list[int | float]] = {}
         clocks: dict[int, float] = {}
+        marks: dict[int, dict[int, int]] = {}
         for raw_key, raw_value in items:
             if raw_value is None:
                 continue
             kind, _, rest = raw_key.decode().partition("|")
-            if kind == "C":
+            if kind in ("C", "M"):
                 partition = int(rest)
-                if partition in partitions:
+                if partition in partitions and kind == "C":
                     clocks[partition] = float(orjson.loads(raw_value))
+                elif partition in partitions:
+                    marks[partition] = {int(k): v for k, v in orjson.loads(raw_value).items()}
                 continue
             part, _, rest = rest.partition("|")
             partition = int(part)
@@ -188,6 +255,8 @@ class WindowState:
             elif kind == "T":
                 totals[(partition, rest)] = orjson.loads(raw_value)
         self.partitions = {p: PartitionState(clock=clocks.get(p)) for p in partitions}
+        self.marks = {p: marks.get(p, {}) for p in partitions}
+        self._marks_moved = set()
         for (partition, segment), total in totals.items():
             state = self.partitions[partition]
             state.segments[segment] = SegmentWindows.from_buckets(

@@ -20,9 +20,9 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from pipeline import api, metrics
+from pipeline import api, faults, metrics
 from pipeline import web as live_page
-from pipeline.aggregate import Change, WindowState
+from pipeline.aggregate import Change, WindowState, complete_publishes
 from pipeline.alert_rules import load_rules
 from pipeline.alertmanager import AlertmanagerSink
 from pipeline.alerts import AlertEngine, alertmanager_payload
@@ -38,6 +38,8 @@ from pipeline.snapshots import SnapshotClock, snapshot_records
 from pipeline.status import StatusLine
 from pipeline.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from schemas.alert import Alert, AlertStatus
+
+log = logging.getLogger(__name__)
 
 #: Records per poll of Faust's consumer, and buffered per partition in its streams.
 FAUST_MAX_POLL_RECORDS = 64
@@ -129,11 +131,16 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             partitions,
             client_id=f"{settings.app_id}-recovery",
         )
-        latest: dict[bytes, bytes | None] = dict(read)
+        # only whole writes (see pipeline.aggregate); keys of a write cut short by a
+        # crash get their recovered value again with the next write
+        latest, torn = complete_publishes(read)
         table.data.clear()
         table.data.update({k: v for k, v in latest.items() if v is not None})
         items = list(table.data.items())
         state.rebuild(items, partitions)
+        state.pending.update({key: latest.get(key) for key in torn})
+        if torn:
+            log.warning("changelog: %d records of an interrupted write rewritten", len(torn))
         if engine is not None:
             engine.rebuild(items, partitions)
             if sink is not None:
@@ -204,7 +211,9 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             else:
                 sink.resolve(alert.fingerprint, datetime.now(UTC))
         data = table.data
-        for key, value in changes:
+        # each partition's part of the write ends with its marks (see pipeline.aggregate)
+        touched = {int(key.split(b"|", 2)[1]) for key, _ in changes}
+        for key, value in [*changes, *state.mark_changes(touched)]:
             partition = int(key.split(b"|", 2)[1])
             if value is None:
                 data.pop(key, None)
@@ -214,6 +223,9 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         boundary = snapshots.crossed(state.clock) if snapshots_throttle.allow(state.clock) else None
         if (records or boundary is not None) and not producer.started:
             await _until(lambda: producer.started)
+        if records and faults.enabled("changelog-torn"):
+            await producer.send(records[: len(records) // 2])
+            faults.reached("changelog-torn")
         if records:
             await producer.send(records)
         if boundary is not None:

@@ -21,9 +21,10 @@ FETCH_TIMEOUT_SECONDS = 60.0
 
 async def read_to_end(
     bootstrap_servers: str, topic: str, partitions: set[int], *, client_id: str
-) -> list[tuple[bytes, bytes | None]]:
-    """(key, value) of every record of ``topic``'s ``partitions``, in offset order per
-    partition, up to each partition's high watermark at the time of reading."""
+) -> list[tuple[int, bytes, bytes | None]]:
+    """(partition, key, value) of every keyed record of ``topic``'s ``partitions``, in
+    offset order per partition, up to each partition's high watermark at the time of
+    reading."""
     if not partitions:
         return []
     consumer = AIOKafkaConsumer(
@@ -39,13 +40,13 @@ async def read_to_end(
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        items: list[tuple[bytes, bytes | None]] = []
+        items: list[tuple[int, bytes, bytes | None]] = []
         waiting = set(tps)
         deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
         while waiting:
             batches = await consumer.getmany(*waiting, timeout_ms=200, max_records=50_000)
             for messages in batches.values():
-                items.extend((m.key, m.value) for m in messages if m.key is not None)
+                items.extend((m.partition, m.key, m.value) for m in messages if m.key is not None)
             progressed = False
             for tp in list(waiting):
                 highwater = consumer.highwater(tp)

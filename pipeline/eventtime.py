@@ -43,6 +43,12 @@ class Watermarks:
             return min(active)
         return max(self.max_seen.values(), default=None)
 
+    def resume(self, partition: int, newest: float, wall_now: float) -> None:
+        """Take over a partition whose newest event time an earlier owner recorded."""
+        if newest > self.max_seen.get(partition, newest - 1):
+            self.max_seen[partition] = newest
+        self.last_wall[partition] = wall_now
+
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop partitions this worker no longer reads (after a rebalance)."""
         for partition in partitions:

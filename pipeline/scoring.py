@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
 from pipeline import metrics
-from pipeline.dedupe import DuplicateFilter, Seen
+from pipeline.dedupe import DuplicateFilter, Entry, Seen, digest
 from pipeline.eventtime import Watermarks
 from pipeline.followups.tasks import TaskBuilder
 from pipeline.redact import Redactor
@@ -46,6 +45,8 @@ class Output:
     #: follow-up tasks (key = task id) when NPS_FOLLOWUPS_ENABLED (see pipeline.followups)
     followups: list[tuple[bytes, bytes]] = field(default_factory=list)
     duplicates: int = 0
+    #: event ids the dedupe newly remembered (persisted with the batch's progress)
+    journal: list[Entry] = field(default_factory=list)
     #: the windows' clock after this batch (None when the batch had nothing for them)
     clock: float | None = None
 
@@ -65,7 +66,6 @@ class _Batch:
     """Per-batch working state of :meth:`ScoringStage.process`."""
 
     now: datetime
-    mono: float
     max_ts: float = 0.0
     deltas: dict[str, dict[int, Counts]] = field(default_factory=dict)
     #: recent detractor comments per segment key: [event time, event id, score, redacted]
@@ -102,7 +102,7 @@ class ScoringStage:
     def process(self, records: list[RawRecord]) -> Output:
         out = Output()
         now = datetime.now(UTC)
-        batch = _Batch(now=now, mono=time.monotonic(), now_json=_DATETIME.dump_json(now))
+        batch = _Batch(now=now, now_json=_DATETIME.dump_json(now))
         evicted_before = self.dedupe.evicted_early
         consumed: Counter[str] = Counter(record.topic for record in records)
         for topic, count in consumed.items():
@@ -134,6 +134,7 @@ class ScoringStage:
         totals.scored += len(out.scored)
         totals.deadlettered += len(out.deadletters)
         totals.duplicates += out.duplicates
+        out.journal = self.dedupe.take_journal()
         metrics.DEDUPE_IDS.set(len(self.dedupe))
         metrics.DEDUPE_EVICTED.inc(self.dedupe.evicted_early - evicted_before)
         return out
@@ -145,7 +146,7 @@ class ScoringStage:
             self._reject(out, record, parsed, now)
             return
         feedback_json = _to_json(parsed)  # canonical: the dedupe digest and the output
-        seen = self.dedupe.check(parsed.event_id, hash(feedback_json), batch.mono)
+        seen = self.dedupe.check(parsed.event_id, digest(feedback_json), batch.wall)
         if seen is Seen.DUPLICATE:
             out.duplicates += 1
             metrics.DUPLICATES.inc()

@@ -8,11 +8,17 @@ app and started and stopped with it. Per poll it takes up to ``batch_size`` reco
 hands them to :class:`pipeline.scoring.ScoringStage`, publishes everything the batch
 produced with :class:`pipeline.batchio.BatchProducer` (waiting for the broker's
 acknowledgements), and only then commits the batch's offsets: at-least-once, and a
-crash replays at most the uncommitted batch.
+crash replays at most the uncommitted batch. Before publishing, it writes the batch's
+progress records (:mod:`pipeline.progress`: offsets, watermark, new dedupe ids) and
+waits for them; a worker taking over a raw partition reads them back, so that replayed
+batches end where the first run's did, late events are judged alike and duplicates
+are still recognised. The windows stage skips the deltas it already applied by those
+batch ends (:mod:`pipeline.aggregate`), which makes the window counts exact.
 
 The deltas for the windows stage are packed: one record per deltas-topic partition
 and batch (:func:`pack_deltas`), every segment in the partition Kafka's default
-partitioner gives its key. The windows agent therefore pays Faust's per-message cost
+partitioner gives its key, grouped by the raw partition (and its batch end offset)
+they came from. The windows agent therefore pays Faust's per-message cost
 once per packed record, not once per segment, and Faust's key routing of HTTP
 requests still finds a segment's owner. Every deltas partition gets a record every
 batch, so every windows partition's clock follows the inputs even when no segment of
@@ -24,14 +30,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
 
-from pipeline import metrics
+from pipeline import faults, metrics, progress
 from pipeline.batchio import BatchProducer, Record
+from pipeline.changelog import read_to_end
 from pipeline.scoring import Output, ScoringStage
 from pipeline.settings import Settings
 from pipeline.validate import RawRecord
@@ -42,14 +49,30 @@ log = logging.getLogger(__name__)
 FETCH_MAX_WAIT_MS = 50
 
 
-def pack_deltas(items: list[tuple[bytes, bytes]], clock: float) -> bytes:
-    """One deltas-topic record: ``{"t": clock, "s": [[segment, deltas], ...]}``.
+def pack_deltas(groups: list[tuple[int, int, list[tuple[bytes, bytes]]]], clock: float) -> bytes:
+    """One deltas-topic record: ``{"t": clock, "g": [[raw partition, batch end offset,
+    [[segment, deltas], ...]], ...]}``.
 
     ``deltas`` are the per-segment documents of :func:`pipeline.scoring.encode_deltas`,
-    spliced in without re-encoding.
+    spliced in without re-encoding. Every raw partition of the batch has a group, even
+    an empty one.
     """
-    parts = [b"[" + orjson.dumps(key.decode()) + b"," + value + b"]" for key, value in items]
-    return b'{"t":' + orjson.dumps(clock) + b',"s":[' + b",".join(parts) + b"]}"
+    parts = [
+        b"[%d,%d,[" % (partition, end)
+        + b",".join(b"[" + orjson.dumps(key.decode()) + b"," + value + b"]" for key, value in items)
+        + b"]]"
+        for partition, end, items in groups
+    ]
+    return b'{"t":' + orjson.dumps(clock) + b',"g":[' + b",".join(parts) + b"]}"
+
+
+class _Part(NamedTuple):
+    """One raw partition's share of a polled batch, scored."""
+
+    partition: int
+    start: int
+    end: int
+    out: Output
 
 
 class ScoringConsumer(Service):
@@ -68,6 +91,13 @@ class ScoringConsumer(Service):
         self.ready = asyncio.Event()
         #: next offset to read per partition (for the lag metric)
         self.positions: dict[TopicPartition, int] = {}
+        #: per raw partition, the ends of batches published but not committed by an
+        #: earlier owner: replayed batches stop there (see pipeline.progress)
+        self.cuts: dict[int, list[int]] = {}
+        #: raw partitions whose progress was read (aiokafka may fetch a newly assigned
+        #: partition before the assignment callback that reads it has finished)
+        self.resumed: set[int] = set()
+        self.progress_topic = progress.progress_topic(settings.app_id)
 
     async def on_start(self) -> None:
         settings = self.settings
@@ -91,6 +121,7 @@ class ScoringConsumer(Service):
         self.consumer.subscribe([settings.topic_raw], listener=_Listener(self))
         await self.consumer.start()
         await self.producer.partitions(settings.topic_deltas)
+        await self.producer.partitions(self.progress_topic)
         self.ready.set()
 
     async def on_stop(self) -> None:
@@ -115,27 +146,112 @@ class ScoringConsumer(Service):
             )
             if not polled:
                 continue
+            while not self.should_stop and any(  # not before the partition's progress is read
+                tp.partition not in self.resumed and tp in consumer.assignment() for tp in polled
+            ):
+                await asyncio.sleep(0.01)
             async with self.in_flight:
                 if self.should_stop:  # stopping: leave these to the next owner
                     return
-                await self._handle(consumer, polled)
+                ready = {}
+                for tp, messages in polled.items():
+                    if tp not in consumer.assignment():
+                        continue  # revoked meanwhile: its next owner reads them
+                    if tp.partition not in self.resumed:  # reassigned meanwhile: read again
+                        consumer.seek(tp, messages[0].offset)
+                        continue
+                    ready[tp] = messages
+                if ready:
+                    await self._handle(consumer, ready)
 
     async def _handle(
         self, consumer: AIOKafkaConsumer, polled: dict[TopicPartition, list[Any]]
     ) -> None:
         started = time.perf_counter()
-        records = [
-            RawRecord(m.topic, m.partition, m.offset, m.key, m.value)
-            for messages in polled.values()
-            for m in messages
-        ]
-        out = self.stage.process(records)
-        await self.producer.send(self._records(out))
-        offsets = {tp: messages[-1].offset + 1 for tp, messages in polled.items()}
+        parts: list[_Part] = []
+        rewind: dict[TopicPartition, int] = {}
+        stage = self.stage
+        count = 0
+        for tp, messages in polled.items():
+            cuts = self.cuts.get(tp.partition)
+            if cuts:  # replaying an earlier owner's batch: end exactly where it ended
+                limit = progress.cut(messages[-1].offset + 1, messages[0].offset, cuts)
+                if limit is not None:
+                    messages = [m for m in messages if m.offset < limit]
+                    rewind[tp] = limit
+            records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
+            count += len(records)
+            out = stage.process(records)
+            parts.append(_Part(tp.partition, messages[0].offset, messages[-1].offset + 1, out))
+        await self.producer.send(self._progress(parts))  # before any output (see module doc)
+        await self.producer.send(self._records(parts))
+        faults.reached("scoring-published")
+        offsets = {TopicPartition(self.settings.topic_raw, p.partition): p.end for p in parts}
         await consumer.commit(offsets)
         self.positions.update(offsets)
-        metrics.BATCH_SIZE.observe(len(records))
+        for tp, offset in rewind.items():  # fetched past the cut: read those again
+            consumer.seek(tp, offset)
+        metrics.BATCH_SIZE.observe(count)
         metrics.PROCESSING_LATENCY.observe(time.perf_counter() - started)
+
+    def _progress(self, parts: list[_Part]) -> list[Record]:
+        topic = self.progress_topic
+        partitions = self.producer.known_partitions(topic) or 1
+        watermarks = self.stage.watermarks.max_seen
+        return [
+            (
+                topic,
+                part.partition % partitions,
+                str(part.partition).encode(),
+                progress.encode(
+                    part.partition,
+                    part.start,
+                    part.end,
+                    watermarks.get(part.partition),
+                    part.out.journal,
+                ),
+            )
+            for part in parts
+        ]
+
+    async def resume(self, assigned: list[TopicPartition]) -> None:
+        """Read the progress of newly assigned raw partitions (see pipeline.progress)."""
+        consumer = self.consumer
+        if consumer is None or not assigned:
+            return
+        partitions = await self.producer.partitions(self.progress_topic)
+        values: dict[int, list[bytes]] = {tp.partition: [] for tp in assigned}
+        read = await read_to_end(
+            ",".join(self.settings.bootstrap_servers),
+            self.progress_topic,
+            {tp.partition % partitions for tp in assigned},
+            client_id=f"{self.settings.app_id}-score-resume",
+        )
+        for _, key, value in read:
+            if value is not None and int(key) in values:
+                values[int(key)].append(value)
+        restored = 0
+        for tp in assigned:
+            committed = await consumer.committed(tp) or 0
+            found = progress.resume(values[tp.partition], committed)
+            self.cuts[tp.partition] = found.cuts
+            if found.watermark is not None:
+                self.stage.watermarks.resume(tp.partition, found.watermark, time.time())
+            restored += self.stage.dedupe.restore(found.entries)
+            if found.cuts:
+                log.warning(
+                    "raw partition %d: replaying from offset %d, cut at the batch ends "
+                    "an earlier owner published without committing: %s",
+                    tp.partition,
+                    committed,
+                    found.cuts,
+                )
+        self.resumed.update(tp.partition for tp in assigned)
+        log.info(
+            "scoring resumed raw partitions %s (%d dedupe ids restored)",
+            sorted(tp.partition for tp in assigned),
+            restored,
+        )
 
     def lag(self) -> list[tuple[str, int, int]]:
         """(topic, partition, records not yet read) of the raw partitions read here."""
@@ -151,25 +267,40 @@ class ScoringConsumer(Service):
             lags.append((tp.topic, tp.partition, max(0, highwater - position)))
         return lags
 
-    def _records(self, out: Output) -> list[Record]:
+    def _records(self, parts: list[_Part]) -> list[Record]:
         settings = self.settings
         producer = self.producer
         scored_topic = settings.topic_scored
-        records: list[Record] = [(scored_topic, None, key, value) for key, value in out.scored]
-        records.extend(
-            (settings.topic_deadletter, None, key, value) for key, value in out.deadletters
-        )
-        # follow-up tasks, keyed by task id (none unless NPS_FOLLOWUPS_ENABLED)
-        records.extend((settings.topic_followups, None, key, value) for key, value in out.followups)
         deltas_topic = settings.topic_deltas
         partitions = producer.known_partitions(deltas_topic) or 1
-        per_partition: list[list[tuple[bytes, bytes]]] = [[] for _ in range(partitions)]
-        for key, value in out.deltas:
-            per_partition[producer.cached_partition(key, partitions)].append((key, value))
-        if out.clock is not None:
+        records: list[Record] = []
+        # per deltas partition, one group per raw partition of the batch
+        groups: list[list[tuple[int, int, list[tuple[bytes, bytes]]]]] = [
+            [] for _ in range(partitions)
+        ]
+        clocks = []
+        for part in parts:
+            out = part.out
+            records.extend((scored_topic, None, key, value) for key, value in out.scored)
             records.extend(
-                (deltas_topic, partition, None, pack_deltas(items, out.clock))
-                for partition, items in enumerate(per_partition)
+                (settings.topic_deadletter, None, key, value) for key, value in out.deadletters
+            )
+            # follow-up tasks, keyed by task id (none unless NPS_FOLLOWUPS_ENABLED)
+            records.extend(
+                (settings.topic_followups, None, key, value) for key, value in out.followups
+            )
+            per_partition: list[list[tuple[bytes, bytes]]] = [[] for _ in range(partitions)]
+            for key, value in out.deltas:
+                per_partition[producer.cached_partition(key, partitions)].append((key, value))
+            for partition, items in enumerate(per_partition):
+                groups[partition].append((part.partition, part.end, items))
+            if out.clock is not None:
+                clocks.append(out.clock)
+        if clocks:
+            clock = max(clocks)
+            records.extend(
+                (deltas_topic, partition, None, pack_deltas(items, clock))
+                for partition, items in enumerate(groups)
             )
         return records
 
@@ -183,6 +314,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self.service.in_flight:
             pass
         self.service.stage.watermarks.forget(tp.partition for tp in revoked)
+        for tp in revoked:
+            self.service.cuts.pop(tp.partition, None)
+            self.service.resumed.discard(tp.partition)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("scoring partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        try:
+            await self.service.resume(list(assigned))
+        except Exception:  # never stall the partitions: score on, and say what it costs
+            log.exception(
+                "could not read the scoring progress of raw partitions %s: a batch replayed "
+                "after a crash may count twice and duplicates seen before it may pass",
+                sorted(tp.partition for tp in assigned),
+            )
+            self.service.resumed.update(tp.partition for tp in assigned)

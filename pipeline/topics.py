@@ -6,6 +6,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from pipeline.progress import progress_topic
 from pipeline.settings import Settings
 
 #: Dead letters carry the original bytes (base64), so they may be large.
@@ -29,6 +30,12 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         spec(settings.topic_windows),
         spec(settings.topic_alerts),
         spec(settings.ingest_topic_needs_fetch),
+        # the scoring stage's batch progress (pipeline.progress): older than the dedupe
+        # horizon is never read again
+        spec(
+            progress_topic(settings.app_id),
+            {"retention.ms": str(int(max(settings.dedupe_horizon_seconds, 3600) * 1000))},
+        ),
     ]
 
 

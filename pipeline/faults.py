@@ -1,0 +1,33 @@
+"""Crash injection for the recovery tests: SIGKILL this process at a named point.
+
+``NPS_FAULT_INJECT="<point>:<n>"`` kills the worker (SIGKILL, no clean-up) the n-th
+time it reaches ``point``. Points:
+
+* ``scoring-published``: a scoring batch's outputs are acknowledged, its input offsets
+  are not committed yet (the batch will be replayed);
+* ``changelog-torn``: half of a windows write's changelog records are acknowledged,
+  the rest (and its marks) are not sent.
+
+Unset (always, outside tests) it costs one comparison per batch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_point, _, _count = os.environ.get("NPS_FAULT_INJECT", "").partition(":")
+_remaining = {_point: int(_count)} if _point and _count.isdigit() else {}
+
+
+def enabled(point: str) -> bool:
+    return point in _remaining
+
+
+def reached(point: str) -> None:
+    """SIGKILL this process if ``point`` is the configured one and its count is reached."""
+    if point not in _remaining:
+        return
+    _remaining[point] -= 1
+    if _remaining[point] <= 0:
+        os.kill(os.getpid(), signal.SIGKILL)

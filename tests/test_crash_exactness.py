@@ -1,0 +1,126 @@
+"""Window counts stay exact when a worker is SIGKILLed at the worst moments (issue 8).
+
+Real worker processes on the embedded broker. The ground truth (tests.soak.truth) is
+computed here from the events sent: every distinct event id counts once, resends of
+the same answer do not count again.
+
+* Deterministic: ``NPS_FAULT_INJECT`` (pipeline.faults) kills a worker right after a
+  scoring batch's outputs were acknowledged and before its offsets were committed (the
+  batch is replayed by the next worker), then another one in the middle of a windows
+  write to the changelog (recovery must drop the torn part). Resends of answers scored
+  before the crash arrive after it: the dedupe memory must have survived.
+* Random: SIGKILL at random moments of a steady stream, twice.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from pipeline.simulator import FeedbackSimulator, SimulatorConfig
+from tests.soak.soak import read_topic, wait_for_drain
+from tests.soak.truth import Truth, api_counts, mismatches
+
+pytestmark = pytest.mark.integration
+
+
+def answers(sim: FeedbackSimulator, n: int) -> list[dict]:
+    now = datetime.now(UTC)
+    return [sim.next_event(now) for _ in range(n)]
+
+
+def send(
+    bootstrap: str,
+    topic: str,
+    events: list[dict],
+    truth: Truth,
+    producer: KafkaProducer | None = None,
+) -> None:
+    """Send ``events`` (keyed by event id) and wait for the broker's acks."""
+    own = producer is None
+    producer = producer or KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    for event in events:
+        producer.send(topic, key=event["event_id"].encode(), value=orjson.dumps(event))
+        truth.add(event)
+    producer.flush()
+    if own:
+        producer.close()
+
+
+def killed(worker, timeout: float = 90) -> None:
+    """Wait until the worker's fault injection killed it."""
+    assert worker.proc is not None
+    code = worker.proc.wait(timeout=timeout)
+    assert code == -signal.SIGKILL, f"worker ended with {code}, not SIGKILL:\n{worker.log()}"
+    worker.stop()
+
+
+def total(counts: dict[str, dict[str, int]]) -> int:
+    row = counts["overall"]
+    return row["responses"] + row["csat_responses"] + row["ces_responses"]
+
+
+def test_kills_between_publish_and_commit_and_inside_a_changelog_write(
+    broker, start_worker, worker_env
+) -> None:
+    raw = worker_env["NPS_TOPIC_RAW"]
+    sim = FeedbackSimulator(SimulatorConfig(seed=21, comment_probability=0.3))
+    truth = Truth()
+    small_batches = {"NPS_BATCH_SIZE": "150"}
+
+    first = start_worker(NPS_FAULT_INJECT="scoring-published:4", **small_batches)
+    before = answers(sim, 2000)
+    send(broker.bootstrap, raw, before, truth)
+    killed(first)
+
+    second = start_worker(NPS_FAULT_INJECT="changelog-torn:3", **small_batches)
+    rng = random.Random(3)
+    resends = rng.sample(before, 300)  # answers scored before the crash, delivered again
+    send(broker.bootstrap, raw, [*answers(sim, 1500), *resends], truth)
+    killed(second)
+    assert "replaying from offset" in second.log()  # the first worker's batch, cut alike
+
+    third = start_worker(**small_batches)
+    send(broker.bootstrap, raw, answers(sim, 500), truth)
+    wait_for_drain(third, len(truth.ids), timeout=120)
+    counts = api_counts(third.url)
+    assert mismatches(truth, counts) == []
+    assert total(counts) == len(truth.ids) == 4000
+    assert "interrupted write rewritten" in third.log()  # the torn changelog write
+
+    # downstream sees repeats (at-least-once) but every answer, with its own key
+    scored = read_topic(broker.bootstrap, worker_env["NPS_TOPIC_SCORED"])
+    keys = [r.key.decode() for r in scored]
+    assert set(keys) == truth.ids
+    assert len(keys) > len(truth.ids)  # the replayed batch was published again
+
+
+def test_random_sigkills_during_a_stream(broker, start_worker, worker_env) -> None:
+    raw = worker_env["NPS_TOPIC_RAW"]
+    sim = FeedbackSimulator(SimulatorConfig(seed=5, comment_probability=0.3))
+    truth = Truth()
+    rng = random.Random(8)
+    worker = start_worker()
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
+    sent: list[dict] = []
+    for kill in range(3):
+        deadline = time.monotonic() + rng.uniform(4, 8)
+        while time.monotonic() < deadline:  # ~400 answers/s, a few resends
+            chunk = answers(sim, 40)
+            if sent:
+                chunk.extend(rng.sample(sent, 2))
+            send(broker.bootstrap, raw, chunk, truth, producer)
+            sent.extend(chunk)
+            time.sleep(0.1)
+        if kill < 2:
+            worker.stop(signal.SIGKILL)
+            worker = start_worker()
+    producer.close()
+    wait_for_drain(worker, len(truth.ids), timeout=120)
+    assert mismatches(truth, api_counts(worker.url)) == []

@@ -1,0 +1,202 @@
+"""Exactly-once window counts without broker transactions: the pure parts (issue 8).
+
+* the windows stage skips packed-delta groups it applied before (marks), and recovery
+  keeps a changelog only up to each partition's last marks record: a property test
+  crashes a simulated worker at random points (torn changelog writes, uncommitted
+  input) and compares the totals with counting every scoring batch once;
+* the scoring stage's progress records (pipeline.progress): where a replay resumes;
+* the dedupe memory's journal and restore.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.aggregate import WindowState, complete_publishes
+from pipeline.dedupe import DuplicateFilter, Seen, digest
+from pipeline.progress import cut, encode, resume
+from pipeline.scoring import encode_deltas
+from pipeline.scoring_service import pack_deltas
+from pipeline.settings import Settings
+from pipeline.windows import Counts
+
+SETTINGS = Settings(windows_seconds=[300, 3600], bucket_seconds=60)
+SEGMENTS = ("overall", "department=billing", "agent=a1")
+T0 = 1_764_000_000.0
+
+#: (raw partition, segment index, score, second offset) of one answer
+answer = st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 10), st.integers(0, 1200))
+
+
+def packed_records(batches: list[list[tuple[int, int, int, int]]]) -> list[bytes]:
+    """One packed deltas record per scoring batch (its answers' raw partition groups)."""
+    ends = {0: 0, 1: 0, 2: 0}
+    records = []
+    for batch in batches:
+        groups = []
+        for raw in sorted({a[0] for a in batch}):
+            mine = [a for a in batch if a[0] == raw]
+            ends[raw] += len(mine)
+            per_segment: dict[str, dict[int, Counts]] = {}
+            for _, seg, score, second in mine:
+                bucket = int((T0 + second) // 60) * 60
+                row = per_segment.setdefault(SEGMENTS[seg], {}).setdefault(bucket, Counts())
+                row.add(Counts.of_event("nps", score))
+            items = [
+                (segment.encode(), encode_deltas(buckets, T0))
+                for segment, buckets in per_segment.items()
+            ]
+            groups.append((raw, ends[raw], items))
+        records.append(pack_deltas(groups, T0 + max(a[3] for a in batch)))
+    return records
+
+
+def totals(state: WindowState) -> dict[str, list[int | float]]:
+    segments = state.partitions.get(0)
+    if segments is None:
+        return {}
+    return {name: w.total().to_list() for name, w in segments.segments.items()}
+
+
+class Worker:
+    """The windows stage of app.py without Kafka: apply, then write changes + marks."""
+
+    def __init__(self, log: list[tuple[int, bytes, bytes | None]]) -> None:
+        self.log = log
+        self.state = WindowState(SETTINGS)
+        latest, torn = complete_publishes(log)
+        self.state.rebuild([(k, v) for k, v in latest.items() if v is not None], {0})
+        self.state.pending.update({key: latest.get(key) for key in torn})
+
+    def apply(self, record: bytes) -> list[tuple[bytes, bytes | None]]:
+        return self.state.apply_packed([(0, record)])
+
+    def publish(self, changes: list[tuple[bytes, bytes | None]], torn_at: int | None) -> None:
+        touched = {int(key.split(b"|", 2)[1]) for key, _ in changes}
+        records = [*changes, *self.state.mark_changes(touched)]
+        for i, (key, value) in enumerate(records):
+            if torn_at is not None and i >= torn_at:
+                return
+            self.log.append((0, key, value))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    batches=st.lists(st.lists(answer, min_size=1, max_size=12), min_size=1, max_size=12),
+    data=st.data(),
+)
+def test_crashes_anywhere_count_every_batch_once(batches, data) -> None:
+    records = packed_records(batches)
+    reference = Worker([])
+    for record in records:
+        reference.apply(record)
+    expected = totals(reference.state)
+
+    log: list[tuple[int, bytes, bytes | None]] = []
+    worker = Worker(log)
+    committed = position = 0  # the input offsets: committed, next to read
+    changes: dict[bytes, bytes | None] = {}
+    crashes = 0
+    while position < len(records):
+        changes.update(worker.apply(records[position]))
+        position += 1
+        if data.draw(st.booleans(), label="publish now"):
+            crash = crashes < 4 and data.draw(st.booleans(), label="crash")
+            size = len(changes) + 1
+            torn = data.draw(st.integers(0, size), label="torn at") if crash else None
+            worker.publish(list(changes.items()), torn)
+            changes = {}
+            if not crash:
+                committed = data.draw(st.integers(committed, position), label="commit")
+                continue
+            crashes += 1
+            worker = Worker(log)  # restart: state from the changelog, input from the commit
+            position = committed
+    worker.publish([*changes.items(), *worker.state.take_pending()], None)
+    assert totals(worker.state) == expected
+    assert totals(Worker(log).state) == expected  # and once more from the changelog alone
+
+
+def test_a_replayed_group_is_skipped_and_counted() -> None:
+    record = packed_records([[(0, 0, 10, 5), (1, 0, 3, 6)]])[0]
+    state = WindowState(SETTINGS)
+    state.apply_packed([(0, record)])
+    state.apply_packed([(0, record)])
+    assert state.replayed_groups == 2
+    assert state.partitions[0].segments["overall"].total().responses == 2
+    assert state.marks == {0: {0: 1, 1: 1}}
+
+
+def test_recovery_drops_a_torn_write_and_names_its_keys() -> None:
+    log = [
+        (0, b"B|0|60|overall", b"[1]"),
+        (0, b"M|0", b"{}"),
+        (1, b"T|1|x", b"[2]"),
+        (1, b"M|1", b"{}"),
+        (0, b"B|0|60|overall", b"[9]"),  # torn: no marks after it
+        (0, b"T|0|overall", b"[9]"),
+    ]
+    latest, torn = complete_publishes(log)
+    assert latest == {b"B|0|60|overall": b"[1]", b"M|0": b"{}", b"T|1|x": b"[2]", b"M|1": b"{}"}
+    assert torn == {b"B|0|60|overall", b"T|0|overall"}
+
+
+def test_progress_resume_against_the_committed_offset() -> None:
+    values = [
+        encode(3, 0, 100, T0, [("a", 1, T0)]),
+        encode(3, 100, 250, T0 + 5, [("b", 2, T0 + 1)]),
+        encode(3, 250, 400, T0 + 9, [("c", 3, T0 + 2)]),  # published, never committed
+        encode(3, 250, 320, T0 + 7, [("c", 3, T0 + 3)]),  # the replay of it, crashed too
+    ]
+    found = resume(values, committed=250)
+    assert found.cuts == [320, 400]
+    assert found.watermark == T0 + 5
+    assert found.entries == [("a", 1, T0), ("b", 2, T0 + 1)]
+    assert resume(values, committed=400).cuts == []
+    assert resume(values, committed=400).watermark == T0 + 9
+    assert resume([], committed=0).cuts == []
+
+
+def test_cut_keeps_replayed_batches_inside_the_first_runs_ends() -> None:
+    cuts = [320, 400]
+    assert cut(500, 250, cuts) == 320  # fetched 250..499: stop before 320
+    assert cut(400, 320, cuts) is None and cuts == [400]  # 320..399 ends at the cut
+    assert cut(450, 400, cuts) is None and cuts == []
+    assert cut(300, 250, [320]) is None  # a shorter fetch stays inside
+
+
+def test_dedupe_journal_restores_into_a_new_process() -> None:
+    first = DuplicateFilter(horizon_seconds=3600, max_ids=10)
+    content = orjson.dumps({"event_id": "e1", "score": 9})
+    assert first.check("e1", digest(content), now=T0) is Seen.NEW
+    assert first.check("e1", digest(content), now=T0 + 1) is Seen.DUPLICATE
+    journal = first.take_journal()
+    assert journal == [("e1", digest(content), T0)] and first.take_journal() == []
+
+    second = DuplicateFilter(horizon_seconds=3600, max_ids=10)
+    assert second.restore(orjson.loads(orjson.dumps(journal))) == 1  # through JSON
+    assert second.check("e1", digest(content), now=T0 + 2) is Seen.DUPLICATE
+    assert second.check("e1", digest(b"other"), now=T0 + 3) is Seen.CONFLICT
+    assert second.check("e1", digest(content), now=T0 + 3601) is Seen.NEW  # horizon
+
+
+def test_digest_is_the_same_in_every_process() -> None:
+    """The journal outlives the process: its digests must not be salted like hash()."""
+    code = "from pipeline.dedupe import digest; print(digest(b'feedback'))"
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert runs == {str(digest(b"feedback"))}
