@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import signal
 import time
 import urllib.error
 from datetime import UTC, datetime
@@ -251,7 +252,12 @@ def readiness(worker) -> dict:
         return orjson.loads(exc.read())
 
 
-def test_two_workers_share_state_and_survive_a_rebalance(broker, start_worker, worker_env) -> None:
+@pytest.mark.parametrize(
+    "stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"]
+)
+def test_two_workers_share_state_and_survive_a_rebalance(
+    broker, start_worker, worker_env, stop_signal: int
+) -> None:
     end = time.time() - 30
     events = dataset(1600, seed=9, end=end)
     clock = event_clock(events)
@@ -290,6 +296,7 @@ def test_two_workers_share_state_and_survive_a_rebalance(broker, start_worker, w
                 == reference(events, clock, {"agent": agent})["24h"]["responses"]
             )
 
-    # the survivor recovers the other worker's windows from the changelog, exactly
-    worker_a.stop()
+    # the survivor recovers the other worker's windows from the changelog, exactly,
+    # whether the other stopped cleanly or was killed (its session must time out first)
+    worker_a.stop(stop_signal)
     assert_all_segments(worker_b, events, timeout=90)
