@@ -71,6 +71,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         topic_allow_declare=settings.create_topics,
+        processing_guarantee=settings.processing_guarantee,
         broker_session_timeout=session_timeout,
         broker_heartbeat_interval=max(0.5, session_timeout / 10),
         broker_rebalance_timeout=session_timeout,

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication: int = Field(default=1, ge=1, le=16)
     create_topics: bool = Field(default=True, description="Create missing topics at start.")
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="Faust's processing_guarantee (Kafka transactions for Faust's own "
+        "consumer commits and sends). Window counts are exact without it (README, "
+        "'Processing guarantees'); exactly_once needs a real Kafka cluster.",
+    )
 
     max_event_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Raw records larger than this are dead-lettered."
@@ -379,6 +385,16 @@ class Settings(BaseSettings):
                 f"must be one or more positive numbers of seconds, e.g. 86400,604800 (got {value})"
             )
         return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _exactly_once_needs_kafka(self) -> Settings:
+        if self.processing_guarantee == "exactly_once" and self.broker_url is None:
+            raise ValueError(
+                "processing_guarantee exactly_once needs a Kafka cluster (set NPS_BROKER_URL): "
+                "the embedded broker refuses the transactional producer it uses; window "
+                "counts are exact without it (NPS_PROCESSING_GUARANTEE=at_least_once)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _metrics_dimensions_windowed(self) -> Settings:

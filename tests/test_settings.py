@@ -103,3 +103,11 @@ def test_readme_documents_every_setting() -> None:
         if f"`NPS_{name.upper()}`" not in readme
     ]
     assert not missing, f"README configuration table lacks {missing}"
+
+
+def test_exactly_once_needs_a_kafka_cluster() -> None:
+    with pytest.raises(ConfigError, match="NPS_BROKER_URL"):
+        load_settings(processing_guarantee="exactly_once")
+    chosen = load_settings(processing_guarantee="exactly_once", broker_url="kafka-1:9092")
+    assert chosen.processing_guarantee == "exactly_once"
+    assert load_settings().processing_guarantee == "at_least_once"
