@@ -16,10 +16,9 @@ is started. At the end it waits for the backlog to drain and prints:
   mismatch, with its sign (+ = counted twice);
 * kills and the workers' maximum RSS.
 
-Exit status 0 only if nothing was lost and no count differs. Under at-least-once a
-SIGKILL between publishing a batch and committing its offsets replays that batch, so
-mismatches are expected until the windows stage is idempotent: they are reported as
-they are, never hidden.
+Exit status 0 only if nothing was lost and no count differs (README, "Processing
+guarantees": a replayed batch is published again downstream, so scored records may
+repeat, but the windows count every answer once).
 """
 
 from __future__ import annotations
