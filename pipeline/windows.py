@@ -179,7 +179,10 @@ class Counts:
             self.ces_sq += score * score
 
     def add(self, other: Counts) -> None:
-        """Add ``other`` into these counts (in place)."""
+        """Add ``other`` into these counts (in place).
+
+        ``other`` may be negative (an update taking an earlier version of an answer out);
+        when that leaves no revenue answer, the revenue sums are set to exactly 0."""
         self.responses += other.responses
         self.promoters += other.promoters
         self.passives += other.passives
@@ -189,11 +192,14 @@ class Counts:
         self.csat_satisfied += other.csat_satisfied
         self.ces_n += other.ces_n
         self.ces_sum += other.ces_sum
-        self.rev_n += other.rev_n
-        self.rev_weight += other.rev_weight
-        self.rev_promoters += other.rev_promoters
-        self.rev_detractors += other.rev_detractors
         self.ces_sq += other.ces_sq
+        self.rev_n += other.rev_n
+        if other.rev_n < 0 and self.rev_n == 0:  # a removal (an update) took the last one
+            self.rev_weight = self.rev_promoters = self.rev_detractors = 0.0
+        else:
+            self.rev_weight += other.rev_weight
+            self.rev_promoters += other.rev_promoters
+            self.rev_detractors += other.rev_detractors
 
     def subtract(self, other: Counts) -> None:
         """Subtract ``other`` (previously added) from these counts, in place.
