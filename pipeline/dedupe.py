@@ -2,7 +2,7 @@
 
 Survey tools retry (the same answer arrives twice) and update (Delighted sends the
 comment, or a changed score, later under the same response id). The filter remembers,
-per event id, an :class:`Entry`: a stable digest of the last version's content, its
+per event id, an :data:`Entry`: a stable digest of the last version's content, its
 revision number, when it was last seen (processing time) and what it contributed to the
 windows. Within the horizon:
 
@@ -17,8 +17,8 @@ its next version is counted as another answer.
 
 The memory is per worker process: producers should key ``feedback.raw`` by event id so
 that all copies of one answer land on the same partition and worker. Entries are plain
-tuples of JSON types (``list(entry)`` encodes one; :meth:`Entry.from_json` reads it
-back), so that the memory can be persisted; the digest is :func:`content_digest`, not
+tuples of JSON types (``json.dumps(entry)`` encodes one; :func:`entry_from_json` reads
+it back), so that the memory can be persisted; the digest is :func:`content_digest`, not
 Python's per-process ``hash()``.
 """
 
@@ -28,7 +28,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from enum import Enum
-from typing import NamedTuple
+from typing import Any
 
 
 class Seen(Enum):
@@ -42,38 +42,40 @@ def content_digest(content: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "big")
 
 
-class Contribution(NamedTuple):
-    """What one answer adds to the windows: its bucket and what gives its counts and
-    segments (rebuilt with ``Counts.of_event`` and ``segment_keys``)."""
+#: What one answer adds to the windows: ``(bucket start, survey type, score, account
+#: value, *values of schemas.feedback.SEGMENT_FIELDS)`` (None for a missing field), from
+#: which ``Counts.of_event`` and ``segment_keys`` rebuild its counts and segments.
+Contribution = tuple[Any, ...]
 
-    bucket: int
-    survey_type: str
-    score: int
-    account_value: float | None
-    #: values of ``schemas.feedback.SEGMENT_FIELDS`` in that order (None: missing)
-    segments: tuple[str | None, ...]
+#: The remembered last version of one event id: ``(digest, seen_at, revision,
+#: *contribution)``. ``seen_at`` is the processing time (monotonic seconds) the id was last
+#: seen, the horizon counts from it; ``revision`` is 0 for the first version, +1 per
+#: update; no contribution (the version was late or future: the windows hold nothing of
+#: it) leaves the entry at its first three items. One flat tuple of plain values: JSON
+#: as it is, and untracked by Python's cyclic GC once it has survived a collection (a
+#: NamedTuple or a nested tuple stays tracked: in the windowing benchmark that doubled
+#: the GC time of the scoring stage).
+Entry = tuple[Any, ...]
+
+DIGEST, SEEN_AT, REVISION = 0, 1, 2
 
 
-class Entry(NamedTuple):
-    """The remembered last version of one event id (plain JSON-encodable data)."""
+def make_entry(
+    digest: int, seen_at: float, revision: int, contribution: Contribution | None
+) -> Entry:
+    return (digest, seen_at, revision) if contribution is None else (
+        digest, seen_at, revision, *contribution
+    )  # fmt: skip
 
-    digest: int
-    #: processing time (monotonic seconds) the id was last seen; the horizon counts from it
-    seen_at: float
-    #: 0 for the first version, +1 per update
-    revision: int
-    #: what the windows hold for this answer; None when nothing (it was late or future)
-    contribution: Contribution | None
 
-    @classmethod
-    def from_json(cls, value: Sequence[object]) -> Entry:
-        """Inverse of ``list(entry)`` after a JSON round trip (lists back to tuples)."""
-        digest, seen_at, revision, contribution = value
-        part = None
-        if contribution is not None:
-            bucket, survey_type, score, account_value, segments = contribution  # type: ignore[misc]
-            part = Contribution(bucket, survey_type, score, account_value, tuple(segments))
-        return cls(digest, seen_at, revision, part)  # type: ignore[arg-type]
+def contribution_of(entry: Entry) -> Contribution | None:
+    """What the windows hold of the entry's answer (None: nothing)."""
+    return entry[3:] if len(entry) > 3 else None
+
+
+def entry_from_json(value: Sequence[Any]) -> Entry:
+    """Inverse of a JSON round trip of an entry (``json.dumps(entry)``)."""
+    return tuple(value)
 
 
 class DuplicateFilter:
@@ -101,7 +103,7 @@ class DuplicateFilter:
         known = self._seen.get(event_id)
         if known is None:
             return Seen.NEW, None
-        return (Seen.DUPLICATE if known.digest == digest else Seen.UPDATE), known
+        return (Seen.DUPLICATE if known[DIGEST] == digest else Seen.UPDATE), known
 
     def remember(self, event_id: str, entry: Entry) -> None:
         """Store (or replace) the last version of ``event_id``; it becomes the most
@@ -127,6 +129,6 @@ class DuplicateFilter:
         seen = self._seen
         while seen:
             first = next(iter(seen.values()))
-            if first.seen_at >= cutoff:
+            if first[SEEN_AT] >= cutoff:
                 return
             seen.popitem(last=False)

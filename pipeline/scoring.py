@@ -19,7 +19,14 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
 from pipeline import metrics
-from pipeline.dedupe import Contribution, DuplicateFilter, Entry, Seen, content_digest
+from pipeline.dedupe import (
+    REVISION,
+    DuplicateFilter,
+    Seen,
+    content_digest,
+    contribution_of,
+    make_entry,
+)
 from pipeline.eventtime import Watermarks
 from pipeline.followups.tasks import TaskBuilder
 from pipeline.redact import Redactor
@@ -164,7 +171,7 @@ class ScoringStage:
             out.duplicates += 1
             metrics.DUPLICATES.inc()
             return
-        revision = 0 if previous is None else previous.revision + 1
+        revision = 0 if previous is None else previous[REVISION] + 1
         category = categorize(parsed.survey_type, parsed.score)
         text = parsed.comment
         if text is not None:  # no comment leaves the pipeline unredacted
@@ -196,23 +203,22 @@ class ScoringStage:
         ts = parsed.event_time.timestamp()
         width = self.bucket_seconds
         fields = parsed.segments()
-        contribution = Contribution(
+        contribution = (  # see pipeline.dedupe.Contribution
             int(ts // width) * width,
             parsed.survey_type.value,
             parsed.score,
             parsed.account_value,
-            tuple(_intern(fields.get(name)) for name in SEGMENT_FIELDS),
+            *[_intern(fields.get(name)) for name in SEGMENT_FIELDS],
         )
         comment = None
         if category is Category.DETRACTOR and text and text.strip():
             comment = [ts, parsed.event_id, parsed.score, text]
+        old = None if previous is None else contribution_of(previous)
         if previous is not None:
-            recount = previous.contribution != contribution
+            recount = old != contribution
             metrics.REVISIONS.labels("scoring" if recount else "content").inc()
             if not recount:  # same bucket, score and segments: the windows do not change
-                self.dedupe.remember(event_id, previous._replace(
-                    digest=digest, seen_at=batch.mono, revision=revision
-                ))  # fmt: skip
+                self.dedupe.remember(event_id, make_entry(digest, batch.mono, revision, old))
                 if comment is not None:
                     for key in segment_keys(fields, self.dimensions, self.combinations):
                         self._add_comment(batch, key, comment)
@@ -225,20 +231,19 @@ class ScoringStage:
                     f"the windows keep the version they counted"
                 ))  # fmt: skip
             self._reject(out, record, replace(excluded, event_id=parsed.event_id), now)
-            kept = None if previous is None else previous.contribution
-            self.dedupe.remember(event_id, Entry(digest, batch.mono, revision, kept))
+            self.dedupe.remember(event_id, make_entry(digest, batch.mono, revision, old))
             return
-        self.dedupe.remember(event_id, Entry(digest, batch.mono, revision, contribution))
+        self.dedupe.remember(event_id, make_entry(digest, batch.mono, revision, contribution))
         batch.max_ts = max(batch.max_ts, ts)
-        bucket = contribution.bucket
+        bucket = contribution[0]
         counts = Counts.of_event(parsed.survey_type, parsed.score, parsed.account_value)
-        old = None if previous is None else previous.contribution
         if old is not None:  # an update: take the earlier version out, where it was counted
+            old_bucket, old_survey, old_score, old_value, *old_segments = old
             removed = Counts()
-            removed.subtract(Counts.of_event(old.survey_type, old.score, old.account_value))
-            old_fields = dict(zip(SEGMENT_FIELDS, old.segments, strict=True))
+            removed.subtract(Counts.of_event(old_survey, old_score, old_value))
+            old_fields = dict(zip(SEGMENT_FIELDS, old_segments, strict=True))
             for key in segment_keys(old_fields, self.dimensions, self.combinations):
-                self._add_delta(batch, key, old.bucket, removed)
+                self._add_delta(batch, key, old_bucket, removed)
                 _accumulate(batch.revised, key, removed)
         for key in segment_keys(fields, self.dimensions, self.combinations):
             if comment is not None:

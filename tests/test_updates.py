@@ -155,7 +155,7 @@ _VERSION = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     versions=st.lists(st.lists(_VERSION, min_size=1, max_size=4), min_size=1, max_size=5),
     deliveries=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3)), max_size=25),

@@ -7,7 +7,16 @@ import base64
 import orjson
 import pytest
 
-from pipeline.dedupe import Contribution, DuplicateFilter, Entry, Seen, content_digest
+from pipeline.dedupe import (
+    REVISION,
+    DuplicateFilter,
+    Entry,
+    Seen,
+    content_digest,
+    contribution_of,
+    entry_from_json,
+    make_entry,
+)
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
 from schemas import FeedbackEvent, Reason
 from schemas.feedback import example_event
@@ -108,14 +117,14 @@ def test_dead_letter_truncates_only_beyond_its_limit() -> None:
 
 
 def _entry(digest: int, now: float, revision: int = 0) -> Entry:
-    return Entry(digest, now, revision, None)
+    return make_entry(digest, now, revision, None)
 
 
 def _seen(dedupe: DuplicateFilter, event_id: str, digest: int, now: float) -> Seen:
     """lookup, then remember the version as the scoring stage does."""
     seen, previous = dedupe.lookup(event_id, digest, now)
     if seen is not Seen.DUPLICATE:
-        revision = 0 if previous is None else previous.revision + 1
+        revision = 0 if previous is None else previous[REVISION] + 1
         dedupe.remember(event_id, _entry(digest, now, revision))
     return seen
 
@@ -142,15 +151,17 @@ def test_duplicate_filter_disabled() -> None:
 
 
 def test_dedupe_entries_are_plain_json_and_digests_stable() -> None:
+    import gc
     import json
 
-    entry = Entry(
-        content_digest(b'{"event_id":"a"}'),
-        12.5,
-        3,
-        Contribution(1_764_000_000, "nps", 9, 1200.5, ("support", None, "app", "chat", None)),
-    )
-    assert Entry.from_json(json.loads(json.dumps(entry))) == entry
-    assert Entry.from_json(json.loads(json.dumps(_entry(7, 1.0)))) == _entry(7, 1.0)
+    contribution = (1_764_000_000, "nps", 9, 1200.5, "support", None, "app", "chat", None)
+    entry = make_entry(content_digest(b'{"event_id":"a"}'), 12.5, 3, contribution)
+    assert entry_from_json(json.loads(json.dumps(entry))) == entry
+    assert contribution_of(entry) == contribution
+    assert entry_from_json(json.loads(json.dumps(_entry(7, 1.0)))) == _entry(7, 1.0)
+    assert contribution_of(_entry(7, 1.0)) is None
+    # flat tuples of plain values: Python's cyclic GC stops tracking them (cheap collections)
+    gc.collect()
+    assert not gc.is_tracked(entry)
     # blake2b, not hash(): the same in every process (this value is fixed forever)
     assert content_digest(b"x") == int.from_bytes(bytes.fromhex("4adf4367f96e584f"), "big")
