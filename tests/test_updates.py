@@ -219,3 +219,25 @@ def test_window_totals_count_each_answer_once_as_its_last_version(
         assert state.get(key).total().is_empty()  # segments only earlier versions had
     for event_id, revs in published.items():  # 0, 1, 2, ...: one per distinct change
         assert revs == list(range(len(revs))), event_id
+
+
+def test_an_updated_answer_republishes_its_follow_up_task_under_the_same_id() -> None:
+    def created() -> float:
+        return sum(
+            REGISTRY.get_sample_value("nps_pipeline_followup_tasks_created_total", {"priority": p})
+            or 0.0
+            for p in ("urgent", "high", "normal", "low")
+        )
+
+    t = datetime.now(UTC) - timedelta(minutes=1)
+    first = example_event(event_id="f-1", score=2, comment=None, event_time=t.isoformat())
+    stage = ScoringStage(load_settings(followups_enabled=True))
+    before = created()
+    out = stage.process([record(0, first)])
+    out2 = stage.process([record(1, {**first, "comment": "Still waiting for a refund"})])
+    [(key, task)] = out.followups
+    [(key2, task2)] = out2.followups
+    assert key == key2 == b"fu-f-1"
+    assert orjson.loads(task)["comment"] is None
+    assert orjson.loads(task2)["comment"] == "Still waiting for a refund"
+    assert created() == before + 1  # one task, published twice
