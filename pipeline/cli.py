@@ -154,7 +154,7 @@ REPLAY_HELP = """Replay a CSV or JSONL survey export into the raw topic.
 
 Mapping: each row becomes a FeedbackEvent. Columns named like an event field map by name; others are mapped with --map FIELD=COLUMN (attributes.NAME for an attribute) or a YAML mapping file (--mapping) with `columns:` (field: column), `constants:` (e.g. survey_type: nps, source: qualtrics-export), `time_format:` (strptime; default ISO 8601), `timezone:` (IANA name for naive timestamps, e.g. Europe/Rome) and `skip_rows:` (rows after the CSV header to skip). Flags override the file. Event times come from the file, so a replayed year fills the windows as it happened.
 
-Invalid rows are reported with their line number and kind (the dead-letter reasons, schema errors by field) and are NOT produced: a replay is an import; fix the file and replay it. Records are keyed by event id (acks=all); an identical repeat of an id is produced once, a different one is reported as conflicting_duplicate.
+Invalid rows are reported with their line number and kind (the dead-letter reasons, schema errors by field) and are NOT produced: a replay is an import; fix the file and replay it. Records are keyed by event id (acks=all); a repeat of an id identical to its last version is produced once; a later row with other content is produced as an update (the worker counts each answer once, as its last version; with --sort-by-time only the last version is produced). --event-id-prefix (or `event_id_prefix:` in the file) goes before each id: use the webhook's (qualtrics-, delighted-) so that an answer received by webhook and by replay counts once.
 
 --dry-run validates every row and produces nothing. --rate N produces N events/s; 0 (default) = as fast as possible. A progress bar with rate and ETA on a terminal, a progress line every --progress-interval seconds otherwise; a summary at the end.
 
@@ -189,6 +189,10 @@ def replay_cmd(
     ] = None,
     skip_rows: Annotated[
         int | None, typer.Option(help="Rows after the CSV header to skip (Qualtrics: 2).")
+    ] = None,
+    event_id_prefix: Annotated[
+        str | None,
+        typer.Option(help="Put before each event id, e.g. qualtrics- (as the webhook does)."),
     ] = None,
     topic: Annotated[str | None, typer.Option(help="Target topic (default NPS_TOPIC_RAW).")] = None,
     dry_run: Annotated[
@@ -233,7 +237,9 @@ def replay_cmd(
     if not file.is_file():
         raise fail(f"no such file: {file}")
     try:
-        mapping = Mapping.build(mapping_file, map_, set_, time_format, timezone, skip_rows)
+        mapping = Mapping.build(
+            mapping_file, map_, set_, time_format, timezone, skip_rows, event_id_prefix
+        )
         file_format = detect_format(file, fmt or mapping.format)
         total = count_rows(file, file_format, mapping.skip_rows)
     except MappingError as exc:
@@ -297,19 +303,33 @@ def topics(config: ConfigOpt = None, broker: BrokerOpt = None) -> None:
     typer.echo(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
-@app.command(
-    help="Run the HTTP ingest service: POST /api/v1/feedback (one event or a JSON array), "
-    "POST /webhooks/{delighted,typeform,surveymonkey,asknicely}, GET /healthz, "
-    "GET /openapi.json.\n\n"
-    "Auth: a bearer token from NPS_INGEST_TOKENS (Authorization: Bearer TOKEN; Delighted and "
-    "AskNicely may pass ?token=TOKEN); Typeform and SurveyMonkey are verified by their "
-    "signatures (NPS_INGEST_TYPEFORM_SECRET, NPS_INGEST_SURVEYMONKEY_*). "
-    "Without tokens the service refuses to start unless --insecure-no-auth is given.\n\n"
-    "Status codes: 202 all accepted and acknowledged by the broker (acks=all); 422 some "
-    "items invalid (the valid ones are written; the body lists both); 400 not JSON; 401 no "
-    "token/signature; 403 a wrong one; 413 too large; 503 the broker did not acknowledge "
-    "in time (send again)."
-)
+INGEST_HELP = """Run the HTTP ingest service (writes to the raw topic, keyed by event id).
+
+Routes:
+
+POST /api/v1/feedback: one FeedbackEvent or a JSON array of them.
+
+POST /webhooks/delighted: Delighted survey_response.created / .updated (an update is counted once, as the next revision).
+
+POST /webhooks/typeform: Typeform form_response.
+
+POST /webhooks/surveymonkey (and HEAD, the URL check): SurveyMonkey response events, ids only: an envelope to NPS_INGEST_TOPIC_NEEDS_FETCH.
+
+POST /webhooks/asknicely: an AskNicely response.
+
+POST /webhooks/qualtrics: Qualtrics event subscription completedResponse (form-encoded), ids only: an envelope to NPS_INGEST_TOPIC_NEEDS_FETCH.
+
+POST /webhooks/custom/{name}: the routes of NPS_INGEST_WEBHOOK_MAPPINGS_FILE (JSON paths mapped to event fields, e.g. Medallia).
+
+GET /healthz, GET /openapi.json.
+
+Auth: a bearer token from NPS_INGEST_TOKENS (Authorization: Bearer TOKEN; webhooks without a signature may pass ?token=TOKEN); Typeform, SurveyMonkey, Qualtrics (with NPS_INGEST_QUALTRICS_SECRET) and custom routes with a `signature` are verified by their signatures instead (NPS_INGEST_TYPEFORM_SECRET, NPS_INGEST_SURVEYMONKEY_*). Without tokens the service refuses to start unless --insecure-no-auth is given.
+
+Status codes: 202 all accepted and acknowledged by the broker (acks=all); 422 some items invalid (the valid ones are written; the body lists both); 200 a webhook that carries no answer (ignored); 400 not JSON; 401 no token/signature; 403 a wrong one; 404 an unknown or unconfigured webhook; 413 too large; 503 the broker did not acknowledge in time (send again).
+"""  # noqa: E501
+
+
+@app.command(help=INGEST_HELP)
 def ingest(
     config: ConfigOpt = None,
     broker: BrokerOpt = None,

@@ -1,94 +1,159 @@
-"""Drop exact duplicates by event id within a time horizon.
+"""Remember each answer by event id within a time horizon: repeats and updates count once.
 
-Survey tools and producers retry, so the same answer can arrive twice. The filter
-remembers, per event id, a digest of the event's content and when it was first seen
-(processing time). Within the horizon a repeat with the same content is a duplicate
-(dropped and counted); a repeat with *different* content is a conflict (dead-lettered,
-never silently dropped). Memory is bounded by ``max_ids``: the oldest ids are forgotten
-first and counted as evictions.
+Survey tools retry (the same answer arrives twice) and update (Delighted sends the
+comment, or a changed score, later under the same response id). The filter remembers,
+per event id, an :data:`Entry`: a stable digest of the last version's content, its
+revision number, when it was last seen (processing time) and what it contributed to the
+windows. Within the horizon:
+
+* a repeat with the same content is a **duplicate** (dropped and counted);
+* a repeat with *different* content is an **update**: the scoring stage publishes it
+  with the next revision, removes the stored contribution from the windows, adds the new
+  one and :meth:`DuplicateFilter.remember` replaces the entry.
+
+Memory is bounded by ``max_ids``: the least recently seen ids are forgotten first and
+counted as evictions. A forgotten id (horizon passed, or evicted early) is new again:
+its next version is counted as another answer.
 
 Producers should key ``feedback.raw`` by event id so that all copies of one answer land
-on the same partition and worker. The memory survives crashes and rebalances: every id
-newly remembered is also written to the journal (:meth:`DuplicateFilter.take_journal`),
+on the same partition and worker. The memory survives crashes and rebalances: every
+entry remembered is also written to the journal (:meth:`DuplicateFilter.take_journal`),
 which the scoring stage persists with each batch's progress record
-(:mod:`pipeline.progress`); a worker taking over a partition restores them
-(:meth:`DuplicateFilter.restore`).
-Times are wall-clock seconds, so that they mean the same in the next process.
+(:mod:`pipeline.progress`); a worker taking over a partition restores it
+(:meth:`DuplicateFilter.restore`). Entries are plain tuples of JSON types
+(:func:`entry_from_json` reads one back), their times are wall-clock seconds (they mean
+the same in the next process) and the digest is :func:`content_digest`, not Python's
+per-process ``hash()``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import Enum
-
-#: (event id, content digest, first seen at): a journal entry
-Entry = tuple[str, int, float]
-
-
-def digest(content: bytes) -> int:
-    """A content digest that is the same in every process (``hash()`` is salted)."""
-    return int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "little", signed=True)
+from typing import Any
 
 
 class Seen(Enum):
     NEW = "new"
     DUPLICATE = "duplicate"
-    CONFLICT = "conflict"
+    UPDATE = "update"
+
+
+def content_digest(content: bytes) -> int:
+    """A 64-bit digest of an event's canonical JSON, the same in every process."""
+    return int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "big")
+
+
+#: What one answer adds to the windows: ``(bucket start, survey type, score, account
+#: value, *values of schemas.feedback.SEGMENT_FIELDS)`` (None for a missing field), from
+#: which ``Counts.of_event`` and ``segment_keys`` rebuild its counts and segments.
+Contribution = tuple[Any, ...]
+
+#: The remembered last version of one event id: ``(digest, seen_at, revision,
+#: *contribution)``. ``seen_at`` is the processing time (wall-clock seconds) the id was last
+#: seen, the horizon counts from it; ``revision`` is 0 for the first version, +1 per
+#: update; no contribution (the version was late or future: the windows hold nothing of
+#: it) leaves the entry at its first three items. One flat tuple of plain values: JSON
+#: as it is, and untracked by Python's cyclic GC once it has survived a collection (a
+#: NamedTuple or a nested tuple stays tracked: in the windowing benchmark that doubled
+#: the GC time of the scoring stage).
+Entry = tuple[Any, ...]
+
+DIGEST, SEEN_AT, REVISION = 0, 1, 2
+
+#: (event id, entry): one remembered version, as journaled
+Journaled = tuple[str, Entry]
+
+
+def make_entry(
+    digest: int, seen_at: float, revision: int, contribution: Contribution | None
+) -> Entry:
+    return (digest, seen_at, revision) if contribution is None else (
+        digest, seen_at, revision, *contribution
+    )  # fmt: skip
+
+
+def contribution_of(entry: Entry) -> Contribution | None:
+    """What the windows hold of the entry's answer (None: nothing)."""
+    return entry[3:] if len(entry) > 3 else None
+
+
+def entry_from_json(value: Sequence[Any]) -> Entry:
+    """Inverse of a JSON round trip of an entry (``json.dumps(entry)``)."""
+    return tuple(value)
 
 
 class DuplicateFilter:
     def __init__(self, horizon_seconds: float, max_ids: int) -> None:
         self.horizon = horizon_seconds
         self.max_ids = max_ids
-        self._seen: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        #: event id -> entry, least recently seen first
+        self._seen: OrderedDict[str, Entry] = OrderedDict()
         self.evicted_early = 0  # forgotten before the horizon because of max_ids
-        self._journal: list[Entry] = []
+        self._journal: list[Journaled] = []
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def check(self, event_id: str, digest: int, now: float) -> Seen:
-        """Classify ``event_id`` and remember it if new."""
+    @property
+    def enabled(self) -> bool:
+        return self.max_ids > 0 and self.horizon > 0
+
+    def lookup(self, event_id: str, digest: int, now: float) -> tuple[Seen, Entry | None]:
+        """Classify ``event_id`` against the remembered version (None when NEW).
+
+        Nothing is stored: the caller :meth:`remember` s the new version once it knows
+        what the version contributed to the windows.
+        """
         self._expire(now)
         known = self._seen.get(event_id)
-        if known is not None:
-            return Seen.DUPLICATE if known[0] == digest else Seen.CONFLICT
-        if self.max_ids == 0 or self.horizon == 0:
-            return Seen.NEW
-        self._seen[event_id] = (digest, now)
-        self._journal.append((event_id, digest, now))
-        if len(self._seen) > self.max_ids:
-            self._seen.popitem(last=False)
-            self.evicted_early += 1
-        return Seen.NEW
+        if known is None:
+            return Seen.NEW, None
+        return (Seen.DUPLICATE if known[DIGEST] == digest else Seen.UPDATE), known
 
-    def take_journal(self) -> list[Entry]:
-        """Ids remembered since the last call, oldest first (to persist them)."""
+    def remember(self, event_id: str, entry: Entry) -> None:
+        """Store (or replace) the last version of ``event_id``; it becomes the most
+        recently seen. Does nothing when the filter is disabled."""
+        if not self.enabled:
+            return
+        self._journal.append((event_id, entry))
+        seen = self._seen
+        if event_id in seen:
+            seen[event_id] = entry
+            seen.move_to_end(event_id)
+            return
+        seen[event_id] = entry
+        if len(seen) > self.max_ids:
+            seen.popitem(last=False)
+            self.evicted_early += 1
+
+    def take_journal(self) -> list[Journaled]:
+        """Entries remembered since the last call, oldest first (to persist them)."""
         journal, self._journal = self._journal, []
         return journal
 
-    def restore(self, entries: Iterable[Entry]) -> int:
-        """Remember journal entries of an earlier process (oldest first); return how many."""
-        if self.max_ids == 0 or self.horizon == 0:
-            return 0
-        seen = self._seen
+    def restore(self, journaled: Iterable[Journaled]) -> int:
+        """Remember the journal of an earlier process (oldest first); return how many
+        entries it had. Nothing is journaled again."""
+        pending = len(self._journal)
         restored = 0
-        for event_id, content_digest, first_seen in entries:
-            seen[event_id] = (content_digest, first_seen)
-            seen.move_to_end(event_id)
+        for event_id, entry in journaled:
+            self.remember(event_id, entry)
             restored += 1
-        while len(seen) > self.max_ids:
-            seen.popitem(last=False)
-            self.evicted_early += 1
+        del self._journal[pending:]
         return restored
+
+    def get(self, event_id: str) -> Entry | None:
+        """The remembered entry of ``event_id`` (without expiring anything)."""
+        return self._seen.get(event_id)
 
     def _expire(self, now: float) -> None:
         cutoff = now - self.horizon
         seen = self._seen
         while seen:
             first = next(iter(seen.values()))
-            if first[1] >= cutoff:
+            if first[SEEN_AT] >= cutoff:
                 return
             seen.popitem(last=False)

@@ -59,6 +59,14 @@ DUPLICATES = Counter(
     f"{PREFIX}_duplicates_dropped_total",
     "Exact duplicates (same event id and content) dropped within the dedupe horizon.",
 )
+REVISIONS = Counter(
+    f"{PREFIX}_revisions_total",
+    "Updates of an answer already received (same event id, different content) within the "
+    "dedupe horizon, published as a new revision: change=scoring when the score, event "
+    "time, account value or a segment field changed (the windows recount the answer), "
+    "change=content when only other fields did (a comment sent later).",
+    ["change"],
+)
 DEDUPE_IDS = Gauge(f"{PREFIX}_dedupe_ids", "Event ids currently remembered by the dedupe.")
 DEDUPE_EVICTED = Counter(
     f"{PREFIX}_dedupe_evicted_total",

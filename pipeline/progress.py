@@ -10,8 +10,9 @@ progress record per raw partition in the batch (topic ``<app id>-scoring-progres
 keyed by the raw partition):
 
 ``{"p": raw partition, "s": first offset, "e": end offset (last + 1),
-"w": the partition's newest event time after the batch, "d": [[event id, digest,
-seen at], ...]}`` — ``d`` are the event ids the dedupe newly remembered in the batch.
+"w": the partition's newest event time after the batch, "d": [[event id, entry],
+...]}`` — ``d`` are the dedupe entries remembered in the batch (new answers and
+updates, :mod:`pipeline.dedupe`).
 
 A worker that is assigned a raw partition reads that partition's progress records
 (:func:`resume`) and knows, against the group's committed offset:
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from pipeline.dedupe import Entry
+from pipeline.dedupe import Journaled, entry_from_json
 
 
 def progress_topic(app_id: str) -> str:
@@ -44,7 +45,7 @@ def progress_topic(app_id: str) -> str:
 
 
 def encode(
-    partition: int, start: int, end: int, watermark: float | None, entries: list[Entry]
+    partition: int, start: int, end: int, watermark: float | None, entries: list[Journaled]
 ) -> bytes:
     return orjson.dumps({"p": partition, "s": start, "e": end, "w": watermark, "d": entries})
 
@@ -55,7 +56,7 @@ class Resume:
 
     cuts: list[int] = field(default_factory=list)
     watermark: float | None = None
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[Journaled] = field(default_factory=list)
 
 
 def resume(values: Iterable[bytes], committed: int) -> Resume:
@@ -68,7 +69,7 @@ def resume(values: Iterable[bytes], committed: int) -> Resume:
         document = orjson.loads(value)
         start, end = int(document["s"]), int(document["e"])
         if end <= committed:
-            result.entries.extend((str(i), int(d), float(t)) for i, d, t in document["d"])
+            result.entries.extend((str(i), entry_from_json(e)) for i, e in document["d"])
             if end >= newest_end:
                 newest_end = end
                 watermark = document.get("w")

@@ -37,7 +37,9 @@ Format = Literal["csv", "jsonl"]
 EVENT_FIELDS: tuple[str, ...] = tuple(FeedbackEvent.model_fields)
 _INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
 _BAD_UTF8 = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" leaves for bad bytes
-_MAPPING_KEYS = {"columns", "constants", "time_format", "timezone", "skip_rows", "format"}
+_MAPPING_KEYS = {
+    "columns", "constants", "time_format", "timezone", "skip_rows", "format", "event_id_prefix"
+}  # fmt: skip
 
 
 class MappingError(ValueError):
@@ -57,7 +59,10 @@ class Mapping:
     lacks (``survey_type: nps``); columns named like an event field map by name.
     ``time_format`` is a ``strptime`` format (default: ISO 8601); naive times are read
     in ``timezone`` (an IANA name, DST-aware). ``skip_rows`` skips rows after the CSV
-    header (Qualtrics puts the question texts and import ids there).
+    header (Qualtrics puts the question texts and import ids there). ``event_id_prefix``
+    goes before each row's id, so that a replayed answer has the id the tool's webhook
+    gives it (``qualtrics-``, ``delighted-``: see :mod:`pipeline.ingest.adapters`) and the
+    worker counts an answer received both ways once.
     """
 
     columns: dict[str, str] = field(default_factory=dict)
@@ -67,6 +72,7 @@ class Mapping:
     skip_rows: int = 0
     format: Format | None = None
     zone: ZoneInfo | None = None
+    event_id_prefix: str = ""
 
     @classmethod
     def build(
@@ -77,6 +83,7 @@ class Mapping:
         time_format: str | None = None,
         timezone: str | None = None,
         skip_rows: int | None = None,
+        event_id_prefix: str | None = None,
     ) -> Mapping:
         """The mapping file (if any) overlaid with the flags; raises :class:`MappingError`."""
         doc: dict[str, Any] = {}
@@ -124,6 +131,9 @@ class Mapping:
             skip_rows=int(skip_rows if skip_rows is not None else doc.get("skip_rows") or 0),
             format=fmt,
             zone=zone,
+            event_id_prefix=str(
+                event_id_prefix if event_id_prefix is not None else doc.get("event_id_prefix") or ""
+            ),
         )
         return mapping
 
@@ -352,6 +362,9 @@ def validate_row(row: Row, mapping: Mapping, max_bytes: int) -> Record | Rejecti
     event = to_event(row.values, mapping)
     if isinstance(event, Rejection):
         return event
+    event_id = event.get("event_id")
+    if mapping.event_id_prefix and isinstance(event_id, str | int) and event_id != "":
+        event["event_id"] = f"{mapping.event_id_prefix}{event_id}"
     value = orjson.dumps(event)
     parsed = parse_feedback(value, max_bytes)
     if isinstance(parsed, Rejection):
@@ -382,7 +395,8 @@ class ReplayReport:
     undelivered: list[tuple[int, str]] = field(default_factory=list)  # (line, error)
     invalid: dict[str, list[int]] = field(default_factory=dict)  # kind -> lines
     examples: dict[str, str] = field(default_factory=dict)  # kind -> first message
-    duplicates: int = 0  # identical repeats of an event id: produced once
+    duplicates: int = 0  # repeats of an event id identical to its last version: produced once
+    updates: int = 0  # later rows of an event id with other content: produced, as updates
     out_of_order: int = 0  # more than the allowed lateness older than an earlier row
     elapsed: float = 0.0
     first_error: str | None = None
@@ -408,6 +422,9 @@ class ReplayReport:
         if self.duplicates:
             lines.append(f"duplicates      {self.duplicates:,} (identical repeats of an "
                          "event id, produced once)")  # fmt: skip
+        if self.updates:
+            lines.append(f"updates         {self.updates:,} (later rows of an event id with "
+                         "other content: the worker counts the last one, once)")  # fmt: skip
         if self.dry_run:
             lines.append(f"produced        0 (dry run; would go to {self.topic})")
         else:
@@ -469,9 +486,9 @@ def replay(
         if dry_run
         else _producer(bootstrap_servers or [], topic, max_event_bytes, connect_timeout)
     )
-    seen: dict[bytes, bytes] = {}
+    seen: dict[bytes, bytes] = {}  # event id -> digest of its last version
     newest: datetime | None = None
-    held: list[Record] = []
+    held: dict[bytes, Record] = {}  # --sort-by-time: the last version of each id
     pacer = _Pacer(rate)
     try:
         for row in read_rows(path, fmt, mapping.skip_rows):
@@ -479,18 +496,13 @@ def replay(
             result: Record | Rejection | None = validate_row(row, mapping, max_event_bytes)
             if isinstance(result, Record):
                 digest = hashlib.blake2b(result.value, digest_size=16).digest()
-                previous = seen.setdefault(result.key, digest)
-                if previous != digest:
-                    result = Rejection(
-                        Reason.CONFLICTING_DUPLICATE,
-                        f"event id {result.key.decode()} appears earlier in the file with "
-                        "different content",
-                        "event_id",
-                        result.key.decode(),
-                    )
-                elif previous is not digest:  # an identical repeat: the worker drops it
+                previous = seen.get(result.key)
+                seen[result.key] = digest
+                if previous == digest:  # an identical repeat: the worker would drop it
                     report.duplicates += 1
                     result = None
+                elif previous is not None:  # an update, as the worker treats it
+                    report.updates += 1
             if isinstance(result, Rejection):
                 report.reject(row.line, result)
                 if errors_out is not None:
@@ -505,7 +517,7 @@ def replay(
                     report.out_of_order += 1
                 newest = max(newest or result.event_time, result.event_time)
                 if sort_by_time:
-                    held.append(result)
+                    held[result.key] = result  # an update replaces the earlier version
                 elif producer is not None:
                     pacer.wait()
                     _send(producer, topic, result, report)
@@ -513,7 +525,7 @@ def replay(
                 progress(report.rows)
         if held and producer is not None:
             report.out_of_order = 0
-            for record in sorted(held, key=lambda r: r.event_time):
+            for record in sorted(held.values(), key=lambda r: r.event_time):
                 pacer.wait()
                 _send(producer, topic, record, report)
     finally:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -17,7 +18,15 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
 from pipeline import metrics
-from pipeline.dedupe import DuplicateFilter, Entry, Seen, digest
+from pipeline.dedupe import (
+    REVISION,
+    DuplicateFilter,
+    Journaled,
+    Seen,
+    content_digest,
+    contribution_of,
+    make_entry,
+)
 from pipeline.eventtime import Watermarks
 from pipeline.followups.tasks import TaskBuilder
 from pipeline.redact import Redactor
@@ -26,6 +35,7 @@ from pipeline.settings import Settings
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
 from pipeline.windows import Counts
 from schemas import Category, Reason, ScoredEvent, SourcePosition, categorize
+from schemas.feedback import SEGMENT_FIELDS
 from schemas.scored import SCORED_SCHEMA_VERSION
 
 #: Detractor comments kept per segment for alert evidence.
@@ -46,7 +56,7 @@ class Output:
     followups: list[tuple[bytes, bytes]] = field(default_factory=list)
     duplicates: int = 0
     #: event ids the dedupe newly remembered (persisted with the batch's progress)
-    journal: list[Entry] = field(default_factory=list)
+    journal: list[Journaled] = field(default_factory=list)
     #: the windows' clock after this batch (None when the batch had nothing for them)
     clock: float | None = None
 
@@ -68,6 +78,9 @@ class _Batch:
     now: datetime
     max_ts: float = 0.0
     deltas: dict[str, dict[int, Counts]] = field(default_factory=dict)
+    #: per segment, the part of ``deltas`` that updates made (earlier versions taken out,
+    #: new ones added): business counters count answers received, not revisions
+    revised: dict[str, Counts] = field(default_factory=dict)
     #: recent detractor comments per segment key: [event time, event id, score, redacted]
     comments: dict[str, list[list[object]]] = field(default_factory=dict)
     #: scored events per (survey type, category), added to the metric once per batch
@@ -128,7 +141,15 @@ class ScoringStage:
             metrics.EVENTS_SCORED.labels(survey, category).inc(count)
         if self.counters is not None:
             for key, buckets in batch.deltas.items():
-                self.counters.add(key, buckets.values())
+                revised = batch.revised.get(key)
+                if revised is None:
+                    self.counters.add(key, buckets.values())
+                    continue
+                received = Counts()  # the new answers only
+                for part in buckets.values():
+                    received.add(part)
+                received.subtract(revised)
+                self.counters.add(key, (received,))
         totals = self.totals
         totals.consumed += len(records)
         totals.scored += len(out.scored)
@@ -146,19 +167,13 @@ class ScoringStage:
             self._reject(out, record, parsed, now)
             return
         feedback_json = _to_json(parsed)  # canonical: the dedupe digest and the output
-        seen = self.dedupe.check(parsed.event_id, digest(feedback_json), batch.wall)
+        digest = content_digest(feedback_json)
+        seen, previous = self.dedupe.lookup(parsed.event_id, digest, batch.wall)
         if seen is Seen.DUPLICATE:
             out.duplicates += 1
             metrics.DUPLICATES.inc()
             return
-        if seen is Seen.CONFLICT:
-            message = (
-                f"event id {parsed.event_id!r} was already received with different "
-                "content within the dedupe horizon; the first version was kept"
-            )
-            conflict = Rejection(Reason.CONFLICTING_DUPLICATE, message, "event_id", parsed.event_id)
-            self._reject(out, record, conflict, now)
-            return
+        revision = 0 if previous is None else previous[REVISION] + 1
         category = categorize(parsed.survey_type, parsed.score)
         text = parsed.comment
         if text is not None:  # no comment leaves the pipeline unredacted
@@ -168,12 +183,16 @@ class ScoringStage:
                 feedback_json = _to_json(parsed)
         event_id = parsed.event_id
         out.scored.append(
-            (event_id.encode(), scored_json(batch, record, event_id, category, feedback_json))
+            (
+                event_id.encode(),
+                scored_json(batch, record, event_id, category, feedback_json, revision),
+            )
         )
         batch.scored[(parsed.survey_type.value, category.value)] += 1
         if self.followups is not None:  # a task if a follow-up rule selects the answer
             scored = ScoredEvent(
                 event_id=event_id,
+                revision=revision,
                 category=category,
                 processed_at=now,
                 source=SourcePosition(
@@ -181,32 +200,80 @@ class ScoringStage:
                 ),
                 feedback=parsed,
             )
-            self.followups.collect(scored, out.followups)
+            self.followups.collect(scored, out.followups, count=previous is None)
         metrics.EVENT_TIME_LAG.observe((now - parsed.event_time).total_seconds())
         ts = parsed.event_time.timestamp()
-        excluded = self.watermarks.check(record.partition, ts, batch.wall)
-        if excluded is not None:
-            self._reject(out, record, replace(excluded, event_id=parsed.event_id), now)
-            return
-        batch.max_ts = max(batch.max_ts, ts)
         width = self.bucket_seconds
-        bucket = int(ts // width) * width
-        counts = Counts.of_event(parsed.survey_type, parsed.score, parsed.account_value)
+        fields = parsed.segments()
+        contribution = (  # see pipeline.dedupe.Contribution
+            int(ts // width) * width,
+            parsed.survey_type.value,
+            parsed.score,
+            parsed.account_value,
+            *[_intern(fields.get(name)) for name in SEGMENT_FIELDS],
+        )
         comment = None
         if category is Category.DETRACTOR and text and text.strip():
             comment = [ts, parsed.event_id, parsed.score, text]
-        for key in segment_keys(parsed, self.dimensions, self.combinations):
+        old = None if previous is None else contribution_of(previous)
+        if previous is not None:
+            recount = old != contribution
+            metrics.REVISIONS.labels("scoring" if recount else "content").inc()
+            if not recount:  # same bucket, score and segments: the windows do not change
+                self.dedupe.remember(event_id, make_entry(digest, batch.wall, revision, old))
+                if comment is not None:
+                    for key in segment_keys(fields, self.dimensions, self.combinations):
+                        self._add_comment(batch, key, comment)
+                return
+        excluded = self.watermarks.check(record.partition, ts, batch.wall)
+        if excluded is not None:
+            if previous is not None:
+                excluded = replace(excluded, message=(
+                    f"{excluded.message}; revision {revision} of this answer is not counted, "
+                    f"the windows keep the version they counted"
+                ))  # fmt: skip
+            self._reject(out, record, replace(excluded, event_id=parsed.event_id), now)
+            self.dedupe.remember(event_id, make_entry(digest, batch.wall, revision, old))
+            return
+        self.dedupe.remember(event_id, make_entry(digest, batch.wall, revision, contribution))
+        batch.max_ts = max(batch.max_ts, ts)
+        bucket = contribution[0]
+        counts = Counts.of_event(parsed.survey_type, parsed.score, parsed.account_value)
+        if old is not None:  # an update: take the earlier version out, where it was counted
+            old_bucket, old_survey, old_score, old_value, *old_segments = old
+            removed = Counts()
+            removed.subtract(Counts.of_event(old_survey, old_score, old_value))
+            old_fields = dict(zip(SEGMENT_FIELDS, old_segments, strict=True))
+            for key in segment_keys(old_fields, self.dimensions, self.combinations):
+                self._add_delta(batch, key, old_bucket, removed)
+                _accumulate(batch.revised, key, removed)
+        for key in segment_keys(fields, self.dimensions, self.combinations):
             if comment is not None:
-                recent = batch.comments.setdefault(key, [])
-                recent.append(comment)
-                if len(recent) > RECENT_COMMENTS:
-                    del recent[0]
-            per_bucket = batch.deltas.setdefault(key, {})
+                self._add_comment(batch, key, comment)
+            per_bucket = batch.deltas.setdefault(key, {})  # _add_delta, inline: the hot path
             known = per_bucket.get(bucket)
             if known is None:
                 per_bucket[bucket] = counts.copy()
             else:
                 known.add(counts)
+            if previous is not None:
+                _accumulate(batch.revised, key, counts)
+
+    @staticmethod
+    def _add_delta(batch: _Batch, key: str, bucket: int, counts: Counts) -> None:
+        per_bucket = batch.deltas.setdefault(key, {})
+        known = per_bucket.get(bucket)
+        if known is None:
+            per_bucket[bucket] = counts.copy()
+        else:
+            known.add(counts)
+
+    @staticmethod
+    def _add_comment(batch: _Batch, key: str, comment: list[object]) -> None:
+        recent = batch.comments.setdefault(key, [])
+        recent.append(comment)
+        if len(recent) > RECENT_COMMENTS:
+            del recent[0]
 
     def _redact(self, text: str) -> str:
         redacted, found = self.redactor.redact_with_counts(text)
@@ -228,8 +295,26 @@ def _to_json(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model)
 
 
+def _intern(value: str | None) -> str | None:
+    """Segment values are few and repeat: the dedupe memory shares one copy of each."""
+    return None if value is None else sys.intern(value)
+
+
+def _accumulate(sums: dict[str, Counts], key: str, counts: Counts) -> None:
+    known = sums.get(key)
+    if known is None:
+        sums[key] = counts.copy()
+    else:
+        known.add(counts)
+
+
 def scored_json(
-    batch: _Batch, record: RawRecord, event_id: str, category: Category, feedback_json: bytes
+    batch: _Batch,
+    record: RawRecord,
+    event_id: str,
+    category: Category,
+    feedback_json: bytes,
+    revision: int = 0,
 ) -> bytes:
     """The :class:`ScoredEvent` of one event as JSON, assembled from its parts.
 
@@ -244,7 +329,7 @@ def scored_json(
         (
             b'{"schema_version":%d,"event_id":' % SCORED_SCHEMA_VERSION,
             orjson.dumps(event_id),
-            b',"category":"',
+            b',"revision":%d,"category":"' % revision,
             category.value.encode(),
             b'","processed_at":',
             batch.now_json,

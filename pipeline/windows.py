@@ -179,7 +179,8 @@ class Counts:
             self.ces_sq += score * score
 
     def add(self, other: Counts) -> None:
-        """Add ``other`` into these counts (in place)."""
+        """Add ``other`` into these counts (in place); ``other`` may be negative (an update
+        taking an earlier version of an answer out: see :meth:`settle_revenue`)."""
         self.responses += other.responses
         self.promoters += other.promoters
         self.passives += other.passives
@@ -194,6 +195,15 @@ class Counts:
         self.rev_promoters += other.rev_promoters
         self.rev_detractors += other.rev_detractors
         self.ces_sq += other.ces_sq
+
+    def settle_revenue(self) -> None:
+        """Set the revenue sums to exactly 0 when no revenue answer is left.
+
+        For counts of real answers (a bucket, a window, a total), after adding a delta
+        that took answers out (an update); not for deltas themselves, whose ``rev_n`` may
+        be 0 while their sums are not (one answer swapped for another)."""
+        if self.rev_n == 0:
+            self.rev_weight = self.rev_promoters = self.rev_detractors = 0.0
 
     def subtract(self, other: Counts) -> None:
         """Subtract ``other`` (previously added) from these counts, in place.
@@ -398,6 +408,10 @@ class SegmentWindows:
                 bisect.insort(self._starts, start)
         bucket.add(delta)
         self._total.add(delta)
+        removal = delta.rev_n < 0  # an update took a revenue answer out
+        if removal:
+            bucket.settle_revenue()
+            self._total.settle_revenue()
         clock = self._clock
         if clock is not None and start <= clock:
             oldest = clock + self._width - start  # bucket is in window L iff L >= oldest
@@ -405,6 +419,8 @@ class SegmentWindows:
                 if length < oldest:
                     break
                 self._sums[length].add(delta)
+                if removal:
+                    self._sums[length].settle_revenue()
         return start
 
     def add_event(

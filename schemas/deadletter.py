@@ -18,6 +18,8 @@ class Reason(StrEnum):
     NOT_JSON = "not_json"
     SCHEMA_VIOLATION = "schema_violation"
     SCORE_OUT_OF_RANGE = "score_out_of_range"
+    #: no longer produced (a changed repeat is an update, see pipeline.dedupe): kept so that
+    #: dead letters written before stay readable
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     LATE = "late"  # published scored, but left out of the windows
     FUTURE = "future"  # published scored, but left out of the windows

@@ -57,6 +57,17 @@ class ScoredEvent(BaseModel):
 
     schema_version: int = Field(default=SCORED_SCHEMA_VERSION, ge=1)
     event_id: str = Field(description="Same as feedback.event_id; the record key.")
+    revision: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "0 for the first version of an answer; +1 for each update (same event id, "
+            "different content, e.g. a comment sent later) within the dedupe horizon. "
+            "Records are keyed by event id, so the latest revision replaces the earlier "
+            "ones (a compacted topic keeps it); each answer counts once in the windows, "
+            "as its latest revision."
+        ),
+    )
     category: Category
     processed_at: AwareDatetime = Field(description="When the pipeline scored the event (UTC).")
     source: SourcePosition

@@ -5,7 +5,7 @@
   crashes a simulated worker at random points (torn changelog writes, uncommitted
   input) and compares the totals with counting every scoring batch once;
 * the scoring stage's progress records (pipeline.progress): where a replay resumes;
-* the dedupe memory's journal and restore.
+* the dedupe memory's journal and restore (updates included).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.aggregate import WindowState, complete_publishes
-from pipeline.dedupe import DuplicateFilter, Seen, digest
+from pipeline.dedupe import REVISION, DuplicateFilter, Seen, content_digest, make_entry
 from pipeline.progress import cut, encode, resume
 from pipeline.scoring import encode_deltas
 from pipeline.scoring_service import pack_deltas
@@ -148,16 +148,17 @@ def test_recovery_drops_a_torn_write_and_names_its_keys() -> None:
 
 
 def test_progress_resume_against_the_committed_offset() -> None:
+    a, b, c = (make_entry(i, T0 + i, 0, None) for i in range(3))
     values = [
-        encode(3, 0, 100, T0, [("a", 1, T0)]),
-        encode(3, 100, 250, T0 + 5, [("b", 2, T0 + 1)]),
-        encode(3, 250, 400, T0 + 9, [("c", 3, T0 + 2)]),  # published, never committed
-        encode(3, 250, 320, T0 + 7, [("c", 3, T0 + 3)]),  # the replay of it, crashed too
+        encode(3, 0, 100, T0, [("a", a)]),
+        encode(3, 100, 250, T0 + 5, [("b", b)]),
+        encode(3, 250, 400, T0 + 9, [("c", c)]),  # published, never committed
+        encode(3, 250, 320, T0 + 7, [("c", c)]),  # the replay of it, crashed too
     ]
     found = resume(values, committed=250)
     assert found.cuts == [320, 400]
     assert found.watermark == T0 + 5
-    assert found.entries == [("a", 1, T0), ("b", 2, T0 + 1)]
+    assert found.entries == [("a", a), ("b", b)]
     assert resume(values, committed=400).cuts == []
     assert resume(values, committed=400).watermark == T0 + 9
     assert resume([], committed=0).cuts == []
@@ -174,21 +175,28 @@ def test_cut_keeps_replayed_batches_inside_the_first_runs_ends() -> None:
 def test_dedupe_journal_restores_into_a_new_process() -> None:
     first = DuplicateFilter(horizon_seconds=3600, max_ids=10)
     content = orjson.dumps({"event_id": "e1", "score": 9})
-    assert first.check("e1", digest(content), now=T0) is Seen.NEW
-    assert first.check("e1", digest(content), now=T0 + 1) is Seen.DUPLICATE
+    digest = content_digest(content)
+    assert first.lookup("e1", digest, now=T0) == (Seen.NEW, None)
+    first.remember("e1", make_entry(digest, T0, 0, (60, "nps", 9, None)))
+    assert first.lookup("e1", digest, now=T0 + 1)[0] is Seen.DUPLICATE
+    first.remember("e1", make_entry(digest + 1, T0 + 2, 1, (60, "nps", 3, None)))  # update
     journal = first.take_journal()
-    assert journal == [("e1", digest(content), T0)] and first.take_journal() == []
+    assert [event_id for event_id, _ in journal] == ["e1", "e1"] and first.take_journal() == []
 
     second = DuplicateFilter(horizon_seconds=3600, max_ids=10)
-    assert second.restore(orjson.loads(orjson.dumps(journal))) == 1  # through JSON
-    assert second.check("e1", digest(content), now=T0 + 2) is Seen.DUPLICATE
-    assert second.check("e1", digest(b"other"), now=T0 + 3) is Seen.CONFLICT
-    assert second.check("e1", digest(content), now=T0 + 3601) is Seen.NEW  # horizon
+    through_json = orjson.loads(progress_record := encode(0, 0, 2, None, journal))
+    assert progress_record and len(through_json["d"]) == 2
+    assert second.restore(resume([progress_record], committed=2).entries) == 2
+    assert second.take_journal() == []  # restoring is not remembering anew
+    seen, entry = second.lookup("e1", digest + 1, now=T0 + 3)
+    assert seen is Seen.DUPLICATE and entry is not None and entry[REVISION] == 1
+    assert second.lookup("e1", digest, now=T0 + 4)[0] is Seen.UPDATE
+    assert second.lookup("e1", digest + 1, now=T0 + 3603)[0] is Seen.NEW  # horizon
 
 
 def test_digest_is_the_same_in_every_process() -> None:
     """The journal outlives the process: its digests must not be salted like hash()."""
-    code = "from pipeline.dedupe import digest; print(digest(b'feedback'))"
+    code = "from pipeline.dedupe import content_digest; print(content_digest(b'feedback'))"
     runs = {
         subprocess.run(
             [sys.executable, "-c", code],
@@ -199,4 +207,4 @@ def test_digest_is_the_same_in_every_process() -> None:
         ).stdout.strip()
         for seed in ("1", "2")
     }
-    assert runs == {str(digest(b"feedback"))}
+    assert runs == {str(content_digest(b"feedback"))}

@@ -947,3 +947,17 @@ def test_cli_serves_and_writes(broker: EmbeddedBroker, unique: str, tmp_path: Pa
         log.close()
     records = consume(broker.bootstrap, topic, 2, timeout=30)
     assert sorted(r.key.decode() for r in records) == ["ev-0001", "ev-0002"]
+
+
+def test_ingest_help_lists_every_route(settings: Callable[..., Settings]) -> None:
+    """``nps-pipeline ingest --help`` names every route the service serves."""
+    from pipeline.cli import INGEST_HELP
+
+    routes = {
+        resource.canonical
+        for resource in create_app(settings()).router.resources()
+        if resource.canonical != "/webhooks/{tool}"  # the 404 of unknown tools
+    }
+    assert "/webhooks/qualtrics" in routes and "/webhooks/custom/{name}" in routes
+    missing = sorted(route for route in routes if route not in INGEST_HELP)
+    assert not missing, missing

@@ -322,3 +322,72 @@ def test_every_tool_end_to_end(
     assert sorted(by_key) == ["qualtrics-R_1OwQ5GcKlWqfFZB", "surveymonkey-114171520434"]
     assert {e["kind"] for e in by_key.values()} == {"needs_fetch"}
     assert not any("score" in e for e in by_key.values())
+
+
+def _metric(text: str, name: str, labels: dict[str, str] | None = None) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == (labels or {}):
+                return sample.value
+    return 0.0
+
+
+def test_delighted_retry_and_update_count_once(
+    broker: EmbeddedBroker,
+    start_worker: Callable[..., WorkerProcess],
+    worker_env: dict[str, str],
+    ingest: Callable[[], IngestProcess],
+) -> None:
+    """Delighted posts a response (score 3, no comment), retries the delivery, then sends
+    ``survey_response.updated`` with the comment and a changed score (9), and retries that
+    too: the windows hold one answer, a promoter; the scored topic has revisions 0 and 1,
+    the last with the comment."""
+    worker = start_worker()
+    service = ingest()
+    now = datetime.now(UTC)
+    created = delighted_payload()
+    created["event_data"].update(created_at=int(now.timestamp()) - 60, score=3, comment="")
+    updated = delighted_payload("survey_response.updated")
+    updated["event_data"].update(
+        created_at=int(now.timestamp()) - 60, score=9, comment="They called back and fixed it"
+    )
+    path = f"/webhooks/delighted?token={TOKEN}"
+    answers = [service.post(path, created), service.post(path, created)]  # delivery + retry
+    scored = consume(broker.bootstrap, worker_env["NPS_TOPIC_SCORED"], 1, timeout=60)
+    answers += [service.post(path, updated), service.post(path, updated)]  # update + retry
+    assert [status for status, _ in answers] == [202] * 4, answers
+
+    scored = consume(broker.bootstrap, worker_env["NPS_TOPIC_SCORED"], 2, timeout=60)
+    records = [json.loads(r.value) for r in scored]
+    assert {r.key for r in scored} == {b"delighted-85420871"}
+    assert [(r["revision"], r["feedback"]["score"], r["category"]) for r in records] == [
+        (0, 3, "detractor"),
+        (1, 9, "promoter"),
+    ]
+    assert records[0]["feedback"].get("comment") is None
+    assert records[1]["feedback"]["comment"] == "They called back and fixed it"
+    assert consume(broker.bootstrap, worker_env["NPS_TOPIC_DEADLETTER"], 0, timeout=2) == []
+
+    deadline = time.monotonic() + 60
+    while True:  # the deltas reach the windows agent shortly after the scored records
+        view = json.loads(worker.get("/api/v1/segments/department/support"))
+        counts = {
+            label: (s["responses"], s["promoters"], s["detractors"])
+            for label, s in {**view["windows"], "all": view["all_time"]}.items()
+        }
+        if counts == {label: (1, 1, 0) for label in ("5m", "1h", "24h", "all")}:
+            break
+        assert time.monotonic() < deadline, counts
+        time.sleep(0.3)
+    overall = json.loads(worker.get("/api/v1/segments/overall"))
+    assert (overall["all_time"]["responses"], overall["all_time"]["nps"]) == (1, 100.0)
+
+    worker.get("/metrics")  # a new business series is first exposed at 0 (see SegmentCounters)
+    text = worker.get("/metrics").decode()
+    assert _metric(text, "nps_pipeline_duplicates_dropped_total") == 2
+    assert _metric(text, "nps_pipeline_revisions_total", {"change": "scoring"}) == 1
+    overall_labels = {"dimension": "overall", "segment": "all"}
+    # business counters count the answer once, as received (they cannot decrease)
+    assert _metric(text, "nps_pipeline_nps_responses_total", overall_labels) == 1

@@ -78,24 +78,28 @@ def test_valid_scored_invalid_dead_lettered_exactly(broker, start_worker, worker
         producer.send(raw_topic, key=event["event_id"].encode(), value=orjson.dumps(event))
     # a retry of an event already sent: dropped as a duplicate, not scored twice
     producer.send(raw_topic, key=b"ok-5", value=orjson.dumps(events[5]))
-    # same id, different content: a conflict, dead-lettered
-    conflict = orjson.dumps({**events[6], "score": (events[6]["score"] + 1) % 5 + 1})
-    producer.send(raw_topic, key=b"ok-6", value=conflict)
+    # same id, different content: an update, scored again as revision 1
+    update = {**events[6], "score": (events[6]["score"] + 1) % 5 + 1}
+    producer.send(raw_topic, key=b"ok-6", value=orjson.dumps(update))
     for value, _reason in invalid:
         producer.send(raw_topic, key=b"bad", value=value)
     producer.flush()
     producer.close()
 
-    expected_dead = [*invalid, (conflict, "conflicting_duplicate")]
-    scored = consume(broker.bootstrap, worker_env["NPS_TOPIC_SCORED"], len(events))
+    expected_dead = invalid
+    scored = consume(broker.bootstrap, worker_env["NPS_TOPIC_SCORED"], len(events) + 1)
     dead = consume(broker.bootstrap, worker_env["NPS_TOPIC_DEADLETTER"], len(expected_dead))
 
-    assert len(scored) == len(events)
+    assert len(scored) == len(events) + 1
     by_id = {e["event_id"]: e for e in events}
     categories = Counter()
     for record in scored:
         event = ScoredEvent.model_validate_json(record.value)
         assert record.key == event.event_id.encode()
+        if event.revision == 1:
+            assert event.event_id == "ok-6" and event.feedback.score == update["score"]
+            continue
+        assert event.revision == 0
         sent = by_id.pop(event.event_id)
         assert event.feedback.score == sent["score"]
         assert event.category is categorize(sent["survey_type"], sent["score"])
@@ -120,6 +124,7 @@ def test_valid_scored_invalid_dead_lettered_exactly(broker, start_worker, worker
     assert 'nps_pipeline_deadletters_total{reason="oversize"} 2.0' in metrics
     assert 'nps_pipeline_deadletters_total{reason="bad_encoding"} 2.0' in metrics
     assert "nps_pipeline_duplicates_dropped_total 1.0" in metrics
+    assert 'nps_pipeline_revisions_total{change="scoring"} 1.0' in metrics
     consumed = len(events) + 2 + len(invalid)
     assert f'nps_pipeline_events_consumed_total{{topic="{raw_topic}"}} {consumed}.0' in metrics
 

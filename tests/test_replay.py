@@ -79,7 +79,8 @@ def csv_bytes(rows: list[list[str]]) -> bytes:
 
 @pytest.fixture
 def qualtrics_export(tmp_path: Path) -> tuple[Path, Path]:
-    """A Qualtrics-shaped export: 3 valid answers, one repeat and every kind of bad row."""
+    """A Qualtrics-shaped export: 3 valid answers, an update of one, a repeat of the
+    update, and every kind of bad row."""
     rows = [
         HEADER,  # line 1
         QUESTION_ROW,  # line 2
@@ -95,7 +96,7 @@ def qualtrics_export(tmp_path: Path) -> tuple[Path, Path]:
         qualtrics_row("R_bad4", "2026-07-15 18:09:00", "4", Survey="star-rating"),  # 11
         qualtrics_row("R_bad5", "2026-07-15 18:10:00", "0", Survey="csat"),  # 12
         qualtrics_row("R_ok1", "2026-01-15 09:30:00", "2"),  # 13: same id, other score
-        qualtrics_row("R_ok1", "2026-01-15 09:30:00", "9"),  # 14: an identical repeat
+        qualtrics_row("R_ok1", "2026-01-15 09:30:00", "2"),  # 14: an identical repeat
         qualtrics_row("R_bad6", "2026-07-15 18:11:00", "9", **{"Why?": "@@"}),  # 15
         ["R_bad7", "2026-07-15 18:12:00", "9"],  # 16: a truncated row
         qualtrics_row("R_bad8", "15/07/2026 18:13", "9"),  # 17: another time format
@@ -114,7 +115,6 @@ EXPECTED_INVALID = {
     "schema_violation (event_time)": [9, 17],
     "schema_violation (score)": [10],
     "schema_violation (survey_type)": [11],
-    "conflicting_duplicate": [13],
     "bad_encoding": [15],
     "schema_violation": [16],
 }
@@ -125,7 +125,8 @@ def test_dry_run_reports_each_bad_line_by_kind(qualtrics_export, tmp_path) -> No
     mapping = Mapping.build(mapping_file)
     report = replay(path, mapping, bootstrap_servers=None, topic="t", fmt="csv", dry_run=True)
     assert report.invalid == EXPECTED_INVALID
-    assert (report.rows, report.valid, report.duplicates, report.produced) == (13, 3, 1, 0)
+    assert (report.rows, report.valid, report.duplicates, report.produced) == (13, 4, 1, 0)
+    assert report.updates == 1
     assert report.exit_code == 1
 
     errors = tmp_path / "errors.jsonl"
@@ -136,8 +137,9 @@ def test_dry_run_reports_each_bad_line_by_kind(qualtrics_export, tmp_path) -> No
     )  # fmt: skip
     assert result.exit_code == 1, result.output
     out = result.stdout
-    assert "rows read       13" in out and "valid           3" in out
-    assert "invalid         9 (reported, not produced)" in out
+    assert "rows read       13" in out and "valid           4" in out
+    assert "updates         1 (later rows of an event id with other content" in out
+    assert "invalid         8 (reported, not produced)" in out
     assert re.search(r"score_out_of_range +2  lines 8, \.\.\.\n", out)
     assert re.search(r"schema_violation \(survey_type\) +1  lines 11\n", out)
     assert "e.g. score 11 is outside the NPS scale 0-10" in out
@@ -243,12 +245,15 @@ def test_replay_into_broker_produces_exactly_the_valid_rows(
          "--topic", topic],
     )  # fmt: skip
     assert result.exit_code == 1, result.output  # 1: bad rows reported, valid ones produced
-    assert f"produced        3 to {topic}, acknowledged 3, undelivered 0" in result.stdout
+    assert f"produced        4 to {topic}, acknowledged 4, undelivered 0" in result.stdout
 
-    records = consume(broker.bootstrap, topic, 3, timeout=30)
-    assert sorted(r.key for r in records) == [b"R_ok1", b"R_ok2", b"R_ok3"]
-    events = {r.key.decode(): orjson.loads(r.value) for r in records}
-    ok1, ok2, ok3 = events["R_ok1"], events["R_ok2"], events["R_ok3"]
+    records = consume(broker.bootstrap, topic, 4, timeout=30)
+    assert sorted(r.key for r in records) == [b"R_ok1", b"R_ok1", b"R_ok2", b"R_ok3"]
+    # the update (line 13) follows the first version on the same key; its repeat is not sent
+    updates = [orjson.loads(r.value) for r in records if r.key == b"R_ok1"]
+    assert [u["score"] for u in updates] == [9, 2]
+    events = {r.key.decode(): orjson.loads(r.value) for r in records if r.key != b"R_ok1"}
+    ok1, ok2, ok3 = updates[0], events["R_ok2"], events["R_ok3"]
     assert ok1["event_time"] == "2026-01-15T09:30:00+01:00"  # CET
     assert ok2["event_time"] == "2026-07-15T18:05:00+02:00"  # CEST
     assert datetime.fromisoformat(ok2["event_time"]).astimezone(UTC) == datetime(
@@ -282,6 +287,11 @@ def test_replay_through_a_worker_fills_the_windows(start_worker, worker_env, tmp
         [f"R_{i:03d}", times[i].strftime("%d/%m/%Y %H:%M:%S"), str(scores[i]), departments[i]]
         for i in range(60)
     ]
+    # a later line updates R_001 (a passive becomes a detractor): with --sort-by-time only
+    # the last version is produced, so the windows count it once, as a detractor
+    rows.append(["R_001", times[1].strftime("%d/%m/%Y %H:%M:%S"), "0", departments[1]])
+    assert (scores[1], departments[1]) == (7, "support")
+    scores[1] = 0
     path = tmp_path / "export.csv"
     path.write_bytes(csv_bytes(rows))
     result = CliRunner().invoke(
@@ -295,6 +305,7 @@ def test_replay_through_a_worker_fills_the_windows(start_worker, worker_env, tmp
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "acknowledged 60, undelivered 0" in result.stdout
+    assert "updates         1 " in result.stdout
 
     clock = newest.replace(tzinfo=ROME).timestamp()
     current = math.floor(clock / 60) * 60
@@ -390,3 +401,42 @@ def test_unreachable_broker_exits_2(tmp_path) -> None:
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "cannot reach the broker" in result.stderr
+
+
+def test_replayed_and_webhook_answers_get_the_same_event_id(tmp_path) -> None:
+    """With the webhook's prefix (``event_id_prefix``), an answer that arrives by webhook
+    and again in an export replay has one event id, so the worker counts it once."""
+    from pipeline.ingest.adapters import from_delighted, from_qualtrics
+    from pipeline.replay import Record, read_rows, validate_row
+    from tests.test_ingest import QUALTRICS_MSG, delighted_payload
+
+    received = datetime(2026, 11, 25, tzinfo=UTC)
+    topic = f"acmecorp.surveyengine.completedResponse.{QUALTRICS_MSG['SurveyID']}"
+    envelope = from_qualtrics(topic, QUALTRICS_MSG, received)
+    mapping_file = tmp_path / "qualtrics.yaml"
+    mapping_file.write_text(MAPPING_YAML + "event_id_prefix: qualtrics-\n")
+    export = tmp_path / "qualtrics.csv"
+    rid = QUALTRICS_MSG["ResponseID"]
+    export.write_bytes(csv_bytes([HEADER, QUESTION_ROW, IMPORT_ROW,
+                                  qualtrics_row(rid, "2026-11-25 09:30:05", "9")]))  # fmt: skip
+    mapping = Mapping.build(mapping_file)
+    [row] = read_rows(export, "csv", mapping.skip_rows)
+    record = validate_row(row, mapping, 64 * 1024)
+    assert isinstance(record, Record), record
+    assert record.key.decode() == envelope.event_id == f"qualtrics-{rid}"
+
+    payload = delighted_payload()
+    [webhook_event] = from_delighted(payload)
+    export = tmp_path / "delighted.jsonl"
+    export.write_bytes(orjson.dumps(payload["event_data"]) + b"\n")
+    mapping = Mapping.build(
+        None,
+        ["event_id=id", "event_time=created_at", "customer_id=person.id"],
+        ["survey_type=nps", "source=delighted"],
+        event_id_prefix="delighted-",
+    )
+    [row] = read_rows(export, "jsonl")
+    record = validate_row(row, mapping, 64 * 1024)
+    assert isinstance(record, Record), record
+    assert record.key.decode() == webhook_event["event_id"] == "delighted-85420871"
+    assert orjson.loads(record.value)["event_time"] == webhook_event["event_time"]

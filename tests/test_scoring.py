@@ -158,24 +158,35 @@ def test_a_bad_redaction_pattern_stops_the_start() -> None:
     topic=st.sampled_from(["feedback.raw", 'raw-"quoted"\\topic', "rå-ü"]),
     partition=st.integers(0, 1000),
     offset=st.integers(0, 2**62),
+    updates=st.integers(0, 2),
 )
 def test_scored_json_equals_the_model_dump(
-    event_id: str, comment: str | None, department: str, topic: str, partition: int, offset: int
+    event_id: str,
+    comment: str | None,
+    department: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    updates: int,
 ) -> None:
     """The spliced scored record is the ScoredEvent the model would write: it validates,
-    and dumping the validated model again gives the same document."""
+    and dumping the validated model again gives the same document (revisions too)."""
     event = example_event(
         event_id=event_id,
         comment=comment,
         department=department,
         event_time=(datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
     )
+    scoring_stage = stage()
+    for score in range(updates):  # earlier versions with other scores
+        scoring_stage.process([record(0, {**event, "score": score})])
     raw = RawRecord(topic, partition, offset, None, orjson.dumps(event))
-    out = stage().process([raw])
+    out = scoring_stage.process([raw])
     if out.deadletters:  # e.g. a blank value the schema refuses: not this test's subject
         return
     ((key, value),) = out.scored
     model = ScoredEvent.model_validate_json(value)
+    assert model.revision == updates
     assert orjson.loads(value) == orjson.loads(model.model_dump_json())
     assert key == model.event_id.encode()
     assert (model.source.topic, model.source.partition, model.source.offset) == (

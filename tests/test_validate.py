@@ -7,7 +7,16 @@ import base64
 import orjson
 import pytest
 
-from pipeline.dedupe import DuplicateFilter, Seen
+from pipeline.dedupe import (
+    REVISION,
+    DuplicateFilter,
+    Entry,
+    Seen,
+    content_digest,
+    contribution_of,
+    entry_from_json,
+    make_entry,
+)
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
 from schemas import FeedbackEvent, Reason
 from schemas.feedback import example_event
@@ -107,19 +116,52 @@ def test_dead_letter_truncates_only_beyond_its_limit() -> None:
     assert letter.original_truncated and letter.original_size == 5000
 
 
-def test_duplicate_filter_horizon_conflicts_and_memory_cap() -> None:
+def _entry(digest: int, now: float, revision: int = 0) -> Entry:
+    return make_entry(digest, now, revision, None)
+
+
+def _seen(dedupe: DuplicateFilter, event_id: str, digest: int, now: float) -> Seen:
+    """lookup, then remember the version as the scoring stage does."""
+    seen, previous = dedupe.lookup(event_id, digest, now)
+    if seen is not Seen.DUPLICATE:
+        revision = 0 if previous is None else previous[REVISION] + 1
+        dedupe.remember(event_id, _entry(digest, now, revision))
+    return seen
+
+
+def test_duplicate_filter_horizon_updates_and_memory_cap() -> None:
     dedupe = DuplicateFilter(horizon_seconds=10, max_ids=3)
-    assert dedupe.check("a", 1, now=0) is Seen.NEW
-    assert dedupe.check("a", 1, now=5) is Seen.DUPLICATE
-    assert dedupe.check("a", 2, now=6) is Seen.CONFLICT
-    assert dedupe.check("a", 1, now=10.5) is Seen.NEW  # forgotten after the horizon
+    assert _seen(dedupe, "a", 1, now=0) is Seen.NEW
+    assert _seen(dedupe, "a", 1, now=5) is Seen.DUPLICATE
+    assert _seen(dedupe, "a", 2, now=6) is Seen.UPDATE
+    assert dedupe.get("a") == _entry(2, 6, revision=1)  # the horizon counts from the update
+    assert _seen(dedupe, "a", 2, now=15.5) is Seen.DUPLICATE
+    assert _seen(dedupe, "a", 2, now=10.5 + 15.5) is Seen.NEW  # forgotten after the horizon
     for i, event_id in enumerate(["b", "c", "d"]):
-        assert dedupe.check(event_id, 1, now=11 + i) is Seen.NEW
+        assert _seen(dedupe, event_id, 1, now=27 + i) is Seen.NEW
     assert len(dedupe) == 3 and dedupe.evicted_early == 1  # "a" pushed out by the cap
-    assert dedupe.check("a", 1, now=15) is Seen.NEW
+    assert _seen(dedupe, "a", 1, now=30) is Seen.NEW
 
 
 def test_duplicate_filter_disabled() -> None:
     dedupe = DuplicateFilter(horizon_seconds=0, max_ids=100)
-    assert dedupe.check("a", 1, now=0) is Seen.NEW
-    assert dedupe.check("a", 1, now=0) is Seen.NEW
+    assert _seen(dedupe, "a", 1, now=0) is Seen.NEW
+    assert _seen(dedupe, "a", 1, now=0) is Seen.NEW
+    assert len(dedupe) == 0
+
+
+def test_dedupe_entries_are_plain_json_and_digests_stable() -> None:
+    import gc
+    import json
+
+    contribution = (1_764_000_000, "nps", 9, 1200.5, "support", None, "app", "chat", None)
+    entry = make_entry(content_digest(b'{"event_id":"a"}'), 12.5, 3, contribution)
+    assert entry_from_json(json.loads(json.dumps(entry))) == entry
+    assert contribution_of(entry) == contribution
+    assert entry_from_json(json.loads(json.dumps(_entry(7, 1.0)))) == _entry(7, 1.0)
+    assert contribution_of(_entry(7, 1.0)) is None
+    # flat tuples of plain values: Python's cyclic GC stops tracking them (cheap collections)
+    gc.collect()
+    assert not gc.is_tracked(entry)
+    # blake2b, not hash(): the same in every process (this value is fixed forever)
+    assert content_digest(b"x") == int.from_bytes(bytes.fromhex("4adf4367f96e584f"), "big")

@@ -45,12 +45,19 @@ class TaskBuilder:
         analyzer = CommentAnalyzer() if settings.followup_analyze_comments else None
         return cls(rules, analyzer)
 
-    def collect(self, scored: ScoredEvent, out: list[tuple[bytes, bytes]]) -> None:
-        """Append the task record (key, JSON) of ``scored`` to ``out`` if a rule selects it."""
+    def collect(
+        self, scored: ScoredEvent, out: list[tuple[bytes, bytes]], count: bool = True
+    ) -> None:
+        """Append the task record (key, JSON) of ``scored`` to ``out`` if a rule selects it.
+
+        ``count=False`` for a revision of an answer: its task (same id) is published again
+        but is not a new task for the created-tasks metric.
+        """
         task = self.build(scored)
         if task is not None:
             out.append((task.task_id.encode(), task.model_dump_json().encode()))
-            fmetrics.TASKS_CREATED.labels(task.priority.value).inc()
+            if count:
+                fmetrics.TASKS_CREATED.labels(task.priority.value).inc()
 
     def build(self, scored: ScoredEvent) -> FollowupTask | None:
         """The task of ``scored`` or None when no rule selects it."""

@@ -33,13 +33,14 @@ MAX_ORIGINAL_BYTES = 4 * 1024 * 1024
 
 SCORED = "scored"
 DUPLICATE = "duplicate"  # an exact repeat: dropped and counted, no output record
+UPDATE = "update"  # same id, other content: scored as the next revision, counted once
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
     """One hostile record and its expected fate.
 
-    ``expect`` is :data:`SCORED`, :data:`DUPLICATE` or a dead-letter reason
+    ``expect`` is :data:`SCORED`, :data:`DUPLICATE`, :data:`UPDATE` or a dead-letter reason
     (``schemas.Reason`` value). ``late``/``future`` items are scored *and*
     dead-lettered. ``field`` is the expected dead-letter field path (its first part
     is compared), ``message`` a fragment the dead letter's message must contain.
@@ -265,14 +266,7 @@ def build(now: datetime | None = None) -> list[Item]:
     add(Item("duplicate: first", twice, SCORED))
     add(Item("duplicate: exact repeat", twice, DUPLICATE))
     add(Item("duplicate: exact repeat, null key", twice, DUPLICATE, key=None))
-    add(
-        Item(
-            "duplicate: different content",
-            dumps(event("dup-1", when, score=10)),
-            "conflicting_duplicate",
-            field="event_id",
-        )
-    )
+    add(Item("duplicate: different content", dumps(event("dup-1", when, score=10)), UPDATE))
     add(Item("null key, valid", dumps(event("nullkey-1", when)), SCORED, key=None))
     add(Item("null key, invalid", b"nope", "not_json", key=None))
     add(Item("empty key, valid", dumps(event("emptykey-1", when)), SCORED, key=b""))
