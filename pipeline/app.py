@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import faust
@@ -161,6 +164,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
 
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(settings, stage, producer, **kwargs)
+            self.fatal = partial(_crash, app)  # the whole worker stops, not only this service
             scoring.append(self)
 
     rounds_throttle = CatchUpThrottle(
@@ -285,6 +289,24 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             status.print()
 
     return app
+
+
+#: How long a crashed worker may take to shut down before it is made to exit.
+CRASH_EXIT_SECONDS = 20.0
+
+
+async def _crash(app: faust.App, exc: BaseException) -> None:
+    """Crash the app (the worker shuts down and exits non-zero); if the shutdown hangs
+    (it waits on a broker that may be the problem), exit anyway after a deadline."""
+
+    def exit_now() -> None:
+        log.critical("shutdown still running after %.0f s: exiting now", CRASH_EXIT_SECONDS)
+        os._exit(70)
+
+    timer = threading.Timer(CRASH_EXIT_SECONDS, exit_now)
+    timer.daemon = True
+    timer.start()
+    await app.crash(exc)
 
 
 async def _until(condition: Callable[[], bool], interval: float = 0.05) -> None:

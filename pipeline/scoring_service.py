@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import orjson
@@ -89,6 +90,8 @@ class ScoringConsumer(Service):
         #: held while a batch is between poll and commit (a rebalance waits for it)
         self.in_flight = asyncio.Lock()
         self.ready = asyncio.Event()
+        #: how an error that must stop the worker is raised (the app's crash, see app.py)
+        self.fatal: Callable[[BaseException], Awaitable[None]] = self.crash
         #: next offset to read per partition (for the lag metric)
         self.positions: dict[TopicPartition, int] = {}
         #: per raw partition, the ends of batches published but not committed by an
@@ -145,6 +148,12 @@ class ScoringConsumer(Service):
                 max_records=self.settings.batch_size,
             )
             if not polled:
+                try:
+                    self._check_log_ends(consumer)
+                except BrokerDataLost as exc:
+                    log.critical("%s", exc)
+                    await self.fatal(exc)
+                    return
                 continue
             while not self.should_stop and any(  # not before the partition's progress is read
                 tp.partition not in self.resumed and tp in consumer.assignment() for tp in polled
@@ -233,6 +242,16 @@ class ScoringConsumer(Service):
         restored = 0
         for tp in assigned:
             committed = await consumer.committed(tp) or 0
+            if committed < self.positions.get(tp, 0):  # the group's offsets went back
+                exc = BrokerDataLost(
+                    f"the broker lost data: the committed offset of {tp.topic}:{tp.partition} "
+                    f"is {committed}, but this worker committed {self.positions[tp]}; "
+                    "stopping so that a restarted worker rebuilds its state from what the "
+                    "broker still has (restart it; a supervisor does)"
+                )
+                log.critical("%s", exc)
+                await self.fatal(exc)
+                return
             found = progress.resume(values[tp.partition], committed)
             self.cuts[tp.partition] = found.cuts
             if found.watermark is not None:
@@ -252,6 +271,26 @@ class ScoringConsumer(Service):
             sorted(tp.partition for tp in assigned),
             restored,
         )
+
+    def _check_log_ends(self, consumer: AIOKafkaConsumer) -> None:
+        """Stop the worker if a raw partition's log now ends before offsets already read.
+
+        That happens only when the broker lost acknowledged data: the embedded broker
+        restarted (memory storage), or an unclean leader election on Kafka. The
+        consumer would otherwise wait at its old position and skip every new record
+        below it, and the windows' marks would skip their deltas. Stopping loudly is
+        the honest answer: a restarted worker rebuilds from what the broker still has.
+        """
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            position = self.positions.get(tp)
+            if highwater is not None and position is not None and highwater < position:
+                raise BrokerDataLost(
+                    f"the broker lost data: {tp.topic}:{tp.partition} now ends at offset "
+                    f"{highwater}, but offsets up to {position - 1} were already read and "
+                    "committed; stopping so that a restarted worker rebuilds its state "
+                    "from what the broker still has (restart it; a supervisor does)"
+                )
 
     def lag(self) -> list[tuple[str, int, int]]:
         """(topic, partition, records not yet read) of the raw partitions read here."""
@@ -303,6 +342,10 @@ class ScoringConsumer(Service):
                 for partition, items in enumerate(groups)
             )
         return records
+
+
+class BrokerDataLost(RuntimeError):
+    """The broker no longer has records this worker already read (see ``_check_log_ends``)."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
