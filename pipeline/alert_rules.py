@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline import yamlconfig
 from pipeline.settings import ConfigError
 from pipeline.windows import parse_window_label
 from schemas.alert import RuleKind
@@ -246,22 +247,12 @@ def load_rules(path: Path | None) -> AlertRules:
         return AlertRules()
     if not path.is_file():
         raise ConfigError(f"alert rules file {path} does not exist (NPS_ALERT_RULES_FILE)")
-    text = path.read_text()
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    root, data = yamlconfig.parse(path, path.read_text())
     _check_unique_names(path, root, data)
     try:
         return AlertRules.model_validate(data or {})
     except ValidationError as exc:
-        lines = [f"{path}: invalid alert rules:"]
-        for err in exc.errors():
-            loc = [str(p) for p in err["loc"]]
-            line = _line_of(root, err["loc"])
-            where = f"line {line}: " if line else ""
-            lines.append(f"  - {where}{'.'.join(loc) or '(file)'}: {err['msg']}")
+        lines = [f"{path}: invalid alert rules:", *yamlconfig.error_lines(exc, root)]
         raise ConfigError("\n".join(lines)) from None
 
 
@@ -276,28 +267,9 @@ def _check_unique_names(path: Path, root: yaml.Node | None, data: object) -> Non
         if not isinstance(name, str):
             continue
         if name in first:
-            line = _line_of(root, ("rules", index, "name"))
+            line = yamlconfig.line_of(root, ("rules", index, "name"))
             raise ConfigError(
                 f"{path}: invalid alert rules:\n  - line {line}: rules.{index}.name: rule name "
                 f"{name!r} is already used by rules.{first[name]}; names must be unique"
             )
         first[name] = index
-
-
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """1-based line of the YAML node at a pydantic error location (best match)."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == part), None)
-            if match is None:
-                continue  # a union tag such as 'nps_drop', or a missing key
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                break
-            node = node.value[part]
-        else:
-            continue
-        line = node.start_mark.line + 1
-    return line

@@ -359,7 +359,7 @@ def test_baseline_must_be_longer_than_window(tmp_path: Path) -> None:
     )
     message = error_of(path)
     assert (
-        "line 4: rules.1.csat_drop: Value error, baseline (3600 s) must be longer than "
+        "line 4: rules.1.csat_drop: baseline (3600 s) must be longer than "
         "window (86400 s)" in message
     )
 
@@ -392,7 +392,7 @@ def test_resolve_effect_must_be_below_min_effect(tmp_path: Path, resolve: str) -
     )
     message = error_of(path)
     assert (
-        "line 2: rules.0.detractor_spike: Value error, resolve_effect must be smaller than "
+        "line 2: rules.0.detractor_spike: resolve_effect must be smaller than "
         "min_effect (hysteresis)" in message
     )
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipeline.alert_rules import _line_of
+from pipeline import yamlconfig
 from pipeline.settings import ConfigError
 from pipeline.windows import parse_window_label
 from schemas.feedback import SEGMENT_FIELDS, SurveyType
@@ -219,19 +218,12 @@ def load_followup_rules(path: Path | None) -> FollowupRules:
         return FollowupRules()
     if not path.is_file():
         raise ConfigError(f"follow-up rules file {path} does not exist (NPS_FOLLOWUP_RULES_FILE)")
-    text = path.read_text()
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    root, data = yamlconfig.parse(path, path.read_text())
     try:
         return FollowupRules.model_validate(data or {})
     except ValidationError as exc:
-        lines = [f"{path}: invalid follow-up rules (NPS_FOLLOWUP_RULES_FILE):"]
-        for err in exc.errors():
-            loc = [str(p) for p in err["loc"]]
-            line = _line_of(root, err["loc"])
-            where = f"line {line}: " if line else ""
-            lines.append(f"  - {where}{'.'.join(loc) or '(file)'}: {err['msg']}")
+        lines = [
+            f"{path}: invalid follow-up rules (NPS_FOLLOWUP_RULES_FILE):",
+            *yamlconfig.error_lines(exc, root),
+        ]
         raise ConfigError("\n".join(lines)) from None

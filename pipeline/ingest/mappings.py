@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -50,7 +49,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.alert_rules import _line_of as line_of
+from pipeline import yamlconfig
 from pipeline.ingest.auth import Verdict
 from pipeline.ingest.items import Triage
 from pipeline.replay import EVENT_FIELDS, Mapping, to_event
@@ -249,20 +248,6 @@ class ConfiguredWebhook:
         return out
 
 
-def _key_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """1-based line of the mapping *key* at ``loc`` (a bad route name or field name)."""
-    node, line = root, None
-    for part in loc:
-        if not isinstance(node, yaml.MappingNode):
-            return None
-        match = next(((k, v) for k, v in node.value if k.value == part), None)
-        if match is None:
-            return None
-        key, node = match
-        line = key.start_mark.line + 1
-    return line
-
-
 def load_webhook_mappings(
     path: Path, environ: AnyMapping[str, str] | None = None
 ) -> dict[str, ConfiguredWebhook]:
@@ -274,23 +259,11 @@ def load_webhook_mappings(
         raise ConfigError(
             f"webhook mappings file {path} (NPS_INGEST_WEBHOOK_MAPPINGS_FILE): {exc.strerror}"
         ) from None
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    root, data = yamlconfig.parse(path, text)
     try:
         parsed = WebhookMappingsFile.model_validate(data or {}, context={"environ": environ})
     except ValidationError as exc:
-        found = []
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if p != "[key]")
-            line = _key_line(root, loc) if "[key]" in err["loc"] else line_of(root, loc)
-            where = f"line {line}: " if line else ""
-            message = err["msg"].removeprefix("Value error, ")
-            text = f"  - {where}{'.'.join(str(p) for p in loc) or '(file)'}: {message}"
-            found.append((line or 0, text))
-        lines = [text for _, text in sorted(found, key=lambda item: item[0])]
+        lines = yamlconfig.error_lines(exc, root)
         raise ConfigError("\n".join([f"{path}: invalid webhook mappings:", *lines])) from None
     routes = {}
     for name, spec in parsed.webhooks.items():
