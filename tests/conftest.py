@@ -94,18 +94,17 @@ class WorkerProcess:
         self._log.close()
 
 
-@pytest.fixture
-def worker_env(broker: EmbeddedBroker, unique: str) -> dict[str, str]:
-    """Environment of a worker on the test broker with topics and group of its own."""
+def worker_environment(bootstrap: str, unique: str, prefix: str = "") -> dict[str, str]:
+    """Environment of a worker on ``bootstrap`` with topics and group of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
     env.update(
-        NPS_BROKER_URL=broker.bootstrap,
-        NPS_APP_ID=f"nps-test-{unique}",
-        NPS_TOPIC_RAW=f"raw-{unique}",
-        NPS_TOPIC_SCORED=f"scored-{unique}",
-        NPS_TOPIC_DEADLETTER=f"dead-{unique}",
-        NPS_TOPIC_DELTAS=f"deltas-{unique}",
-        NPS_TOPIC_WINDOWS=f"windows-{unique}",
+        NPS_BROKER_URL=bootstrap,
+        NPS_APP_ID=f"nps-{prefix or 'test-'}{unique}",
+        NPS_TOPIC_RAW=f"{prefix}raw-{unique}",
+        NPS_TOPIC_SCORED=f"{prefix}scored-{unique}",
+        NPS_TOPIC_DEADLETTER=f"{prefix}dead-{unique}",
+        NPS_TOPIC_DELTAS=f"{prefix}deltas-{unique}",
+        NPS_TOPIC_WINDOWS=f"{prefix}windows-{unique}",
         NPS_TOPIC_PARTITIONS="4",
         NPS_WEB_PORT=str(free_port()),
         NPS_BROKER_SESSION_TIMEOUT_SECONDS="6",
@@ -113,6 +112,12 @@ def worker_env(broker: EmbeddedBroker, unique: str) -> dict[str, str]:
         NPS_LOG_LEVEL=os.environ.get("NPS_LOG_LEVEL", "warn"),
     )
     return env
+
+
+@pytest.fixture
+def worker_env(broker: EmbeddedBroker, unique: str) -> dict[str, str]:
+    """Environment of a worker on the test broker with topics and group of its own."""
+    return worker_environment(broker.bootstrap, unique)
 
 
 @pytest.fixture

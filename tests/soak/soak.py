@@ -38,10 +38,10 @@ from pathlib import Path
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
-from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.broker import EmbeddedBroker
 from pipeline.simulator import FeedbackSimulator, SimulatorConfig, bad_record
 from schemas import DeadLetter
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, worker_environment
 from tests.soak.truth import Truth, api_counts, mismatches
 
 
@@ -126,26 +126,6 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 3.0) -> list:
     return records
 
 
-def worker_environment(bootstrap: str) -> dict[str, str]:
-    unique = uuid.uuid4().hex[:8]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
-    env.update(
-        NPS_BROKER_URL=bootstrap,
-        NPS_APP_ID=f"nps-soak-{unique}",
-        NPS_TOPIC_RAW=f"soak-raw-{unique}",
-        NPS_TOPIC_SCORED=f"soak-scored-{unique}",
-        NPS_TOPIC_DEADLETTER=f"soak-dead-{unique}",
-        NPS_TOPIC_DELTAS=f"soak-deltas-{unique}",
-        NPS_TOPIC_WINDOWS=f"soak-windows-{unique}",
-        NPS_TOPIC_ALERTS=f"soak-alerts-{unique}",
-        NPS_TOPIC_PARTITIONS="4",
-        NPS_WEB_PORT=str(free_port()),
-        NPS_BROKER_SESSION_TIMEOUT_SECONDS="6",
-        NPS_LOG_LEVEL="warn",
-    )
-    return env
-
-
 def wait_for_drain(worker: WorkerProcess, expected: int, timeout: float = 180) -> None:
     """Until the windows count ``expected`` answers or more (overall), and stay put."""
     deadline = time.monotonic() + timeout
@@ -174,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
     broker = None if args.broker else EmbeddedBroker().start()
     bootstrap = args.broker or broker.bootstrap  # type: ignore[union-attr]
-    env = worker_environment(bootstrap)
+    env = worker_environment(bootstrap, uuid.uuid4().hex[:8], prefix="soak-")
+    env["NPS_TOPIC_ALERTS"] = env["NPS_TOPIC_RAW"].replace("raw-", "alerts-")
     logs = Path(tempfile.mkdtemp(prefix="nps-soak-"))
     print(f"broker {bootstrap}  logs {logs}  app {env['NPS_APP_ID']}", flush=True)
     workers: list[WorkerProcess] = []
