@@ -24,6 +24,7 @@ from pipeline.followups.tasks import TaskBuilder
 from pipeline.redact import Redactor
 from pipeline.segments import segment_keys
 from pipeline.settings import Settings
+from pipeline.text.insights import NO_INSIGHT, THEME_DIMENSION, TextAnalytics, theme_keys
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
 from pipeline.windows import Counts
 from schemas import Category, Reason, ScoredEvent, SourcePosition, categorize
@@ -98,6 +99,8 @@ class ScoringStage:
         self.combinations = settings.combination_fields
         self.bucket_seconds = settings.bucket_seconds
         self.followups = TaskBuilder.from_settings(settings)  # None when disabled
+        self.text = TextAnalytics.from_settings(settings)  # None when NPS_TEXT_ANALYTICS is off
+        self.theme_segments = THEME_DIMENSION in settings.dimensions
 
     def process(self, records: list[RawRecord]) -> Output:
         out = Output()
@@ -159,6 +162,7 @@ class ScoringStage:
             self._reject(out, record, conflict, now)
             return
         category = categorize(parsed.survey_type, parsed.score)
+        insight = NO_INSIGHT if self.text is None else self.text.analyze(parsed, category.value)
         text = parsed.comment
         if text is not None:  # no comment leaves the pipeline unredacted
             text = self._redact(text) if self.keep_comments else None
@@ -167,7 +171,10 @@ class ScoringStage:
                 feedback_json = _to_json(parsed)
         event_id = parsed.event_id
         out.scored.append(
-            (event_id.encode(), scored_json(batch, record, event_id, category, feedback_json))
+            (
+                event_id.encode(),
+                scored_json(batch, record, event_id, category, feedback_json, insight.json),
+            )
         )
         batch.scored[(parsed.survey_type.value, category.value)] += 1
         if self.followups is not None:  # a task if a follow-up rule selects the answer
@@ -194,7 +201,10 @@ class ScoringStage:
         comment = None
         if category is Category.DETRACTOR and text and text.strip():
             comment = [ts, parsed.event_id, parsed.score, text]
-        for key in segment_keys(parsed, self.dimensions, self.combinations):
+        keys = segment_keys(parsed, self.dimensions, self.combinations)
+        if insight.themes and self.theme_segments:
+            keys += theme_keys(insight.themes)
+        for key in keys:
             if comment is not None:
                 recent = batch.comments.setdefault(key, [])
                 recent.append(comment)
@@ -228,7 +238,12 @@ def _to_json(model: BaseModel) -> bytes:
 
 
 def scored_json(
-    batch: _Batch, record: RawRecord, event_id: str, category: Category, feedback_json: bytes
+    batch: _Batch,
+    record: RawRecord,
+    event_id: str,
+    category: Category,
+    feedback_json: bytes,
+    text_json: bytes = b"null",
 ) -> bytes:
     """The :class:`ScoredEvent` of one event as JSON, assembled from its parts.
 
@@ -251,6 +266,8 @@ def scored_json(
             topic,
             b',"partition":%d,"offset":%d},"feedback":' % (record.partition, record.offset),
             feedback_json,
+            b',"text":',
+            text_json,
             b"}",
         )
     )
