@@ -84,8 +84,8 @@ class TextAnalytics:
         for theme in found.themes:
             counter = self._theme_counters.get((theme, category))
             if counter is None:
-                counter = self._theme_counters[(theme, category)] = (
-                    metrics.COMMENT_THEMES.labels(theme, category)
+                counter = self._theme_counters[(theme, category)] = metrics.COMMENT_THEMES.labels(
+                    theme, category
                 )
             counter.inc()
         return Insight(orjson.dumps(document), found.themes)
