@@ -53,7 +53,7 @@ def run(
         list[str] | None,
         typer.Option(
             help="Inject an incident, e.g. 'agent=agent-042,detractors=0.6,start=60,"
-            "duration=300' (repeatable)."
+            "duration=300' (repeatable); add ',topic=double_charge' for themed complaints."
         ),
     ] = None,
 ) -> None:
@@ -108,7 +108,8 @@ def simulate_cmd(
     incident: Annotated[
         list[str] | None,
         typer.Option(
-            help="'dimension=value,detractors=0.6,start=SECONDS,duration=SECONDS' (repeatable)."
+            help="'dimension=value,detractors=0.6,start=SECONDS,duration=SECONDS[,topic=NAME]' "
+            "(repeatable)."
         ),
     ] = None,
     invalid_ratio: Annotated[
