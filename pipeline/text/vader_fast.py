@@ -22,6 +22,8 @@ so is the contrastive ``but`` rule (called as is, only when a comment has "but")
 
 from __future__ import annotations
 
+import string
+
 from vaderSentiment.vaderSentiment import (
     BOOSTER_DICT,
     C_INCR,
@@ -29,14 +31,18 @@ from vaderSentiment.vaderSentiment import (
     NEGATE,
     SPECIAL_CASES,
     SentimentIntensityAnalyzer,
-    SentiText,
     allcap_differential,
     normalize,
     scalar_inc_dec,
 )
 
 _NEGATE = frozenset(NEGATE)
-_strip_punctuation = SentiText._strip_punc_if_word
+_PUNCTUATION = string.punctuation
+#: Every word of an idiom or multi-word booster: where none is near a sentiment word,
+#: ``_special_idioms_check`` cannot change its valence (skipped).
+_IDIOM_WORDS = frozenset(
+    word for key in (*SPECIAL_CASES, *(k for k in BOOSTER_DICT if " " in k)) for word in key.split()
+)
 
 
 def _negated(word: str) -> bool:
@@ -123,12 +129,17 @@ class FastVader(SentimentIntensityAnalyzer):
     def compound(self, text: str) -> float:
         """``polarity_scores(text)["compound"]``, rounded to 4 decimals like VADER's."""
         text = self._without_emoji(text)
-        words = [_strip_punctuation(token) for token in text.split()]
+        # SentiText._strip_punc_if_word: a token left with <= 2 characters stays as it was
+        words = [
+            stripped if len(stripped := token.strip(_PUNCTUATION)) > 2 else token
+            for token in text.split()
+        ]
         lower = [word.lower() for word in words]
         lexicon = self.lexicon
         if not any(word in lexicon for word in lower):
             return 0.0
         is_cap_diff = allcap_differential(words)
+        idioms = not _IDIOM_WORDS.isdisjoint(lower)
         n = len(words)
         sentiments: list[float] = []
         for i, item in enumerate(words):
@@ -150,15 +161,21 @@ class FastVader(SentimentIntensityAnalyzer):
                 if is_cap_diff and item.isupper():
                     valence = valence + C_INCR if valence > 0 else valence - C_INCR
                 for start_i in range(3):
-                    if i > start_i and lower[i - (start_i + 1)] not in lexicon:
-                        s = scalar_inc_dec(words[i - (start_i + 1)], valence, is_cap_diff)
-                        if start_i == 1 and s != 0:
-                            s = s * 0.95
-                        if start_i == 2 and s != 0:
-                            s = s * 0.9
-                        valence = valence + s
+                    before = i - (start_i + 1)
+                    if i > start_i and lower[before] not in lexicon:
+                        if lower[before] in BOOSTER_DICT:  # else scalar_inc_dec gives 0
+                            s = scalar_inc_dec(words[before], valence, is_cap_diff)
+                            if start_i == 1 and s != 0:
+                                s = s * 0.95
+                            if start_i == 2 and s != 0:
+                                s = s * 0.9
+                            valence = valence + s
                         valence = _negation_check(valence, lower, start_i, i)
-                        if start_i == 2:
+                        if (
+                            start_i == 2
+                            and idioms
+                            and not _IDIOM_WORDS.isdisjoint(lower[i - 3 : i + 3])
+                        ):
                             valence = _special_idioms_check(valence, lower, i)
                 if i > 1 and lower[i - 1] not in lexicon and lower[i - 1] == "least":
                     if lower[i - 2] != "at" and lower[i - 2] != "very":

@@ -13,19 +13,33 @@ worker), then is timed over all of them; the whole analyzer is also timed with t
 caches cleared first ("cold"), and with the respondent's language given as a hint
 (``attributes.language``, which skips detection). Single thread, wall-clock time with
 ``perf_counter``.
+
+Then the **scoring stage** (:class:`pipeline.scoring.ScoringStage`, validate, dedupe,
+score, redact, fan out: everything but Kafka) with and without comment analytics
+(``NPS_TEXT_ANALYTICS``) on the same ``--events`` simulator records (``--comment-share``
+of them with a comment, default 0.6 as in the simulator; the respondent's language in
+``attributes.language`` as the simulator sends it; event times in the last five minutes),
+in batches of 1,000. Each configuration gets a fresh stage (so the dedupe sees new ids)
+after a warm-up on other records, and runs ``--repeats`` times alternately; the best
+run of each is printed (the least disturbed by other processes on the machine) with the
+median, the events/s ratio and the analytics' cost per event and per comment.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from pipeline.scoring import ScoringStage
+from pipeline.settings import load_settings
 from pipeline.simulator import FeedbackSimulator, SimulatorConfig
 from pipeline.text import CommentAnalyzer
 from pipeline.text.normalize import lemma, word_forms
+from pipeline.validate import RawRecord
 
 
 def simulator_comments(count: int, seed: int = 7) -> list[str]:
@@ -51,12 +65,84 @@ def _per_comment_us(run: Callable[[int], object], count: int) -> float:
     return (time.perf_counter() - began) / count * 1e6
 
 
+def stage_records(count: int, comment_share: float, seed: int) -> list[RawRecord]:
+    """``count`` simulator records as the scoring stage reads them (4 partitions)."""
+    sim = FeedbackSimulator(SimulatorConfig(seed=seed, comment_probability=comment_share))
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    step = 240.0 / max(count, 1)
+    out = []
+    for i in range(count):
+        key, value = sim.next_record(start + timedelta(seconds=i * step))
+        out.append(RawRecord("feedback.raw", i % 4, i, key, value))
+    return out
+
+
+def _stage_seconds(text_analytics: bool, records: list[RawRecord], batch: int = 1000) -> float:
+    stage = ScoringStage(load_settings(text_analytics=text_analytics))
+    began = time.perf_counter()
+    for i in range(0, len(records), batch):
+        stage.process(records[i : i + batch])
+    return time.perf_counter() - began
+
+
+def stage_benchmark(events: int, comment_share: float, repeats: int) -> dict[str, float]:
+    """Scoring-stage events/s without and with comment analytics (see the module doc)."""
+    records = stage_records(events, comment_share, seed=7)
+    commented = sum(b'"comment"' in r.value for r in records)
+    warm = stage_records(min(events, 5000), comment_share, seed=8)
+    for mode in (False, True):
+        _stage_seconds(mode, warm)
+    runs: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeats):
+        for mode in (False, True):
+            runs[mode].append(_stage_seconds(mode, records))
+    off, on = min(runs[False]), min(runs[True])
+    figures = {
+        "events": events,
+        "commented": commented,
+        "off_events_per_s": events / off,
+        "on_events_per_s": events / on,
+        "off_median_events_per_s": events / statistics.median(runs[False]),
+        "on_median_events_per_s": events / statistics.median(runs[True]),
+        "ratio": off / on,
+        "us_per_event_off": off / events * 1e6,
+        "us_per_event_on": on / events * 1e6,
+        "analytics_us_per_event": (on - off) / events * 1e6,
+        "analytics_us_per_comment": (on - off) / max(commented, 1) * 1e6,
+    }
+    print(
+        f"\nscoring stage, {events:,} simulator records ({commented:,} with a comment), "
+        f"batches of 1,000, best of {repeats} (median in brackets):"
+    )
+    print(
+        f"  text analytics off  {figures['off_events_per_s']:>9,.0f} events/s "
+        f"({figures['off_median_events_per_s']:,.0f})  {figures['us_per_event_off']:.1f} µs/event"
+    )
+    print(
+        f"  text analytics on   {figures['on_events_per_s']:>9,.0f} events/s "
+        f"({figures['on_median_events_per_s']:,.0f})  {figures['us_per_event_on']:.1f} µs/event"
+    )
+    print(
+        f"  with analytics: {figures['ratio']:.0%} of the throughput without; it costs "
+        f"{figures['analytics_us_per_event']:.1f} µs per event, "
+        f"{figures['analytics_us_per_comment']:.1f} µs per comment"
+    )
+    return figures
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000, help="comments (default 10,000)")
     parser.add_argument(
         "--high-accuracy", action="store_true", help="lingua high-accuracy mode (default: low)"
     )
+    parser.add_argument(
+        "--events", type=int, default=20_000, help="scoring-stage records (default 20,000)"
+    )
+    parser.add_argument(
+        "--comment-share", type=float, default=0.6, help="records with a comment (0.6)"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="runs per configuration (5)")
     args = parser.parse_args(argv)
 
     comments = simulator_comments(args.count)
@@ -91,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'analyzer (cold)':<16} {cold:>11.1f}   (lemma caches empty, first pass)")
     flagged = sum(analyzer.analyze(c, categories[i % 3]).disagrees for i, c in enumerate(comments))
     print(f"disagreements flagged (categories dealt round-robin): {flagged:,}")
+    stage_benchmark(args.events, args.comment_share, args.repeats)
 
 
 if __name__ == "__main__":
