@@ -430,6 +430,9 @@ def bench(
         Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
     ] = None,
     broker: BrokerOpt = None,
+    text_analytics: Annotated[
+        bool, typer.Option(help="Comment analytics in the workers (NPS_TEXT_ANALYTICS).")
+    ] = True,
 ) -> None:
     from pipeline.bench.run import BenchConfig, main
 
@@ -446,5 +449,6 @@ def bench(
         seed=seed,
         broker=broker,
         json_path=json_path,
+        text_analytics=text_analytics,
     )
     raise typer.Exit(main(cfg))
