@@ -110,6 +110,8 @@ class ScoringStage:
         consumed: Counter[str] = Counter(record.topic for record in records)
         for topic, count in consumed.items():
             metrics.EVENTS_CONSUMED.labels(topic).inc(count)
+        if self.text is not None:  # the batch's comments back to back (see text.insights)
+            self.text.prepare(records)
         for record in records:
             try:
                 self._handle(record, out, batch)
@@ -162,7 +164,9 @@ class ScoringStage:
             self._reject(out, record, conflict, now)
             return
         category = categorize(parsed.survey_type, parsed.score)
-        insight = NO_INSIGHT if self.text is None else self.text.analyze(parsed, category.value)
+        insight = (
+            NO_INSIGHT if self.text is None else self.text.analyze(parsed, category.value, record)
+        )
         text = parsed.comment
         if text is not None:  # no comment leaves the pipeline unredacted
             text = self._redact(text) if self.keep_comments else None
