@@ -34,6 +34,8 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import orjson
+
 from pipeline.scoring import ScoringStage
 from pipeline.settings import load_settings
 from pipeline.simulator import FeedbackSimulator, SimulatorConfig
@@ -65,15 +67,21 @@ def _per_comment_us(run: Callable[[int], object], count: int) -> float:
     return (time.perf_counter() - began) / count * 1e6
 
 
-def stage_records(count: int, comment_share: float, seed: int) -> list[RawRecord]:
-    """``count`` simulator records as the scoring stage reads them (4 partitions)."""
+def stage_records(
+    count: int, comment_share: float, seed: int, hints: bool = True
+) -> list[RawRecord]:
+    """``count`` simulator records as the scoring stage reads them (4 partitions);
+    ``hints=False`` drops the respondents' ``attributes.language`` (detection runs)."""
     sim = FeedbackSimulator(SimulatorConfig(seed=seed, comment_probability=comment_share))
     start = datetime.now(UTC) - timedelta(minutes=5)
     step = 240.0 / max(count, 1)
     out = []
     for i in range(count):
-        key, value = sim.next_record(start + timedelta(seconds=i * step))
-        out.append(RawRecord("feedback.raw", i % 4, i, key, value))
+        event = sim.next_event(start + timedelta(seconds=i * step))
+        if not hints:
+            del event["attributes"]["language"]
+        value = orjson.dumps(event)
+        out.append(RawRecord("feedback.raw", i % 4, i, event["event_id"].encode(), value))
     return out
 
 
@@ -85,11 +93,13 @@ def _stage_seconds(text_analytics: bool, records: list[RawRecord], batch: int = 
     return time.perf_counter() - began
 
 
-def stage_benchmark(events: int, comment_share: float, repeats: int) -> dict[str, float]:
+def stage_benchmark(
+    events: int, comment_share: float, repeats: int, hints: bool = True
+) -> dict[str, float]:
     """Scoring-stage events/s without and with comment analytics (see the module doc)."""
-    records = stage_records(events, comment_share, seed=7)
+    records = stage_records(events, comment_share, seed=7, hints=hints)
     commented = sum(b'"comment"' in r.value for r in records)
-    warm = stage_records(min(events, 5000), comment_share, seed=8)
+    warm = stage_records(min(events, 5000), comment_share, seed=8, hints=hints)
     for mode in (False, True):
         _stage_seconds(mode, warm)
     runs: dict[bool, list[float]] = {False: [], True: []}
@@ -111,8 +121,9 @@ def stage_benchmark(events: int, comment_share: float, repeats: int) -> dict[str
         "analytics_us_per_comment": (on - off) / max(commented, 1) * 1e6,
     }
     print(
-        f"\nscoring stage, {events:,} simulator records ({commented:,} with a comment), "
-        f"batches of 1,000, best of {repeats} (median in brackets):"
+        f"\nscoring stage, {events:,} simulator records ({commented:,} with a comment, "
+        f"{'with' if hints else 'without'} attributes.language), batches of 1,000, "
+        f"best of {repeats} (median in brackets):"
     )
     print(
         f"  text analytics off  {figures['off_events_per_s']:>9,.0f} events/s "
@@ -143,6 +154,11 @@ def main(argv: list[str] | None = None) -> None:
         "--comment-share", type=float, default=0.6, help="records with a comment (0.6)"
     )
     parser.add_argument("--repeats", type=int, default=5, help="runs per configuration (5)")
+    parser.add_argument(
+        "--no-hints",
+        action="store_true",
+        help="scoring stage: drop attributes.language from the records (language detected)",
+    )
     args = parser.parse_args(argv)
 
     comments = simulator_comments(args.count)
@@ -177,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'analyzer (cold)':<16} {cold:>11.1f}   (lemma caches empty, first pass)")
     flagged = sum(analyzer.analyze(c, categories[i % 3]).disagrees for i, c in enumerate(comments))
     print(f"disagreements flagged (categories dealt round-robin): {flagged:,}")
-    stage_benchmark(args.events, args.comment_share, args.repeats)
+    stage_benchmark(args.events, args.comment_share, args.repeats, hints=not args.no_hints)
 
 
 if __name__ == "__main__":
