@@ -137,6 +137,11 @@ class Settings(BaseSettings):
         description="Comment analytics in the scoring stage: language, sentiment, themes and "
         "score disagreement on each scored event, theme segments, emerging topics in alerts.",
     )
+    text_sentiment: bool = Field(
+        default=True,
+        description="With text analytics: also the sentiment and the score disagreement "
+        "(false: language and themes only, about a third of the cost).",
+    )
     text_taxonomy_file: Path | None = Field(
         default=None,
         description="YAML theme taxonomy (see pipeline/text/data/themes.yaml); unset: that "

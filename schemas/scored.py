@@ -65,20 +65,24 @@ class CommentInsights(BaseModel):
         "attributes.language when given, else detected); null when the comment is too short "
         "or undecidable."
     )
-    sentiment: Literal["positive", "neutral", "negative"] = Field(
-        description="Label of sentiment_score: positive from +0.05, negative from -0.05."
+    sentiment: Literal["positive", "neutral", "negative"] | None = Field(
+        description="Label of sentiment_score: positive from +0.05, negative from -0.05; "
+        "null with NPS_TEXT_SENTIMENT=false."
     )
-    sentiment_score: float = Field(
-        ge=-1, le=1, description="VADER compound (English) or the Italian lexicon's score."
+    sentiment_score: float | None = Field(
+        ge=-1,
+        le=1,
+        description="VADER compound (English) or the Italian lexicon's score; null with "
+        "NPS_TEXT_SENTIMENT=false.",
     )
     themes: list[str] = Field(
         description="Themes of the taxonomy (NPS_TEXT_TAXONOMY_FILE) the comment mentions, "
         "in taxonomy order; each also gives the answer a segment theme=<name>."
     )
-    disagrees: bool = Field(
+    disagrees: bool | None = Field(
         description="The comment clearly contradicts the score: a promoter/satisfied answer "
         "with a clearly negative comment, or a detractor/unsatisfied one with a clearly "
-        "positive comment (a sign of a reversed scale)."
+        "positive comment (a sign of a reversed scale); null with NPS_TEXT_SENTIMENT=false."
     )
 
 

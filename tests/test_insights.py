@@ -60,3 +60,19 @@ def test_prepared_insights_equal_the_inline_analysis() -> None:
 
 def test_off_gives_no_analytics() -> None:
     assert TextAnalytics.from_settings(load_settings(text_analytics=False)) is None
+
+
+def test_without_sentiment_only_language_and_themes() -> None:
+    settings = load_settings(text_sentiment=False)
+    text = TextAnalytics.from_settings(settings)
+    assert text is not None and text.sentiment is False
+    event = FeedbackEvent.model_validate(
+        example_event(comment="Addebitato due volte, vergognoso!", score=2, attributes={})
+    )
+    assert orjson.loads(text.analyze(event, "detractor").json) == {
+        "language": "it",
+        "sentiment": None,
+        "sentiment_score": None,
+        "themes": ["billing"],
+        "disagrees": None,
+    }

@@ -67,8 +67,10 @@ def theme_keys(themes: list[str]) -> list[str]:
 class TextAnalytics:
     """Language, sentiment, themes and disagreement of each comment, for the scored event."""
 
-    def __init__(self, analyzer: CommentAnalyzer) -> None:
+    def __init__(self, analyzer: CommentAnalyzer, *, sentiment: bool = True) -> None:
         self.analyzer = analyzer
+        #: False: language and themes only (NPS_TEXT_SENTIMENT=false)
+        self.sentiment = sentiment
         self._theme_counters: dict[tuple[str, str], Counter] = {}
         #: id(record) -> (comment, category, insight) of the batch being handled
         self._prepared: dict[int, tuple[str, str, Insight]] = {}
@@ -78,12 +80,21 @@ class TextAnalytics:
         """The analytics configured by ``settings``; None when NPS_TEXT_ANALYTICS is off."""
         if not settings.text_analytics:
             return None
-        return cls(shared_analyzer(settings.text_taxonomy_file or DEFAULT_TAXONOMY))
+        return cls(
+            shared_analyzer(settings.text_taxonomy_file or DEFAULT_TAXONOMY),
+            sentiment=settings.text_sentiment,
+        )
 
     def prepare(self, records: list[RawRecord]) -> None:
-        """Analyse the comments of a batch back to back, before the stage handles it."""
+        """Analyse the comments of a batch back to back, before the stage handles it.
+
+        Only with sentiment: language and themes alone are cheap enough that reading each
+        record once more costs more than it saves (measured: 40.5 vs 38.2 µs per event).
+        """
         prepared = self._prepared
         prepared.clear()
+        if not self.sentiment:
+            return
         for record in records:
             if b'"comment"' not in record.value:
                 continue
@@ -115,20 +126,32 @@ class TextAnalytics:
         return self._analyze(comment, category, hint)
 
     def _analyze(self, comment: str, category: str, hint: object) -> Insight:
-        found = self.analyzer.analyze(comment, category, hint if isinstance(hint, str) else None)
-        sentiment = found.sentiment
-        document = {
-            "language": found.language,
-            "sentiment": sentiment.label,
-            "sentiment_score": sentiment.score,
-            "themes": found.themes,
-            "disagrees": found.disagrees,
-        }
-        for theme in found.themes:
+        language_hint = hint if isinstance(hint, str) else None
+        if self.sentiment:
+            found = self.analyzer.analyze(comment, category, language_hint)
+            language, themes = found.language, found.themes
+            document = {
+                "language": language,
+                "sentiment": found.sentiment.label,
+                "sentiment_score": found.sentiment.score,
+                "themes": themes,
+                "disagrees": found.disagrees,
+            }
+        else:
+            language = self.analyzer.language_of(comment, language_hint)
+            themes = self.analyzer.themes.match(comment, language)
+            document = {
+                "language": language,
+                "sentiment": None,
+                "sentiment_score": None,
+                "themes": themes,
+                "disagrees": None,
+            }
+        for theme in themes:
             counter = self._theme_counters.get((theme, category))
             if counter is None:
                 counter = self._theme_counters[(theme, category)] = metrics.COMMENT_THEMES.labels(
                     theme, category
                 )
             counter.inc()
-        return Insight(orjson.dumps(document), found.themes)
+        return Insight(orjson.dumps(document), themes)

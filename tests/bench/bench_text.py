@@ -15,8 +15,9 @@ caches cleared first ("cold"), and with the respondent's language given as a hin
 ``perf_counter``.
 
 Then the **scoring stage** (:class:`pipeline.scoring.ScoringStage`, validate, dedupe,
-score, redact, fan out: everything but Kafka) with and without comment analytics
-(``NPS_TEXT_ANALYTICS``) on the same ``--events`` simulator records (``--comment-share``
+score, redact, fan out: everything but Kafka) without comment analytics, with it
+(``NPS_TEXT_ANALYTICS``), and with it but no sentiment (``NPS_TEXT_SENTIMENT=false``) on
+the same ``--events`` simulator records (``--comment-share``
 of them with a comment, default 0.6 as in the simulator; the respondent's language in
 ``attributes.language`` as the simulator sends it; event times in the last five minutes),
 in batches of 1,000. Each configuration gets a fresh stage (so the dedupe sees new ids)
@@ -85,8 +86,16 @@ def stage_records(
     return out
 
 
-def _stage_seconds(text_analytics: bool, records: list[RawRecord], batch: int = 1000) -> float:
-    stage = ScoringStage(load_settings(text_analytics=text_analytics))
+#: the configurations measured: label -> settings
+STAGE_MODES: dict[str, dict[str, bool]] = {
+    "text analytics off": {"text_analytics": False},
+    "text analytics on": {"text_analytics": True},
+    "on, no sentiment": {"text_analytics": True, "text_sentiment": False},
+}
+
+
+def _stage_seconds(mode: str, records: list[RawRecord], batch: int = 1000) -> float:
+    stage = ScoringStage(load_settings(**STAGE_MODES[mode]))
     began = time.perf_counter()
     for i in range(0, len(records), batch):
         stage.process(records[i : i + batch])
@@ -100,44 +109,36 @@ def stage_benchmark(
     records = stage_records(events, comment_share, seed=7, hints=hints)
     commented = sum(b'"comment"' in r.value for r in records)
     warm = stage_records(min(events, 5000), comment_share, seed=8, hints=hints)
-    for mode in (False, True):
+    for mode in STAGE_MODES:
         _stage_seconds(mode, warm)
-    runs: dict[bool, list[float]] = {False: [], True: []}
+    runs: dict[str, list[float]] = {mode: [] for mode in STAGE_MODES}
     for _ in range(repeats):
-        for mode in (False, True):
+        for mode in STAGE_MODES:
             runs[mode].append(_stage_seconds(mode, records))
-    off, on = min(runs[False]), min(runs[True])
-    figures = {
-        "events": events,
-        "commented": commented,
-        "off_events_per_s": events / off,
-        "on_events_per_s": events / on,
-        "off_median_events_per_s": events / statistics.median(runs[False]),
-        "on_median_events_per_s": events / statistics.median(runs[True]),
-        "ratio": off / on,
-        "us_per_event_off": off / events * 1e6,
-        "us_per_event_on": on / events * 1e6,
-        "analytics_us_per_event": (on - off) / events * 1e6,
-        "analytics_us_per_comment": (on - off) / max(commented, 1) * 1e6,
-    }
+    best = {mode: min(seconds) for mode, seconds in runs.items()}
+    off = best["text analytics off"]
+    figures: dict[str, float] = {"events": events, "commented": commented}
     print(
         f"\nscoring stage, {events:,} simulator records ({commented:,} with a comment, "
         f"{'with' if hints else 'without'} attributes.language), batches of 1,000, "
         f"best of {repeats} (median in brackets):"
     )
-    print(
-        f"  text analytics off  {figures['off_events_per_s']:>9,.0f} events/s "
-        f"({figures['off_median_events_per_s']:,.0f})  {figures['us_per_event_off']:.1f} µs/event"
-    )
-    print(
-        f"  text analytics on   {figures['on_events_per_s']:>9,.0f} events/s "
-        f"({figures['on_median_events_per_s']:,.0f})  {figures['us_per_event_on']:.1f} µs/event"
-    )
-    print(
-        f"  with analytics: {figures['ratio']:.0%} of the throughput without; it costs "
-        f"{figures['analytics_us_per_event']:.1f} µs per event, "
-        f"{figures['analytics_us_per_comment']:.1f} µs per comment"
-    )
+    for mode, seconds in best.items():
+        extra = (seconds - off) / events * 1e6
+        figures[f"{mode}: events/s"] = events / seconds
+        figures[f"{mode}: ratio"] = off / seconds
+        figures[f"{mode}: extra µs/event"] = extra
+        cost = (
+            ""
+            if mode == "text analytics off"
+            else f"; {off / seconds:.0%} of the throughput without, +{extra:.1f} µs per event, "
+            f"+{(seconds - off) / max(commented, 1) * 1e6:.1f} µs per comment"
+        )
+        print(
+            f"  {mode:<19} {events / seconds:>9,.0f} events/s "
+            f"({events / statistics.median(runs[mode]):,.0f})  "
+            f"{seconds / events * 1e6:.1f} µs/event{cost}"
+        )
     return figures
 
 
