@@ -58,6 +58,30 @@ def test_prepared_insights_equal_the_inline_analysis() -> None:
     assert theme_keys(["billing", "price"]) == ["theme=billing", "theme=price"]
 
 
+def test_prepare_never_raises_and_themes_are_counted_once(monkeypatch) -> None:
+    from pipeline import metrics
+
+    text = TextAnalytics.from_settings(load_settings())
+    assert text is not None
+    event = example_event(event_id="t1", comment="Wrong invoice again", score=2)
+    good = raw(0, orjson.dumps(event))
+    tombstone = RawRecord("feedback.raw", 0, 1, b"k", None)  # type: ignore[arg-type]
+    counter = metrics.COMMENT_THEMES.labels("billing", "detractor")
+    before = counter._value.get()
+    text.prepare([tombstone, good, good])  # analysing is not counting
+    assert counter._value.get() == before
+    parsed = FeedbackEvent.model_validate_json(good.value)
+    text.analyze(parsed, "detractor", good)
+    assert counter._value.get() == before + 1
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("analyzer bug")
+
+    monkeypatch.setattr(text.analyzer, "analyze", broken)
+    text.prepare([good])  # the stage's own handling of the record dead-letters it
+    assert text._prepared == {}
+
+
 def test_off_gives_no_analytics() -> None:
     assert TextAnalytics.from_settings(load_settings(text_analytics=False)) is None
 

@@ -96,19 +96,23 @@ class TextAnalytics:
         if not self.sentiment:
             return
         for record in records:
-            if b'"comment"' not in record.value:
-                continue
+            value = record.value
+            if not isinstance(value, bytes) or b'"comment"' not in value:
+                continue  # a tombstone, or no comment
+            # best effort: whatever fails here (not JSON, a wrong type, an analysis error)
+            # is handled by the stage, which validates the record and dead-letters it
             try:
-                document = orjson.loads(record.value)
+                document = orjson.loads(value)
                 comment = document["comment"].strip()
+                if not comment:
+                    continue
                 category = categorize(document["survey_type"], document["score"]).value
-            except (KeyError, TypeError, ValueError, AttributeError):
-                continue  # invalid input: the stage dead-letters it
-            if not comment:
+                attributes = document.get("attributes")
+                hint = attributes.get("language") if isinstance(attributes, dict) else None
+                insight = self._analyze(comment, category, hint)
+            except Exception:  # noqa: S112
                 continue
-            attributes = document.get("attributes")
-            hint = attributes.get("language") if isinstance(attributes, dict) else None
-            prepared[id(record)] = (comment, category, self._analyze(comment, category, hint))
+            prepared[id(record)] = (comment, category, insight)
 
     def analyze(
         self, feedback: FeedbackEvent, category: str, record: RawRecord | None = None
@@ -121,9 +125,9 @@ class TextAnalytics:
         if record is not None:
             found = self._prepared.get(id(record))
             if found is not None and found[0] == comment and found[1] == category:
-                return found[2]
+                return self._count(found[2], category)
         hint = feedback.attributes.get("language")
-        return self._analyze(comment, category, hint)
+        return self._count(self._analyze(comment, category, hint), category)
 
     def _analyze(self, comment: str, category: str, hint: object) -> Insight:
         language_hint = hint if isinstance(hint, str) else None
@@ -147,11 +151,15 @@ class TextAnalytics:
                 "themes": themes,
                 "disagrees": None,
             }
-        for theme in themes:
+        return Insight(orjson.dumps(document), themes)
+
+    def _count(self, insight: Insight, category: str) -> Insight:
+        """``insight``, its themes counted (once per event the stage outputs)."""
+        for theme in insight.themes:
             counter = self._theme_counters.get((theme, category))
             if counter is None:
                 counter = self._theme_counters[(theme, category)] = metrics.COMMENT_THEMES.labels(
                     theme, category
                 )
             counter.inc()
-        return Insight(orjson.dumps(document), themes)
+        return insight
