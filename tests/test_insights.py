@@ -74,6 +74,11 @@ def test_prepare_never_raises_and_themes_are_counted_once(monkeypatch) -> None:
     text.analyze(parsed, "detractor", good)
     assert counter._value.get() == before + 1
 
+    # an oversize record or an over-long comment is dead-lettered unread, never analysed
+    huge = example_event(event_id="t2", comment="wrong invoice " * 1000, score=2)
+    text.prepare([raw(2, orjson.dumps(huge)), raw(3, orjson.dumps(huge) + b" " * 300_000)])
+    assert text._prepared == {}
+
     def broken(*_: object) -> None:
         raise RuntimeError("analyzer bug")
 

@@ -38,6 +38,8 @@ from pipeline.validate import RawRecord
 from schemas.feedback import FeedbackEvent
 from schemas.scored import categorize
 
+#: Longest comment the FeedbackEvent contract accepts (longer: dead-lettered, not analysed).
+MAX_COMMENT = 10_000
 #: The derived segment dimension of comment themes: ``theme=billing``.
 THEME_DIMENSION = "theme"
 _NULL = b"null"
@@ -67,8 +69,16 @@ def theme_keys(themes: list[str]) -> list[str]:
 class TextAnalytics:
     """Language, sentiment, themes and disagreement of each comment, for the scored event."""
 
-    def __init__(self, analyzer: CommentAnalyzer, *, sentiment: bool = True) -> None:
+    def __init__(
+        self,
+        analyzer: CommentAnalyzer,
+        *,
+        sentiment: bool = True,
+        max_event_bytes: int = 256 * 1024,
+    ) -> None:
         self.analyzer = analyzer
+        #: larger records are dead-lettered (oversize) unread: the pre-pass skips them too
+        self.max_event_bytes = max_event_bytes
         #: False: language and themes only (NPS_TEXT_SENTIMENT=false)
         self.sentiment = sentiment
         self._theme_counters: dict[tuple[str, str], Counter] = {}
@@ -83,6 +93,7 @@ class TextAnalytics:
         return cls(
             shared_analyzer(settings.text_taxonomy_file or DEFAULT_TAXONOMY),
             sentiment=settings.text_sentiment,
+            max_event_bytes=settings.max_event_bytes,
         )
 
     def prepare(self, records: list[RawRecord]) -> None:
@@ -97,15 +108,19 @@ class TextAnalytics:
             return
         for record in records:
             value = record.value
-            if not isinstance(value, bytes) or b'"comment"' not in value:
-                continue  # a tombstone, or no comment
+            if (
+                not isinstance(value, bytes)
+                or len(value) > self.max_event_bytes
+                or b'"comment"' not in value
+            ):
+                continue  # a tombstone, an oversize record (never analysed), no comment
             # best effort: whatever fails here (not JSON, a wrong type, an analysis error)
             # is handled by the stage, which validates the record and dead-letters it
             try:
                 document = orjson.loads(value)
                 comment = document["comment"].strip()
-                if not comment:
-                    continue
+                if not comment or len(comment) > MAX_COMMENT:
+                    continue  # nothing to say, or a comment validation refuses
                 category = categorize(document["survey_type"], document["score"]).value
                 attributes = document.get("attributes")
                 hint = attributes.get("language") if isinstance(attributes, dict) else None
