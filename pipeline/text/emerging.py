@@ -33,9 +33,10 @@ segment of its answer); a background of at most ``max_vocabulary`` phrases (when
 grows past that, the lighter half is forgotten); the ids of the last ``max_ids`` comments
 (each answer's comment enters the background once although every segment carries it);
 a cache of the phrases of the last ``max_cached`` texts. With the defaults (200, 20,000,
-50,000, 10,000): a ring entry is a deque slot and a tuple of ~10 shared references (~150
-bytes), so ~30 KB per active segment (~30 MB for 1,000), plus a few MB for the rest
-(tests/test_emerging.py measures it).
+50,000, 10,000): a ring entry is a deque slot, a float and a tuple of shared references,
+about 100 bytes (tests/test_emerging.py measured 1.9 MB for 400 segments x 50 comments,
+everything included), so at most ~20 KB per active segment (~20 MB for 1,000), plus a
+few MB for the background, ids and cache.
 
 The state is in memory only: after a restart or a rebalance the rings refill from new
 comments (alerts still fire and carry their comments; their emerging topics may be
