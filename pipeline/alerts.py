@@ -63,8 +63,9 @@ from pipeline.stats import (
     two_proportion_z,
     wilson_interval,
 )
+from pipeline.text.emerging import EmergingTopics
 from pipeline.windows import Counts, SegmentWindows, window_stats
-from schemas.alert import Alert, AlertStatus, DetractorComment, Evidence
+from schemas.alert import Alert, AlertStatus, DetractorComment, EmergingTopic, Evidence
 from schemas.windowstats import WindowStats
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,10 @@ class Outcome:
 
 
 class AlertEngine:
-    def __init__(self, rules: AlertRules) -> None:
+    def __init__(self, rules: AlertRules, topics: EmergingTopics | None = None) -> None:
         self.rules = rules
+        #: key phrases of the comments for the evidence (None: comment analytics is off)
+        self.topics = topics
         self.every = rules.evaluate_every_seconds
         self.pairs: dict[int, dict[tuple[str, str], PairState]] = {}
         #: partition -> event time of its last evaluation round
@@ -144,6 +147,7 @@ class AlertEngine:
 
     def note_comments(self, partition: int, segment: str, items: Iterable[list[object]]) -> None:
         """Remember a segment's recent detractor comments (``[ts, id, score, text]``)."""
+        items = list(items)
         recent = self.comments.setdefault(partition, {}).setdefault(
             segment, deque(maxlen=RECENT_COMMENTS)
         )
@@ -157,6 +161,8 @@ class AlertEngine:
                 )
             )
         self._dirty_comments.add((partition, segment))
+        if self.topics is not None:
+            self.topics.note(partition, segment, items)  # type: ignore[arg-type]
 
     def is_due(self, state: WindowState) -> bool:
         """True when some partition's clock passed a round boundary (a round would run)."""
@@ -626,6 +632,10 @@ class AlertEngine:
                 end=_ts(bounds[1] - gap) if bounds else None,
             )
         comments = list(reversed(self.comments.get(o.partition, {}).get(o.segment, ())))
+        topics: list[EmergingTopic] = []
+        if self.topics is not None and ev["metric"] in ("nps", "detractor_share"):
+            found = self.topics.top(o.partition, o.segment, *(bounds or (None, None)))
+            topics = [EmergingTopic(phrase=t.phrase, count=t.count, z=t.z) for t in found]
         evidence = Evidence(
             window=short_stats,
             baseline=base_stats,
@@ -639,6 +649,7 @@ class AlertEngine:
             p_value=ev.get("p_value"),  # type: ignore[arg-type]
             adjusted_p_value=ev.get("adjusted_p_value"),  # type: ignore[arg-type]
             comments=comments if ev["metric"] in ("nps", "detractor_share") else [],
+            emerging_topics=topics,
         )
         fields = parse_segment_key(o.segment)
         fp = fingerprint(rule.name, o.segment)
@@ -679,6 +690,8 @@ class AlertEngine:
         """
         self.pairs = {p: {} for p in partitions}
         self.comments = {p: {} for p in partitions}
+        if self.topics is not None:
+            self.topics.keep(partitions)
         self.rounds = {}
         self._stored = {}
         known = {r.name for r in self.rules.rules}
@@ -832,4 +845,7 @@ def describe(kind: str, segment: str, ev: Evidence, rule: str) -> tuple[str, str
             f"moved from its baseline {_f(ev.expected, '.0%')} ({detractors} "
             f"over {span}) towards {_f((ev.expected or 0) + (ev.effect or 0), '.0%')} or more."
         )
+    if ev.emerging_topics:
+        said = ", ".join(f'"{t.phrase}" ({t.count}, z = {t.z:.1f})' for t in ev.emerging_topics)
+        text += f" Emerging in the detractors' comments: {said}."
     return summary, f"[{rule}] {text}"

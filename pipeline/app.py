@@ -39,6 +39,7 @@ from pipeline.scoring_service import ScoringConsumer
 from pipeline.settings import Settings
 from pipeline.snapshots import SnapshotClock, snapshot_records
 from pipeline.status import StatusLine
+from pipeline.text.emerging import EmergingTopics
 from pipeline.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from schemas.alert import Alert, AlertStatus
 
@@ -94,7 +95,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         rules.check_windows(
             settings.windows_seconds, str(settings.alert_rules_file or "built-in alert rules")
         )
-        engine = AlertEngine(rules)
+        engine = AlertEngine(rules, EmergingTopics() if settings.text_analytics else None)
     app.alert_engine = engine  # type: ignore[attr-defined]
     sink: AlertmanagerSink | None = None
     if engine is not None and settings.alertmanager_urls:

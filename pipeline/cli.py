@@ -53,7 +53,7 @@ def run(
         list[str] | None,
         typer.Option(
             help="Inject an incident, e.g. 'agent=agent-042,detractors=0.6,start=60,"
-            "duration=300' (repeatable)."
+            "duration=300' (repeatable); add ',topic=double_charge' for themed complaints."
         ),
     ] = None,
 ) -> None:
@@ -108,7 +108,8 @@ def simulate_cmd(
     incident: Annotated[
         list[str] | None,
         typer.Option(
-            help="'dimension=value,detractors=0.6,start=SECONDS,duration=SECONDS' (repeatable)."
+            help="'dimension=value,detractors=0.6,start=SECONDS,duration=SECONDS[,topic=NAME]' "
+            "(repeatable)."
         ),
     ] = None,
     invalid_ratio: Annotated[
@@ -449,6 +450,9 @@ def bench(
         Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
     ] = None,
     broker: BrokerOpt = None,
+    text_analytics: Annotated[
+        bool, typer.Option(help="Comment analytics in the workers (NPS_TEXT_ANALYTICS).")
+    ] = True,
 ) -> None:
     from pipeline.bench.run import BenchConfig, main
 
@@ -465,5 +469,6 @@ def bench(
         seed=seed,
         broker=broker,
         json_path=json_path,
+        text_analytics=text_analytics,
     )
     raise typer.Exit(main(cfg))

@@ -47,8 +47,10 @@ def content_digest(content: bytes) -> int:
 
 
 #: What one answer adds to the windows: ``(bucket start, survey type, score, account
-#: value, *values of schemas.feedback.SEGMENT_FIELDS)`` (None for a missing field), from
-#: which ``Counts.of_event`` and ``segment_keys`` rebuild its counts and segments.
+#: value, *values of schemas.feedback.SEGMENT_FIELDS, themes)`` (None for a missing
+#: field; themes: the comment's theme names joined by ``|`` when theme segments are
+#: kept, else None), from which ``Counts.of_event``, ``segment_keys`` and ``theme_keys``
+#: rebuild its counts and segments.
 Contribution = tuple[Any, ...]
 
 #: The remembered last version of one event id: ``(digest, seen_at, revision,

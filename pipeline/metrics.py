@@ -94,6 +94,12 @@ PII_REDACTED = Counter(
     "Personal data replaced by a placeholder in comments, by kind (email, phone, card, ...).",
     ["kind"],
 )
+COMMENT_THEMES = Counter(
+    f"{PREFIX}_comment_themes_total",
+    "Scored answers whose comment mentions a theme of the taxonomy, by theme and category "
+    "(NPS_TEXT_ANALYTICS).",
+    ["theme", "category"],
+)
 ALERTS_FIRING = Gauge(
     f"{PREFIX}_alerts_firing",
     "The pipeline's own statistical alerts currently firing (segments owned by this worker).",

@@ -32,6 +32,7 @@ from pipeline.followups.tasks import TaskBuilder
 from pipeline.redact import Redactor
 from pipeline.segments import segment_keys
 from pipeline.settings import Settings
+from pipeline.text.insights import NO_INSIGHT, THEME_DIMENSION, TextAnalytics, theme_keys
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
 from pipeline.windows import Counts
 from schemas import Category, Reason, ScoredEvent, SourcePosition, categorize
@@ -111,6 +112,8 @@ class ScoringStage:
         self.combinations = settings.combination_fields
         self.bucket_seconds = settings.bucket_seconds
         self.followups = TaskBuilder.from_settings(settings)  # None when disabled
+        self.text = TextAnalytics.from_settings(settings)  # None when NPS_TEXT_ANALYTICS is off
+        self.theme_segments = THEME_DIMENSION in settings.dimensions
 
     def process(self, records: list[RawRecord]) -> Output:
         out = Output()
@@ -120,6 +123,8 @@ class ScoringStage:
         consumed: Counter[str] = Counter(record.topic for record in records)
         for topic, count in consumed.items():
             metrics.EVENTS_CONSUMED.labels(topic).inc(count)
+        if self.text is not None:  # the batch's comments back to back (see text.insights)
+            self.text.prepare(records)
         for record in records:
             try:
                 self._handle(record, out, batch)
@@ -133,10 +138,14 @@ class ScoringStage:
         clock = min(batch.max_ts, self.watermarks.low(batch.wall) or batch.max_ts)
         if batch.deltas:
             out.clock = clock
-        out.deltas = [
-            (key.encode(), encode_deltas(buckets, clock, batch.comments.get(key)))
-            for key, buckets in batch.deltas.items()
-        ]
+        out.deltas = []
+        for key, buckets in batch.deltas.items():
+            comments = batch.comments.get(key)
+            if any(c.is_empty() for c in buckets.values()):  # an update that moved nothing here
+                buckets = {start: c for start, c in buckets.items() if not c.is_empty()}
+                if not buckets and not comments:
+                    continue
+            out.deltas.append((key.encode(), encode_deltas(buckets, clock, comments)))
         for (survey, category), count in batch.scored.items():
             metrics.EVENTS_SCORED.labels(survey, category).inc(count)
         if self.counters is not None:
@@ -175,6 +184,9 @@ class ScoringStage:
             return
         revision = 0 if previous is None else previous[REVISION] + 1
         category = categorize(parsed.survey_type, parsed.score)
+        insight = (
+            NO_INSIGHT if self.text is None else self.text.analyze(parsed, category.value, record)
+        )
         text = parsed.comment
         if text is not None:  # no comment leaves the pipeline unredacted
             text = self._redact(text) if self.keep_comments else None
@@ -185,7 +197,9 @@ class ScoringStage:
         out.scored.append(
             (
                 event_id.encode(),
-                scored_json(batch, record, event_id, category, feedback_json, revision),
+                scored_json(
+                    batch, record, event_id, category, feedback_json, revision, insight.json
+                ),
             )
         )
         batch.scored[(parsed.survey_type.value, category.value)] += 1
@@ -205,12 +219,15 @@ class ScoringStage:
         ts = parsed.event_time.timestamp()
         width = self.bucket_seconds
         fields = parsed.segments()
+        # the answer's theme segments (theme=<name>) are part of what it contributes
+        themes = "|".join(insight.themes) if insight.themes and self.theme_segments else None
         contribution = (  # see pipeline.dedupe.Contribution
             int(ts // width) * width,
             parsed.survey_type.value,
             parsed.score,
             parsed.account_value,
             *[_intern(fields.get(name)) for name in SEGMENT_FIELDS],
+            themes,
         )
         comment = None
         if category is Category.DETRACTOR and text and text.strip():
@@ -222,7 +239,7 @@ class ScoringStage:
             if not recount:  # same bucket, score and segments: the windows do not change
                 self.dedupe.remember(event_id, make_entry(digest, batch.wall, revision, old))
                 if comment is not None:
-                    for key in segment_keys(fields, self.dimensions, self.combinations):
+                    for key in self._keys(fields, themes):
                         self._add_comment(batch, key, comment)
                 return
         excluded = self.watermarks.check(record.partition, ts, batch.wall)
@@ -240,14 +257,14 @@ class ScoringStage:
         bucket = contribution[0]
         counts = Counts.of_event(parsed.survey_type, parsed.score, parsed.account_value)
         if old is not None:  # an update: take the earlier version out, where it was counted
-            old_bucket, old_survey, old_score, old_value, *old_segments = old
+            old_bucket, old_survey, old_score, old_value, *old_segments, old_themes = old
             removed = Counts()
             removed.subtract(Counts.of_event(old_survey, old_score, old_value))
             old_fields = dict(zip(SEGMENT_FIELDS, old_segments, strict=True))
-            for key in segment_keys(old_fields, self.dimensions, self.combinations):
+            for key in self._keys(old_fields, old_themes):
                 self._add_delta(batch, key, old_bucket, removed)
                 _accumulate(batch.revised, key, removed)
-        for key in segment_keys(fields, self.dimensions, self.combinations):
+        for key in self._keys(fields, themes):
             if comment is not None:
                 self._add_comment(batch, key, comment)
             per_bucket = batch.deltas.setdefault(key, {})  # _add_delta, inline: the hot path
@@ -258,6 +275,12 @@ class ScoringStage:
                 known.add(counts)
             if previous is not None:
                 _accumulate(batch.revised, key, counts)
+
+    def _keys(self, fields: dict[str, str | None], themes: str | None) -> list[str]:
+        """The segment keys of an answer: its fields' segments, then its theme segments
+        (``themes``: the theme names joined by ``|``, as stored in the contribution)."""
+        keys = segment_keys(fields, self.dimensions, self.combinations)
+        return keys + theme_keys(themes.split("|")) if themes else keys
 
     @staticmethod
     def _add_delta(batch: _Batch, key: str, bucket: int, counts: Counts) -> None:
@@ -315,6 +338,7 @@ def scored_json(
     category: Category,
     feedback_json: bytes,
     revision: int = 0,
+    text_json: bytes = b"null",
 ) -> bytes:
     """The :class:`ScoredEvent` of one event as JSON, assembled from its parts.
 
@@ -337,6 +361,8 @@ def scored_json(
             topic,
             b',"partition":%d,"offset":%d},"feedback":' % (record.partition, record.offset),
             feedback_json,
+            b',"text":',
+            text_json,
             b"}",
         )
     )

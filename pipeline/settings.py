@@ -23,6 +23,10 @@ from pydantic_settings import (
 
 from schemas.feedback import SEGMENT_FIELDS
 
+#: Dimensions derived by the pipeline rather than read from the event: ``theme`` (the
+#: themes of the comment, with NPS_TEXT_ANALYTICS; see pipeline.text.insights).
+DERIVED_DIMENSIONS: tuple[str, ...] = ("theme",)
+
 _HOSTPORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 
 
@@ -76,8 +80,9 @@ class Settings(BaseSettings):
     dedupe_max_ids: int = Field(default=2_000_000, ge=0, description="Memory cap of the dedupe.")
 
     dimensions: Annotated[list[str], NoDecode] = Field(
-        default=["department", "agent", "product", "channel", "region"],
-        description="Segment fields with windows of their own (comma-separated in env).",
+        default=["department", "agent", "product", "channel", "region", "theme"],
+        description="Segment fields with windows of their own (comma-separated in env); "
+        "'theme' is derived: one segment per theme of the comment (NPS_TEXT_ANALYTICS).",
     )
     combinations: Annotated[list[str], NoDecode] = Field(
         default=["department,channel"],
@@ -111,7 +116,7 @@ class Settings(BaseSettings):
     )
 
     metrics_dimensions: Annotated[list[str], NoDecode] = Field(
-        default=["department", "product", "channel", "region"],
+        default=["department", "product", "channel", "region", "theme"],
         description="Dimensions with per-segment business counters on /metrics (keep them "
         "low-cardinality; add 'agent' only for a few hundred agents). Subset of dimensions.",
     )
@@ -131,6 +136,22 @@ class Settings(BaseSettings):
         default={},
         description="Extra redaction patterns, name -> regular expression (JSON in env, "
         'e.g. {"customer_id": "CUST-\\d{6}"}); matches become [NAME].',
+    )
+
+    text_analytics: bool = Field(
+        default=True,
+        description="Comment analytics in the scoring stage: language, sentiment, themes and "
+        "score disagreement on each scored event, theme segments, emerging topics in alerts.",
+    )
+    text_sentiment: bool = Field(
+        default=True,
+        description="With text analytics: also the sentiment and the score disagreement "
+        "(false: language and themes only, about a third of the cost).",
+    )
+    text_taxonomy_file: Path | None = Field(
+        default=None,
+        description="YAML theme taxonomy (see pipeline/text/data/themes.yaml); unset: that "
+        "built-in one. Checked at start.",
     )
 
     alerts_enabled: bool = Field(default=True, description="Evaluate the alert rules.")
@@ -306,6 +327,15 @@ class Settings(BaseSettings):
         Redactor(value)
         return value
 
+    @field_validator("text_taxonomy_file")
+    @classmethod
+    def _load_taxonomy(cls, value: Path | None) -> Path | None:
+        if value is not None:  # fail at start on a missing or invalid taxonomy
+            from pipeline.text.themes import Taxonomy
+
+            Taxonomy.load(value)
+        return value
+
     @field_validator("alertmanager_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
@@ -345,9 +375,10 @@ class Settings(BaseSettings):
     @field_validator("dimensions")
     @classmethod
     def _known_dimensions(cls, value: list[str]) -> list[str]:
-        unknown = [d for d in value if d not in SEGMENT_FIELDS]
+        known = (*SEGMENT_FIELDS, *DERIVED_DIMENSIONS)
+        unknown = [d for d in value if d not in known]
         if unknown:
-            raise ValueError(f"unknown dimension(s) {unknown}; choose from {list(SEGMENT_FIELDS)}")
+            raise ValueError(f"unknown dimension(s) {unknown}; choose from {list(known)}")
         return value
 
     @field_validator("combinations")

@@ -22,7 +22,11 @@ The simulated world (all of it fixed by ``seed``):
 * **Incidents.** While the event time is inside an :class:`Incident` (offset from the
   simulation start), answers of its segment have the incident's share of negative answers
   (detractors for NPS, unsatisfied for CSAT/CES); middle and positive keep their ratio.
-  An incident changes the *answers*, not the *traffic*: the segment keeps its normal
+  With a ``topic`` (one of the nine above, or ``double_charge``: "double charged" /
+  "addebito doppio", see :data:`INCIDENT_TOPICS`) the segment's negative answers with a
+  comment talk about that topic during the incident (what alert evidence should surface
+  as an emerging topic). An incident changes the *answers*, not the *traffic*: the
+  segment keeps its normal
   share, e.g. one agent of 300 gets ~1/300 of the events (~0.7/s at 200 events/s, so
   ~140 NPS answers in a 5-minute incident).
 * **Daily rhythm.** :func:`produce` paces events at ``rate`` x :func:`rate_factor`
@@ -47,7 +51,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 from kafka import KafkaProducer
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from schemas.feedback import SCALES, SEGMENT_FIELDS
 
@@ -147,6 +151,16 @@ _NEUTRAL: dict[str, tuple[str, ...]] = {
            "Esperienza normale, operatore gentile.", "Alla fine ho avuto ciò che serviva."),
 }  # fmt: skip
 _TOPICS = tuple(_NEGATIVE)
+#: Complaints that only incidents inject (``topic=`` of an :class:`Incident`).
+INCIDENT_TOPICS: dict[str, dict[str, tuple[str, ...]]] = {
+    "double_charge": {
+        "en": ("I was double charged for the same order.",
+               "Double charged on my card, {amount} EUR taken twice!",
+               "Another double charged payment, refund it now."),
+        "it": ("Addebito doppio sulla carta per lo stesso ordine.",
+               "Ancora un addebito doppio di {amount} euro!",
+               "Addebito doppio sul conto, rimborsatemi subito.")},
+}  # fmt: skip
 _TYPICAL_TOPICS: dict[str, tuple[str, ...]] = {
     "support": ("wait_time", "rude_staff", "unresolved"), "billing": ("billing_error", "price"),
     "sales": ("price", "poor_communication"), "onboarding": ("hard_to_use", "poor_communication"),
@@ -168,6 +182,19 @@ class Incident(BaseModel):
     detractor_share: float = Field(ge=0, le=1, description="Share of negative answers.")
     start_after_seconds: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     duration_seconds: float = Field(gt=0, allow_inf_nan=False)
+    topic: str | None = Field(
+        default=None,
+        description="What the segment's negative comments are about during the incident: "
+        "a simulator topic (wait_time, billing_error, ...) or one of INCIDENT_TOPICS.",
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _known_topic(cls, value: str | None) -> str | None:
+        if value is not None and value not in _NEGATIVE and value not in INCIDENT_TOPICS:
+            known = ", ".join([*_NEGATIVE, *INCIDENT_TOPICS])
+            raise ValueError(f"unknown topic {value!r}; use one of {known}")
+        return value
 
     def active_at(self, offset_seconds: float) -> bool:
         """Whether the incident is on ``offset_seconds`` after the simulation start."""
@@ -177,8 +204,9 @@ class Incident(BaseModel):
     def parse(cls, spec: str) -> Incident:
         """Parse ``"agent=agent-042,detractors=0.6,start=60,duration=300"``.
 
-        ``start`` is optional (default 0); ``start`` and ``duration`` take seconds or a
-        number with an ``s``, ``m`` or ``h`` suffix. Raises ValueError saying what is wrong.
+        ``start`` is optional (default 0), and so is ``topic`` (``topic=double_charge``);
+        ``start`` and ``duration`` take seconds or a number with an ``s``, ``m`` or ``h``
+        suffix. Raises ValueError saying what is wrong.
         """
         hint = "expected e.g. 'agent=agent-042,detractors=0.6,start=60,duration=300'"
         fields: dict[str, Any] = {}
@@ -203,6 +231,8 @@ class Incident(BaseModel):
                 fields["detractor_share"] = share
             elif key in ("start", "start_after", "start_after_seconds"):
                 fields["start_after_seconds"] = _seconds(raw, key, spec)
+            elif key == "topic":
+                fields["topic"] = raw
             elif key in ("duration", "duration_seconds"):
                 fields["duration_seconds"] = _seconds(raw, key, spec)
                 if fields["duration_seconds"] <= 0:
@@ -210,7 +240,7 @@ class Incident(BaseModel):
             else:
                 raise ValueError(
                     f"incident {spec!r}: unknown key {key!r}; use one of "
-                    f"{'=, '.join(SEGMENT_FIELDS)}=, detractors=, start=, duration="
+                    f"{'=, '.join(SEGMENT_FIELDS)}=, detractors=, start=, duration=, topic="
                 )
         needed = {"dimension": "a segment (department=, agent=, product=, channel= or region=)",
                   "detractor_share": "detractors=", "duration_seconds": "duration="}  # fmt: skip
@@ -356,12 +386,14 @@ class FeedbackSimulator:
         q = DEPARTMENTS[dept][1] + PRODUCTS[product][1] + CHANNELS[channel][1]
         q += REGIONS[cust.region][1] + cust.mood + self.agent_effect.get(agent or "", 0.0)
         p_neg, p_low = _sigmoid(_CUT_NEGATIVE - q), _sigmoid(_CUT_MIDDLE - q)
+        topic: str | None = None
         if cfg.incidents:
             offset = (event_time - self.start).total_seconds()
-            shares = [i.detractor_share for i in cfg.incidents
+            active = [i for i in cfg.incidents
                       if segments[i.dimension] == i.value and i.active_at(offset)]  # fmt: skip
-            if shares:
-                share = max(shares)
+            if active:
+                share = max(i.detractor_share for i in active)
+                topic = next((i.topic for i in active if i.topic is not None), None)
                 p_neg, p_low = share, share + (p_low - p_neg) * (1 - share) / (1 - p_neg)
         u = rng.random()
         klass = 0 if u < p_neg else 1 if u < p_low else 2
@@ -377,16 +409,25 @@ class FeedbackSimulator:
             "source": "simulator",
         }
         if rng.random() < cfg.comment_probability:
-            event["comment"] = self._comment(klass, cust.language, dept, product, agent)
+            event["comment"] = self._comment(klass, cust.language, dept, product, agent, topic)
         if cust.account_value is not None:
             event["account_value"] = cust.account_value
         return event
 
-    def _comment(self, klass: int, lang: str, dept: str, product: str, agent: str | None) -> str:
+    def _comment(
+        self,
+        klass: int,
+        lang: str,
+        dept: str,
+        product: str,
+        agent: str | None,
+        topic: str | None = None,
+    ) -> str:
         rng = self._rng
         if klass == 0:
-            topic = rng.choices(_TOPICS, cum_weights=self._topic_cw[dept])[0]
-            pool = _NEGATIVE[topic][lang]
+            if topic is None:
+                topic = rng.choices(_TOPICS, cum_weights=self._topic_cw[dept])[0]
+            pool = (INCIDENT_TOPICS.get(topic) or _NEGATIVE[topic])[lang]
         else:
             pool = (_NEUTRAL if klass == 1 else _POSITIVE)[lang]
         text = pool[int(rng.random() * len(pool))]
@@ -454,6 +495,15 @@ class _Deliveries:
         self.first_error = self.first_error or exc
 
 
+def pacing_interval(config: SimulatorConfig, event_time: datetime) -> float:
+    """Wall seconds :func:`produce` leaves after a record at ``event_time``: 1 / (``rate`` x
+    :func:`rate_factor`), or 1 / ``rate`` without the daily cycle; 0 when ``rate`` is 0."""
+    if config.rate <= 0:
+        return 0.0
+    factor = rate_factor(event_time) if config.daily_cycle else 1.0
+    return 1.0 / (config.rate * factor)
+
+
 def produce(
     bootstrap_servers: list[str],
     topic: str,
@@ -505,9 +555,7 @@ def produce(
             future = producer.send(topic, key=key, value=value)
             future.add_callback(deliveries.ok).add_errback(deliveries.error)
             sent += 1
-            if config.rate > 0:
-                factor = rate_factor(event_time) if config.daily_cycle else 1.0
-                due += 1.0 / (config.rate * factor)
+            due += pacing_interval(config, event_time)
             if progress is not None and now - last_progress >= 0.25:
                 last_progress = now
                 progress(sent)

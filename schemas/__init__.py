@@ -11,12 +11,13 @@ from schemas.followup import (
     Outcome,
     Priority,
 )
-from schemas.scored import Category, ScoredEvent, SourcePosition, categorize
+from schemas.scored import Category, CommentInsights, ScoredEvent, SourcePosition, categorize
 
 __all__ = [
     "SCALES",
     "SEGMENT_FIELDS",
     "Category",
+    "CommentInsights",
     "DeadLetter",
     "FeedbackEvent",
     "FollowupStatus",

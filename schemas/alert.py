@@ -38,6 +38,19 @@ class DetractorComment(BaseModel):
     comment: str = Field(description="PII replaced by typed placeholders ([EMAIL], [PHONE], ...).")
 
 
+class EmergingTopic(BaseModel):
+    """A phrase over-represented in the short window's detractor comments of the segment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    phrase: str = Field(description="A word or two adjacent words, lower case, no accents.")
+    count: int = Field(ge=1, description="Detractor comments of the short window with it.")
+    z: float = Field(
+        description="z score of its log-odds ratio against the worker's recent detractor "
+        "comments, informative Dirichlet prior (Monroe et al. 2008)."
+    )
+
+
 class Evidence(BaseModel):
     """Why the alert fired: enough to act without opening anything else."""
 
@@ -68,6 +81,12 @@ class Evidence(BaseModel):
     )
     comments: list[DetractorComment] = Field(
         default_factory=list, description="Up to five recent detractor comments, newest first."
+    )
+    emerging_topics: list[EmergingTopic] = Field(
+        default_factory=list,
+        description="Up to five key phrases of the short window's detractor comments, most "
+        "over-represented first (z >= 1.96, in 3+ comments); empty without comment analytics "
+        "(NPS_TEXT_ANALYTICS) or for rules on CSAT, CES or silence.",
     )
 
 

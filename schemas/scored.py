@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -50,6 +51,41 @@ class SourcePosition(BaseModel):
     offset: int = Field(ge=0)
 
 
+class CommentInsights(BaseModel):
+    """What the comment says (pipeline.text), when comment analytics is on (NPS_TEXT_ANALYTICS).
+
+    Computed on the original comment before redaction; only these derived values leave
+    the stage, never the unredacted text.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    language: str | None = Field(
+        description="ISO 639-1 code among the configured languages (the respondent's "
+        "attributes.language when given, else detected); null when the comment is too short "
+        "or undecidable."
+    )
+    sentiment: Literal["positive", "neutral", "negative"] | None = Field(
+        description="Label of sentiment_score: positive from +0.05, negative from -0.05; "
+        "null with NPS_TEXT_SENTIMENT=false."
+    )
+    sentiment_score: float | None = Field(
+        ge=-1,
+        le=1,
+        description="VADER compound (English) or the Italian lexicon's score; null with "
+        "NPS_TEXT_SENTIMENT=false.",
+    )
+    themes: list[str] = Field(
+        description="Themes of the taxonomy (NPS_TEXT_TAXONOMY_FILE) the comment mentions, "
+        "in taxonomy order; each also gives the answer a segment theme=<name>."
+    )
+    disagrees: bool | None = Field(
+        description="The comment clearly contradicts the score: a promoter/satisfied answer "
+        "with a clearly negative comment, or a detractor/unsatisfied one with a clearly "
+        "positive comment (a sign of a reversed scale); null with NPS_TEXT_SENTIMENT=false."
+    )
+
+
 class ScoredEvent(BaseModel):
     """A validated feedback event with its category."""
 
@@ -72,3 +108,7 @@ class ScoredEvent(BaseModel):
     processed_at: AwareDatetime = Field(description="When the pipeline scored the event (UTC).")
     source: SourcePosition
     feedback: FeedbackEvent
+    text: CommentInsights | None = Field(
+        default=None,
+        description="Comment analytics; null without a comment or with NPS_TEXT_ANALYTICS off.",
+    )

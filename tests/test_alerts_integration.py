@@ -126,3 +126,43 @@ def test_incident_raises_one_alert_and_resolves(
     assert f'nps_pipeline_alerts_firing{{rule="{alert["rule"]}",severity="page"}} 0.0' in (
         firing_metric
     )
+
+
+def test_incident_topic_is_among_the_alerts_emerging_topics(
+    broker, start_worker, worker_env
+) -> None:  # type: ignore[no-untyped-def]
+    """An incident whose detractors complain of being double charged (simulator topic
+    ``double_charge``, English and Italian): the alert of its segment names that among
+    its emerging topics, with counts and z, and says so in its description."""
+    alerts_topic = f"alerts-{worker_env['NPS_APP_ID']}"
+    worker = start_worker(NPS_TOPIC_ALERTS=alerts_topic, NPS_CATCHUP_INTERVAL_SECONDS="0")
+    total = INCIDENT_START + 1800  # 2 h of history, then the 30 min incident
+    origin = datetime.now(UTC) - timedelta(seconds=total)
+    incident = Incident.parse(f"{INCIDENT},topic=double_charge")
+    sim = FeedbackSimulator(
+        SimulatorConfig(seed=3, num_agents=30, incidents=[incident]), start=origin
+    )
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=20)
+    events = [
+        sim.next_record(origin + timedelta(seconds=i / RATE)) for i in range(int(total * RATE))
+    ]
+    produce(producer, worker_env["NPS_TOPIC_RAW"], events)
+    producer.close()
+    deadline = time.monotonic() + 150
+    mine: list[dict] = []
+    while not mine and time.monotonic() < deadline:
+        alerts = wait_for_alerts(broker.bootstrap, alerts_topic, 1, timeout=30)
+        mine = [a for a in alerts if a["segment"] == f"agent={AGENT}"]
+    assert mine, "no alert for the incident's segment"
+    alert = mine[0]
+    topics = alert["evidence"]["emerging_topics"]
+    phrases = [t["phrase"] for t in topics]
+    print(f"\n{alert['rule']}: emerging topics {topics}")
+    assert {"double charged", "addebito doppio"} & set(phrases[:3]), phrases
+    for topic in topics:
+        assert topic["count"] >= 3 and topic["z"] >= 1.96
+    assert "Emerging in the detractors' comments" in alert["description"]
+    assert f'"{phrases[0]}"' in alert["description"]
+    # the complaints' theme is a segment with windows of its own (HTTP API)
+    billing = json.loads(worker.get("/api/v1/segments/theme/billing"))
+    assert billing["segment"] == "theme=billing"

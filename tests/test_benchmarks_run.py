@@ -18,7 +18,7 @@ import pytest
             "--events", "3000", "--segments", "100",
             "--memory-segments", "500", "--memory-buckets", "3",
         ],
-        ["tests.bench.bench_text", "--count", "200"],
+        ["tests.bench.bench_text", "--count", "200", "--events", "2000", "--repeats", "1"],
     ],
 )  # fmt: skip
 def test_benchmark_runs(args: list[str]) -> None:

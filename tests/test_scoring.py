@@ -49,6 +49,9 @@ def test_fan_out_to_segments_and_buckets() -> None:
         "channel=chat",
         "region=emea",
         "department=support|channel=chat",
+        # the comments' themes: "friendly" (a, c) and "rude" (b); "call me back" (b)
+        "theme=staff_attitude",
+        "theme=communication",
     }
     buckets, newest, comments = deltas["overall"]
     # the detractor's comment travels with every segment, redacted, for alert evidence
@@ -64,6 +67,31 @@ def test_fan_out_to_segments_and_buckets() -> None:
     assert newest == pytest.approx((now + timedelta(minutes=2)).timestamp())
     agent_buckets = deltas["agent=agent-007"].buckets
     assert dict(agent_buckets)[minute][:4] == [1, 0, 0, 1]  # event "a" has no agent
+    theme_buckets = dict(deltas["theme=communication"].buckets)
+    assert list(theme_buckets) == [minute] and theme_buckets[minute][:4] == [1, 0, 0, 1]
+    assert dict(deltas["theme=staff_attitude"].buckets)[minute][:4] == [2, 1, 0, 1]
+    insights = [orjson.loads(value)["text"] for _, value in out.scored]
+    assert insights[1] == {
+        "language": "en",
+        "sentiment": "negative",
+        "sentiment_score": insights[1]["sentiment_score"],
+        "themes": ["staff_attitude", "communication"],
+        "disagrees": False,
+    }
+    assert insights[1]["sentiment_score"] < -0.05
+    assert insights[0]["sentiment"] == "positive" and insights[0]["themes"] == ["staff_attitude"]
+
+
+def test_text_analytics_off_gives_no_insights_nor_theme_segments() -> None:
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    event = example_event(event_id="x", score=2, event_time=now.isoformat(), comment="So rude!")
+    out = stage(text_analytics=False).process([record(0, event)])
+    ((_, value),) = out.scored
+    assert orjson.loads(value)["text"] is None
+    assert not [key for key, _ in out.deltas if key.startswith(b"theme=")]
+    on = stage().process([record(0, event)])
+    assert orjson.loads(on.scored[0][1])["text"]["themes"] == ["staff_attitude"]
+    assert b"theme=staff_attitude" in {key for key, _ in on.deltas}
 
 
 def test_unexpected_error_is_dead_lettered_and_the_batch_goes_on(monkeypatch) -> None:
@@ -153,7 +181,11 @@ def test_a_bad_redaction_pattern_stops_the_start() -> None:
 @settings(max_examples=150, deadline=None)
 @given(
     event_id=st.text(min_size=1, max_size=40).filter(str.strip),
-    comment=st.none() | st.text(max_size=80),
+    comment=st.none()
+    | st.text(max_size=80)
+    | st.sampled_from(  # with themes, sentiment, a language: the insights' JSON too
+        ["Charged twice, refund me NOW!", "L'operatore è stato scortese.", "ok", " ", "10/10"]
+    ),
     department=st.text(max_size=20),
     topic=st.sampled_from(["feedback.raw", 'raw-"quoted"\\topic', "rå-ü"]),
     partition=st.integers(0, 1000),

@@ -111,3 +111,21 @@ def test_exactly_once_needs_a_kafka_cluster() -> None:
     chosen = load_settings(processing_guarantee="exactly_once", broker_url="kafka-1:9092")
     assert chosen.processing_guarantee == "exactly_once"
     assert load_settings().processing_guarantee == "at_least_once"
+
+
+def test_text_analytics_settings_and_a_bad_taxonomy_fails_fast(tmp_path: Path) -> None:
+    settings = load_settings()
+    assert settings.text_analytics is True and "theme" in settings.dimensions
+    assert load_settings(text_analytics="false").text_analytics is False
+    with pytest.raises(ConfigError, match=r"text_taxonomy_file \(NPS_TEXT_TAXONOMY_FILE\).*"
+                       r"cannot read"):  # fmt: skip
+        load_settings(text_taxonomy_file=str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "themes.yaml"
+    bad.write_text("version: 1\nthemes:\n  Billing: {en: [bill]}\n")
+    with pytest.raises(ConfigError, match=r"themes.Billing"):
+        load_settings(text_taxonomy_file=str(bad))
+    good = tmp_path / "good.yaml"
+    good.write_text("version: 1\nthemes:\n  billing: {en: [bill]}\n")
+    assert load_settings(text_taxonomy_file=str(good)).text_taxonomy_file == good
+    with pytest.raises(ConfigError, match="unknown dimension"):
+        load_settings(dimensions="department,topic")

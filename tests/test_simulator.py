@@ -14,6 +14,7 @@ from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from pydantic import ValidationError
 
+from pipeline import simulator
 from pipeline.simulator import (
     BAD_KINDS,
     HOURLY_PROFILE,
@@ -347,20 +348,42 @@ def test_produce_respects_the_rate(broker, unique: str) -> None:
 
 
 @pytest.mark.integration
-def test_produce_follows_the_daily_rhythm(broker, unique: str) -> None:
+def test_produce_follows_the_daily_rhythm(broker, unique: str, monkeypatch) -> None:
+    """The pacing schedule follows the hour of event time, and produce keeps to it.
+
+    Only lower bounds on wall time are asserted: a loaded machine makes waits longer,
+    never shorter, so the test cannot flake on a busy CI runner (an upper bound on the
+    day run did), yet fails if the night is not slowed down or the schedule is not used.
+    """
     topic = f"sim-rhythm-{unique}"
     create_topic(broker.bootstrap, topic)
+    real = simulator.pacing_interval
+    used: list[tuple[datetime, float]] = []
 
-    def timed(hour: int) -> float:
+    def spy(config: SimulatorConfig, event_time: datetime) -> float:
+        interval = real(config, event_time)
+        used.append((event_time, interval))
+        return interval
+
+    monkeypatch.setattr(simulator, "pacing_interval", spy)
+
+    def run(hour: int) -> tuple[float, list[float]]:
+        used.clear()
         start = datetime(2026, 11, 25, hour, tzinfo=UTC)
         config = SimulatorConfig(count=60, rate=1000, start_time=start)
         began = time.monotonic()
         assert produce([broker.bootstrap], topic, config) == 60
-        return time.monotonic() - began
+        elapsed = time.monotonic() - began
+        assert len(used) == 60 and all(t.hour == hour for t, _ in used)
+        assert [i for t, i in used] == [real(config, t) for t, _ in used]
+        return elapsed, [i for _, i in used]
 
-    night, day = timed(3), timed(10)  # factor ~0.09 (~90/s) vs ~1.9 (~1900/s)
-    assert night > 0.45
-    assert day < night / 3
+    night, night_gaps = run(3)  # factor ~0.09: ~11 ms between records
+    _, day_gaps = run(10)  # factor ~1.9: ~0.5 ms
+    assert sum(night_gaps) / 60 > 3 * sum(day_gaps) / 60
+    assert min(night_gaps) > 0.008 and max(day_gaps) < 0.001
+    # 59 waits of the schedule precede the last record: produce took at least that long
+    assert night >= 0.95 * sum(night_gaps[:-1]) > 0.45
 
 
 @pytest.mark.integration
@@ -386,3 +409,24 @@ def test_produce_stops_on_event_and_duration(broker, unique: str) -> None:
     ]
     assert len(times) == sent
     assert 20 < (max(times) - min(times)).total_seconds() < 45  # 0.6 wall seconds x 60
+
+
+def test_incident_topic_injects_themed_complaints() -> None:
+    inc = Incident.parse("agent=agent-007,detractors=0.9,start=60,duration=600,topic=double_charge")
+    assert inc.topic == "double_charge"
+    with pytest.raises(ValueError, match="unknown topic 'nope'"):
+        Incident.parse("agent=agent-007,detractors=0.9,duration=600,topic=nope")
+    config = SimulatorConfig(seed=3, num_agents=30, comment_probability=1.0, incidents=[inc])
+    sim = FeedbackSimulator(config)
+    start = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    by_phase: dict[str, list[str]] = defaultdict(list)
+    for i in range(20_000):
+        event = sim.next_event(start + timedelta(seconds=i * 0.05))
+        if event.get("agent") == "agent-007" and event["score"] <= 2:  # negative in any survey
+            phase = "during" if 60 <= i * 0.05 < 660 else "outside"
+            by_phase[phase].append(event["comment"].lower())
+    themed = ("double charged", "addebito doppio")
+    during = by_phase["during"]
+    assert len(during) > 30
+    assert all(any(t in c for t in themed) for c in during)
+    assert not any(any(t in c for t in themed) for c in by_phase["outside"])

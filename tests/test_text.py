@@ -367,3 +367,24 @@ def test_analyzer_handles_simulator_comments(analyzer: CommentAnalyzer) -> None:
         assert -1 <= result.sentiment.score <= 1
         assert set(result.themes) <= set(THEMES)
     assert languages["en"] > languages["it"] > 0
+
+
+def test_function_word_shortcut_agrees_with_labels_and_lingua(labelled: list[dict]) -> None:
+    """The shortcut decides most comments by themselves, and never differently from the
+    label or from lingua (it only skips lingua where the function words are one-sided)."""
+    from tests.bench.bench_text import simulator_comments
+
+    fast, lingua = LanguageDetector(), LanguageDetector(shortcut=False)
+    decided = [(c, fast._by_function_words(c["text"])) for c in labelled]
+    decided = [(c, found) for c, found in decided if found is not None]
+    assert len(decided) >= 0.9 * len(labelled)
+    assert all(found == c["language"] for c, found in decided)
+    comments = simulator_comments(2000)
+    shortcut = [(c, fast._by_function_words(c)) for c in comments]
+    shortcut = [(c, found) for c, found in shortcut if found is not None]
+    assert len(shortcut) >= 0.8 * len(comments)
+    assert all(found == lingua.detect(c) for c, found in shortcut)
+    # a mix, or no function word at all, is left to lingua
+    assert fast._by_function_words("The fattura was wrong, non va bene") is None
+    assert fast._by_function_words("Excellent service") is None
+    assert fast.detect("Servizio eccellente, grazie mille") == "it"

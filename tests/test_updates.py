@@ -50,7 +50,7 @@ def test_retry_then_comment_then_score_change_counts_once() -> None:
     first = example_event(event_id="d-1", score=3, comment=None, event_time=t.isoformat())
     commented = {**first, "comment": "Nobody called back."}
     rescored = {**commented, "score": 9, "comment": "Sorted out in the end, thanks!"}
-    stage = ScoringStage(load_settings())
+    stage = ScoringStage(load_settings(text_analytics=False))
     content, scoring = revisions("content"), revisions("scoring")
 
     out = stage.process([record(0, first), record(1, first)])  # a delivery and its retry
@@ -81,7 +81,7 @@ def test_update_moves_the_answer_between_segments_and_buckets() -> None:
     first = example_event(event_id="m-1", score=6, agent="agent-1", event_time=t.isoformat())
     later = t + timedelta(seconds=20)  # the next minute
     moved = {**first, "agent": "agent-2", "score": 8, "event_time": later.isoformat()}
-    stage = ScoringStage(load_settings())
+    stage = ScoringStage(load_settings(text_analytics=False))
     stage.process([record(0, first)])
     out = stage.process([record(1, moved)])
     deltas = {k.decode(): dict(decode_deltas(v).buckets) for k, v in out.deltas}
@@ -94,7 +94,7 @@ def test_update_moves_the_answer_between_segments_and_buckets() -> None:
 def test_revenue_sums_return_to_exactly_zero_when_an_update_removes_them() -> None:
     t = datetime.now(UTC) - timedelta(minutes=2)
     first = example_event(event_id="r-1", score=2, account_value=0.1, event_time=t.isoformat())
-    stage = ScoringStage(load_settings())
+    stage = ScoringStage(load_settings(text_analytics=False))
     state = WindowState(load_settings())
     for batch in ([first], [{**first, "account_value": None}]):
         out = stage.process([record(0, event) for event in batch])
@@ -108,7 +108,7 @@ def test_a_late_update_is_dead_lettered_and_the_counted_version_stays() -> None:
     old = now - timedelta(hours=1)
     first = example_event(event_id="l-1", score=2, event_time=old.isoformat())
     newer = example_event(event_id="other", score=9, event_time=now.isoformat())
-    stage = ScoringStage(load_settings(allowed_lateness_seconds=7200))
+    stage = ScoringStage(load_settings(allowed_lateness_seconds=7200, text_analytics=False))
     stage.process([record(0, first), record(1, newer)])
     stage.watermarks.allowed_lateness = 600  # the original was in time; its update is not
     out = stage.process([record(2, {**first, "score": 10})])
@@ -128,7 +128,7 @@ def test_a_late_update_is_dead_lettered_and_the_counted_version_stays() -> None:
 def test_business_counters_count_answers_received_not_revisions() -> None:
     t = datetime.now(UTC) - timedelta(minutes=1)
     counters = metrics.SegmentCounters(["department"])
-    stage = ScoringStage(load_settings(), counters)
+    stage = ScoringStage(load_settings(text_analytics=False), counters)
     first = example_event(
         event_id="c-1", score=1, department="upd-counters", event_time=t.isoformat()
     )
@@ -184,7 +184,7 @@ def test_window_totals_count_each_answer_once_as_its_last_version(
         event(a % len(versions), versions[a % len(versions)][v % len(versions[a % len(versions)])])
         for a, v in deliveries
     ]
-    the_settings = load_settings(allowed_lateness_seconds=3600)
+    the_settings = load_settings(allowed_lateness_seconds=3600, text_analytics=False)
     stage = ScoringStage(the_settings)
     state = WindowState(the_settings)
     bounds = sorted({0, len(sent), *(c for c in cuts if c <= len(sent))})
@@ -231,7 +231,7 @@ def test_an_updated_answer_republishes_its_follow_up_task_under_the_same_id() ->
 
     t = datetime.now(UTC) - timedelta(minutes=1)
     first = example_event(event_id="f-1", score=2, comment=None, event_time=t.isoformat())
-    stage = ScoringStage(load_settings(followups_enabled=True))
+    stage = ScoringStage(load_settings(followups_enabled=True, text_analytics=False))
     before = created()
     out = stage.process([record(0, first)])
     out2 = stage.process([record(1, {**first, "comment": "Still waiting for a refund"})])
@@ -241,3 +241,21 @@ def test_an_updated_answer_republishes_its_follow_up_task_under_the_same_id() ->
     assert orjson.loads(task)["comment"] is None
     assert orjson.loads(task2)["comment"] == "Still waiting for a refund"
     assert created() == before + 1  # one task, published twice
+
+
+def test_a_comment_update_moves_the_answer_into_its_theme_segments() -> None:
+    """With comment analytics on, a comment added later brings the answer's themes: the
+    answer now counts in theme=<name> once, and nowhere twice."""
+    t = datetime.now(UTC).replace(second=10, microsecond=0) - timedelta(minutes=3)
+    bucket = int(t.timestamp()) // MINUTE * MINUTE
+    first = example_event(event_id="t-1", score=2, comment=None, event_time=t.isoformat())
+    commented = {**first, "comment": "I was double charged on my last invoice."}
+    stage = ScoringStage(load_settings())
+    stage.process([record(0, first)])
+    out = stage.process([record(1, commented)])
+    deltas = {key.decode(): dict(decode_deltas(v).buckets) for key, v in out.deltas}
+    assert deltas["theme=billing"] == {bucket: Counts(responses=1, detractors=1).to_list()}
+    assert "overall" not in deltas or deltas["overall"] == {}  # counted once already
+    [(_, value)] = out.scored
+    scored = ScoredEvent.model_validate_json(value)
+    assert scored.revision == 1 and scored.text is not None and "billing" in scored.text.themes

@@ -77,6 +77,8 @@ class BenchConfig:
     broker: str | None = None
     json_path: Path | None = None
     timeout_seconds: float = 600.0
+    #: NPS_TEXT_ANALYTICS of the workers (comment analytics: its cost end to end)
+    text_analytics: bool = True
 
 
 @dataclass
@@ -406,6 +408,7 @@ def run_pipeline(
 ) -> tuple[dict[str, Any], list[Worker], dict[str, str]]:
     run = uuid.uuid4().hex[:8]
     env = topic_env(bootstrap, run, cfg.partitions)
+    env["NPS_TEXT_ANALYTICS"] = "true" if cfg.text_analytics else "false"
     settings = Settings(**{k[4:].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
     ensure_topics(settings)
     workers = start_workers(env, workers_count, run, logdir)
@@ -457,6 +460,7 @@ def run_pipeline(
             * 10_000,
             "mismatches": problems[:20],
             "mismatch_count": len(problems),
+            "text_analytics": "on" if cfg.text_analytics else "off",
         }
         return result, workers, env
     except BaseException:
@@ -723,7 +727,8 @@ def report(figures: Figures) -> str:
     for result in figures.pipeline:
         lines.append(
             f"pipeline  {result['events_per_s']:>10,.0f} events/s  ({result['workers']} worker(s), "
-            f"full workload; RSS ready {sum(result['ready_rss_mib']):.0f} MiB, end "
+            f"full workload, text analytics {result.get('text_analytics', 'on')}; "
+            f"RSS ready {sum(result['ready_rss_mib']):.0f} MiB, end "
             f"{sum(result['end_rss_mib']):.0f} MiB, peak {sum(result['peak_rss_mib']):.0f} MiB; "
             f"{result['rss_per_10k_segments_mib']:.0f} MiB per 10k segments)"
         )

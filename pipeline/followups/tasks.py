@@ -42,7 +42,12 @@ class TaskBuilder:
         if not settings.followups_enabled:
             return None
         rules = load_followup_rules(settings.followup_rules_file)
-        analyzer = CommentAnalyzer() if settings.followup_analyze_comments else None
+        analyzer = None
+        if settings.followup_analyze_comments:  # the scoring stage's analyzer, built once
+            from pipeline.text.insights import shared_analyzer
+            from pipeline.text.themes import DEFAULT_TAXONOMY
+
+            analyzer = shared_analyzer(settings.text_taxonomy_file or DEFAULT_TAXONOMY)
         return cls(rules, analyzer)
 
     def collect(

@@ -2,7 +2,8 @@
 
 Pure, offline and built once: :class:`~pipeline.text.analyze.CommentAnalyzer` puts the
 parts together; each part is usable alone (:mod:`.language`, :mod:`.sentiment`,
-:mod:`.themes`, :mod:`.normalize`). Not yet wired into the scoring stage.
+:mod:`.themes`, :mod:`.normalize`). In the stream: :mod:`.insights` (the scoring stage's
+insights and theme segments) and :mod:`.emerging` (emerging topics of alerts).
 """
 
 from pipeline.text.analyze import CommentAnalysis, CommentAnalyzer

@@ -63,6 +63,12 @@ class CommentAnalyzer:
         self.themes = ThemeMatcher(Taxonomy.load(taxonomy_path))
         self.disagreement_clear = disagreement_clear
 
+    def language_of(self, comment: str, language_hint: str | None = None) -> str | None:
+        """The hint when it is a configured language, else the detected language."""
+        if language_hint is not None and language_hint.lower() in self.detector.languages:
+            return language_hint.lower()
+        return self.detector.detect(comment)
+
     def analyze(
         self,
         comment: str | None,
@@ -77,10 +83,7 @@ class CommentAnalyzer:
         """
         if not comment or not comment.strip():
             return CommentAnalysis(None, _EMPTY_SENTIMENT, [], False)
-        if language_hint is not None and language_hint.lower() in self.detector.languages:
-            language: str | None = language_hint.lower()
-        else:
-            language = self.detector.detect(comment)
+        language = self.language_of(comment, language_hint)
         sentiment = self.sentiment.score(comment, language)
         themes = self.themes.match(comment, language)
         flag = category is not None and disagrees(category, sentiment, self.disagreement_clear)

@@ -16,15 +16,49 @@ A caller that knows the respondent's language can skip detection altogether (see
 
 Too-short text (fewer than ``min_letters`` letters, e.g. "ok", "10/10") and text lingua
 cannot decide on give ``None``.
+
+**Function-word shortcut** (English and Italian only): a comment with function words of
+one language (``the``, ``was``, ``my`` / ``il``, ``che``, ``non``...; words of both
+languages such as ``a``, ``in``, ``no``, ``me``, ``so`` are in neither list) and none of
+the other is that language, without calling lingua; anything else (no function word, a
+mix, other configured languages) goes to lingua. About 1 µs instead of ~24 µs. It decides
+215 of the 222 labelled comments and 2,162 of 2,500 simulator comments, and every one of
+those decisions agrees with the labels and with lingua (tests/test_text.py); the mean
+cost of detection on the simulator's comments falls from ~24 µs to ~8 µs.
+``shortcut=False`` turns it off.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
 DEFAULT_LANGUAGES: tuple[str, ...] = ("en", "it")
+
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# fmt: off
+_FUNCTION_WORDS: dict[str, frozenset[str]] = {
+    "en": _wordset("""
+        the and was is are were of to my for with it this that you your they have has had
+        not but very from be been at on an we our he she his her what when there their
+        would could can will just after before about again still did does don didn isn
+        wasn doesn any than then them who which why how only
+    """),
+    "it": _wordset("""
+        il lo la gli le di da del della dei delle dello dal dalla che non per con una uno un
+        sono ho ha hanno è e mi ci si ma più anche molto nel nella alla al sul questo questa
+        perché ancora tutto dopo mai niente nessuno sempre stato stata se ne ed mio mia
+        dell già poi quando
+    """),
+}
+# fmt: on
+_TOKEN = re.compile(r"[^\W\d_]+")
 
 
 def _language(code: str) -> Language:
@@ -43,12 +77,14 @@ class LanguageDetector:
         *,
         min_letters: int = 3,
         low_accuracy: bool = True,
+        shortcut: bool = True,
     ) -> None:
         codes = tuple(dict.fromkeys(code.lower() for code in languages))
         if not codes:
             raise ValueError("at least one language is needed")
         self.languages = codes
         self.min_letters = min_letters
+        self._shortcut = shortcut and len(codes) >= 2 and set(codes) <= set(_FUNCTION_WORDS)
         if len(codes) == 1:  # lingua needs two candidates; one language is a constant
             self._only: str | None = codes[0]
             _language(codes[0])
@@ -68,5 +104,20 @@ class LanguageDetector:
             return None
         if self._only is not None:
             return self._only
+        if self._shortcut:
+            found_by_words = self._by_function_words(text)
+            if found_by_words is not None:
+                return found_by_words
         found = self._detector.detect_language_of(text)
         return None if found is None else found.iso_code_639_1.name.lower()
+
+    def _by_function_words(self, text: str) -> str | None:
+        """The language whose function words ``text`` has, when the others' it has none."""
+        counts = dict.fromkeys(self.languages, 0)
+        for token in _TOKEN.findall(text.lower()):
+            for code in self.languages:
+                if token in _FUNCTION_WORDS[code]:
+                    counts[code] += 1
+        ranked = sorted(counts.items(), key=lambda item: -item[1])
+        (best, most), (_, second) = ranked[0], ranked[1]
+        return best if most >= 1 and second == 0 else None

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from pipeline.text.normalize import Forms, forms, phrase_matches
+from pipeline.text.vader_fast import FastVader
 
 DATA_DIR = Path(__file__).parent / "data"
 ITALIAN_LEXICON = DATA_DIR / "sentiment_it.yaml"
@@ -238,7 +238,7 @@ class SentimentScorer:
         english_supplement: Path | None = ENGLISH_SUPPLEMENT,
     ) -> None:
         self.threshold = threshold
-        self._vader = SentimentIntensityAnalyzer()
+        self._vader = FastVader()  # VADER's compound, a third of the cost (see vader_fast)
         self._en_phrases: dict[str, float] = {}
         if english_supplement is not None:
             data = _load_yaml(english_supplement)
@@ -261,7 +261,7 @@ class SentimentScorer:
         self._italian = ItalianLexiconScorer(italian_lexicon)
 
     def _english(self, text: str) -> float:
-        compound = self._vader.polarity_scores(text)["compound"]
+        compound = self._vader.compound(text)
         if self._en_pattern is None:
             return compound
         extra = sum(self._en_phrases[m.group()] for m in self._en_pattern.finditer(text.lower()))

@@ -37,7 +37,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from pipeline.text.normalize import Forms, forms, phrase_matches, tokens
+from pipeline.text.normalize import Forms, forms, phrase_matches, tokens, word_forms, words
 
 DEFAULT_TAXONOMY = Path(__file__).parent / "data" / "themes.yaml"
 
@@ -98,8 +98,13 @@ class Taxonomy(BaseModel):
         return tuple(found)
 
 
-# a form of the first word -> [(forms per word, theme index)], longest phrases first
+# a form of the first word -> [(forms per word, theme index)] of multi-word keywords
 _Index = dict[str, list[tuple[tuple[Forms, ...], int]]]
+#: per word of a comment: its forms, the theme of a one-word keyword it matches (lowest
+#: theme index; -1 for none), the multi-word keywords that may start at it (longest first)
+_WordInfo = tuple[Forms, int, tuple[tuple[tuple[Forms, ...], int], ...]]
+#: Words remembered per language (:meth:`ThemeMatcher._info`), then the memory starts over.
+WORD_CACHE = 100_000
 
 
 class ThemeMatcher:
@@ -108,45 +113,74 @@ class ThemeMatcher:
     def __init__(self, taxonomy: Taxonomy | None = None) -> None:
         self.taxonomy = taxonomy or Taxonomy.load()
         self.themes: tuple[str, ...] = tuple(self.taxonomy.themes)
-        self._index: dict[str, _Index] = {}
+        self._single: dict[str, dict[str, int]] = {}
+        self._multi: dict[str, _Index] = {}
+        self._words: dict[str, dict[str, _WordInfo]] = {}
         for language in self.taxonomy.languages:
-            index: _Index = {}
+            single: dict[str, int] = {}
+            multi: _Index = {}
             for position, theme in enumerate(self.themes):
                 for keyword in self.taxonomy.themes[theme].get(language, []):
                     key = tuple(forms(keyword, language))
                     for first in key[0]:
-                        index.setdefault(first, []).append((key, position))
-            for entries in index.values():
-                entries.sort(key=lambda entry: -len(entry[0]))
-            self._index[language] = index
+                        if len(key) == 1:
+                            single.setdefault(first, position)  # the first theme wins
+                        else:
+                            multi.setdefault(first, []).append((key, position))
+            self._single[language] = single
+            self._multi[language] = multi
+            self._words[language] = {}
+
+    def _info(self, word: str, language: str) -> _WordInfo:
+        """What matching needs to know about ``word``, computed once per word and language
+        (a comment costs one dictionary lookup per word once its words were seen)."""
+        cache = self._words[language]
+        info = cache.get(word)
+        if info is None:
+            word_forms_ = word_forms(word, language)
+            single, multi = self._single[language], self._multi[language]
+            positions = [single[f] for f in word_forms_ if f in single]
+            phrases = {entry for f in word_forms_ for entry in multi.get(f, ())}
+            ordered = tuple(sorted(phrases, key=lambda entry: (-len(entry[0]), entry[1])))
+            info = (word_forms_, min(positions, default=-1), ordered)
+            if len(cache) >= WORD_CACHE:
+                cache.clear()
+            cache[word] = info
+        return info
 
     def _match(self, text: str, language: str, found: set[int]) -> None:
         """Leftmost-longest matches: a phrase hides the shorter keywords inside it
-        ("user friendly" is ease of use, not the staff's "friendly")."""
-        index = self._index[language]
-        text_forms = forms(text, language)
-        i, n = 0, len(text_forms)
+        ("user friendly" is ease of use, not the staff's "friendly"). Between matches of
+        the same length at one word, the theme listed first wins."""
+        cache = self._words[language]
+        infos = [cache.get(word) or self._info(word, language) for word in words(text)]
+        text_forms: list[Forms] | None = None
+        i, n = 0, len(infos)
         while i < n:
-            best: tuple[int, int] | None = None  # (length, theme index)
-            for form in text_forms[i]:
-                for key, position in index.get(form, ()):  # longest first
-                    if best is not None and len(key) <= best[0]:
-                        break
+            _, single, phrases = infos[i]
+            if phrases:
+                if text_forms is None:
+                    text_forms = [info[0] for info in infos]
+                for key, position in phrases:  # longest first
                     if phrase_matches(key, text_forms, i):
-                        best = (len(key), position)
+                        found.add(position)
+                        i += len(key)
                         break
-            if best is None:
-                i += 1
-            else:
-                found.add(best[1])
-                i += best[0]
+                else:
+                    if single >= 0:
+                        found.add(single)
+                    i += 1
+                continue
+            if single >= 0:
+                found.add(single)
+            i += 1
 
     def match(self, text: str, language: str | None) -> list[str]:
         """Themes whose keywords occur in ``text`` (normalised for ``language``)."""
         found: set[int] = set()
-        if language in self._index:
+        if language in self._words:
             self._match(text, language, found)
         else:
-            for known in self._index:
+            for known in self._words:
                 self._match(text, known, found)
         return [self.themes[position] for position in sorted(found)]
