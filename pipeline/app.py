@@ -67,6 +67,14 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
+        # Recovery rebuilds the windows from the whole changelog (pipeline.changelog,
+        # on_recover below): Faust's own offset bookkeeping is not relied on. Its
+        # consistency check compares the offset it read to with the embedded broker's
+        # ListOffsets answer (the last batch's base offset + 1, lower than the real
+        # end) and stopped a worker that got a partition back in a rebalance with a
+        # ConsistencyError; standby replicas would only re-read what is rebuilt anyway.
+        table_standby_replicas=0,
+        recovery_consistency_check=False,
         web_enabled=True,
         web_host=settings.web_host,
         web_bind=settings.web_bind,

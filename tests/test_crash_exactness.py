@@ -110,7 +110,7 @@ def test_random_sigkills_during_a_stream(broker, start_worker, worker_env) -> No
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
     sent: list[dict] = []
     for kill in range(3):
-        deadline = time.monotonic() + rng.uniform(4, 8)
+        deadline = time.monotonic() + rng.uniform(3, 5)
         while time.monotonic() < deadline:  # ~400 answers/s, a few resends
             chunk = answers(sim, 40)
             if sent:

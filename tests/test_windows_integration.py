@@ -252,12 +252,7 @@ def readiness(worker) -> dict:
         return orjson.loads(exc.read())
 
 
-@pytest.mark.parametrize(
-    "stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"]
-)
-def test_two_workers_share_state_and_survive_a_rebalance(
-    broker, start_worker, worker_env, stop_signal: int
-) -> None:
+def test_two_workers_share_state_and_survive_a_rebalance(broker, start_worker, worker_env) -> None:
     end = time.time() - 30
     events = dataset(1600, seed=9, end=end)
     clock = event_clock(events)
@@ -267,17 +262,7 @@ def test_two_workers_share_state_and_survive_a_rebalance(
     assert_all_segments(worker_a, first)
 
     worker_b = start_worker()  # same group: the partitions are split between the two
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready_a, ready_b = readiness(worker_a), readiness(worker_b)
-        deltas = [
-            p for p in ready_b["partitions"] if p.startswith(worker_env["NPS_TOPIC_DELTAS"] + ":")
-        ]
-        if ready_a["ready"] and ready_b["ready"] and deltas:
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError("the second worker never got partitions")
+    sharing(worker_a, worker_b, worker_env["NPS_TOPIC_DELTAS"])
     send(broker.bootstrap, worker_env["NPS_TOPIC_RAW"], second)
 
     # every segment is answered correctly by either worker (owner or forwarded)
@@ -297,6 +282,23 @@ def test_two_workers_share_state_and_survive_a_rebalance(
             )
 
     # the survivor recovers the other worker's windows from the changelog, exactly,
-    # whether the other stopped cleanly or was killed (its session must time out first)
-    worker_a.stop(stop_signal)
+    # when the other is killed (its session must time out first)...
+    worker_a.stop(signal.SIGKILL)
     assert_all_segments(worker_b, events, timeout=90)
+    # ... and when it stops cleanly, handing its partitions over
+    worker_c = start_worker()
+    sharing(worker_b, worker_c, worker_env["NPS_TOPIC_DELTAS"])
+    worker_b.stop(signal.SIGTERM)
+    assert_all_segments(worker_c, events, timeout=90)
+
+
+def sharing(first, second, deltas_topic: str, timeout: float = 60) -> None:
+    """Until both workers are ready and the second owns deltas partitions."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready_a, ready_b = readiness(first), readiness(second)
+        owned = [p for p in ready_b["partitions"] if p.startswith(deltas_topic + ":")]
+        if ready_a["ready"] and ready_b["ready"] and owned:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the second worker never got partitions")
