@@ -9,7 +9,7 @@ the same answer do not count again.
   batch is replayed by the next worker), then another one in the middle of a windows
   write to the changelog (recovery must drop the torn part). Resends of answers scored
   before the crash arrive after it: the dedupe memory must have survived.
-* Random: SIGKILL at random moments of a steady stream, twice.
+* Random: SIGKILL at random moments of a steady stream with resends, twice.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def test_random_sigkills_during_a_stream(broker, start_worker, worker_env) -> No
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
     sent: list[dict] = []
     for kill in range(3):
-        deadline = time.monotonic() + rng.uniform(3, 5)
+        deadline = time.monotonic() + rng.uniform(2, 4)
         while time.monotonic() < deadline:  # ~400 answers/s, a few resends
             chunk = answers(sim, 40)
             if sent:
