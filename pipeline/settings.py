@@ -77,7 +77,11 @@ class Settings(BaseSettings):
     dedupe_horizon_seconds: float = Field(
         default=24 * 3600, ge=0, description="How long an event id is remembered for dedupe."
     )
-    dedupe_max_ids: int = Field(default=2_000_000, ge=0, description="Memory cap of the dedupe.")
+    dedupe_max_ids: int = Field(
+        default=500_000,
+        ge=0,
+        description="Memory cap of the dedupe (~362 bytes per id: ~180 MB at the default).",
+    )
 
     dimensions: Annotated[list[str], NoDecode] = Field(
         default=["department", "agent", "product", "channel", "region", "theme"],
