@@ -45,7 +45,8 @@ class Watermarks:
 
     def resume(self, partition: int, newest: float, wall_now: float) -> None:
         """Take over a partition whose newest event time an earlier owner recorded."""
-        if newest > self.max_seen.get(partition, newest - 1):
+        seen = self.max_seen.get(partition)
+        if seen is None or newest > seen:
             self.max_seen[partition] = newest
         self.last_wall[partition] = wall_now
 

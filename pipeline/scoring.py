@@ -141,7 +141,8 @@ class ScoringStage:
         out.deltas = []
         for key, buckets in batch.deltas.items():
             comments = batch.comments.get(key)
-            if any(c.is_empty() for c in buckets.values()):  # an update that moved nothing here
+            # only an update's removals can leave a bucket at zero: nothing moved there
+            if key in batch.revised and any(c.is_empty() for c in buckets.values()):
                 buckets = {start: c for start, c in buckets.items() if not c.is_empty()}
                 if not buckets and not comments:
                     continue

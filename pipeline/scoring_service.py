@@ -148,11 +148,8 @@ class ScoringConsumer(Service):
                 max_records=self.settings.batch_size,
             )
             if not polled:
-                try:
-                    self._check_log_ends(consumer)
-                except BrokerDataLost as exc:
-                    log.critical("%s", exc)
-                    await self.fatal(exc)
+                if lost := self._log_end_before_read(consumer):
+                    await self._stop_for_lost_data(lost)
                     return
                 continue
             while not self.should_stop and any(  # not before the partition's progress is read
@@ -243,14 +240,10 @@ class ScoringConsumer(Service):
         for tp in assigned:
             committed = await consumer.committed(tp) or 0
             if committed < self.positions.get(tp, 0):  # the group's offsets went back
-                exc = BrokerDataLost(
-                    f"the broker lost data: the committed offset of {tp.topic}:{tp.partition} "
-                    f"is {committed}, but this worker committed {self.positions[tp]}; "
-                    "stopping so that a restarted worker rebuilds its state from what the "
-                    "broker still has (restart it; a supervisor does)"
+                await self._stop_for_lost_data(
+                    f"the committed offset of {tp.topic}:{tp.partition} is {committed}, "
+                    f"but this worker committed {self.positions[tp]}"
                 )
-                log.critical("%s", exc)
-                await self.fatal(exc)
                 return
             found = progress.resume(values[tp.partition], committed)
             self.cuts[tp.partition] = found.cuts
@@ -272,25 +265,33 @@ class ScoringConsumer(Service):
             restored,
         )
 
-    def _check_log_ends(self, consumer: AIOKafkaConsumer) -> None:
-        """Stop the worker if a raw partition's log now ends before offsets already read.
+    def _log_end_before_read(self, consumer: AIOKafkaConsumer) -> str | None:
+        """What shows that the broker lost records already read, if anything: a raw
+        partition's log now ends before this worker's committed position.
 
         That happens only when the broker lost acknowledged data: the embedded broker
         restarted (memory storage), or an unclean leader election on Kafka. The
         consumer would otherwise wait at its old position and skip every new record
-        below it, and the windows' marks would skip their deltas. Stopping loudly is
-        the honest answer: a restarted worker rebuilds from what the broker still has.
+        below it, and the windows' marks would skip their deltas.
         """
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             position = self.positions.get(tp)
             if highwater is not None and position is not None and highwater < position:
-                raise BrokerDataLost(
-                    f"the broker lost data: {tp.topic}:{tp.partition} now ends at offset "
-                    f"{highwater}, but offsets up to {position - 1} were already read and "
-                    "committed; stopping so that a restarted worker rebuilds its state "
-                    "from what the broker still has (restart it; a supervisor does)"
+                return (
+                    f"{tp.topic}:{tp.partition} now ends at offset {highwater}, but offsets "
+                    f"up to {position - 1} were already read and committed"
                 )
+        return None
+
+    async def _stop_for_lost_data(self, evidence: str) -> None:
+        """Stop the worker loudly: a restarted one rebuilds from what the broker has."""
+        exc = BrokerDataLost(
+            f"the broker lost data: {evidence}; stopping so that a restarted worker "
+            "rebuilds its state from what the broker still has (restart it; a supervisor does)"
+        )
+        log.critical("%s", exc)
+        await self.fatal(exc)
 
     def lag(self) -> list[tuple[str, int, int]]:
         """(topic, partition, records not yet read) of the raw partitions read here."""
@@ -345,7 +346,7 @@ class ScoringConsumer(Service):
 
 
 class BrokerDataLost(RuntimeError):
-    """The broker no longer has records this worker already read (see ``_check_log_ends``)."""
+    """The broker no longer has records this worker already read."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
