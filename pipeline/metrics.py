@@ -94,6 +94,11 @@ PII_REDACTED = Counter(
     "Personal data replaced by a placeholder in comments, by kind (email, phone, card, ...).",
     ["kind"],
 )
+TEXT_PROCESS_FAILURES = Counter(
+    f"{PREFIX}_text_process_failures_total",
+    "Times the comment analysis process (NPS_TEXT_PROCESS) died or did not answer; the "
+    "worker analysed comments itself until a new one started.",
+)
 COMMENT_THEMES = Counter(
     f"{PREFIX}_comment_themes_total",
     "Scored answers whose comment mentions a theme of the taxonomy, by theme and category "

@@ -114,6 +114,7 @@ class ScoringStage:
         self.followups = TaskBuilder.from_settings(settings)  # None when disabled
         self.text = TextAnalytics.from_settings(settings)  # None when NPS_TEXT_ANALYTICS is off
         self.theme_segments = THEME_DIMENSION in settings.dimensions
+        self._theme_keys: dict[str, list[str]] = {}  # "billing|price" -> its segment keys
 
     def process(self, records: list[RawRecord]) -> Output:
         out = Output()
@@ -134,6 +135,8 @@ class ScoringStage:
                 )
                 message = f"unexpected processing error {type(exc).__name__}: {exc}"
                 self._reject(out, record, Rejection(Reason.PROCESSING_ERROR, message), batch.now)
+        if self.text is not None:
+            self.text.finish()
         # the clock of the windows: the low watermark of the inputs, not the batch's newest
         clock = min(batch.max_ts, self.watermarks.low(batch.wall) or batch.max_ts)
         if batch.deltas:
@@ -281,7 +284,12 @@ class ScoringStage:
         """The segment keys of an answer: its fields' segments, then its theme segments
         (``themes``: the theme names joined by ``|``, as stored in the contribution)."""
         keys = segment_keys(fields, self.dimensions, self.combinations)
-        return keys + theme_keys(themes.split("|")) if themes else keys
+        if not themes:
+            return keys
+        extra = self._theme_keys.get(themes)
+        if extra is None:
+            extra = self._theme_keys[themes] = theme_keys(themes.split("|"))
+        return keys + extra
 
     @staticmethod
     def _add_delta(batch: _Batch, key: str, bucket: int, counts: Counts) -> None:

@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         description="With text analytics: also the sentiment and the score disagreement "
         "(false: language and themes only, about a third of the cost).",
     )
+    text_process: bool = Field(
+        default=True,
+        description="With text analytics: analyse each batch's comments in a separate "
+        "process, in parallel with the rest of the scoring stage (uses a second CPU core; "
+        "false: in the worker's own thread). See pipeline/text/offload.py.",
+    )
     text_taxonomy_file: Path | None = Field(
         default=None,
         description="YAML theme taxonomy (see pipeline/text/data/themes.yaml); unset: that "

@@ -1,8 +1,16 @@
-"""The scoring stage's comment insights: prepared per batch, equal to the inline analysis."""
+"""The scoring stage's comment insights: prepared per batch (in a child process by default,
+NPS_TEXT_PROCESS), equal to the inline analysis; a child that dies changes nothing."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import orjson
+import pytest
 
 from pipeline.settings import load_settings
 from pipeline.text.insights import NO_INSIGHT, TextAnalytics, theme_keys
@@ -15,9 +23,11 @@ def raw(offset: int, value: bytes) -> RawRecord:
     return RawRecord("feedback.raw", 0, offset, None, value)
 
 
-def test_prepared_insights_equal_the_inline_analysis() -> None:
-    text = TextAnalytics.from_settings(load_settings())
+@pytest.mark.parametrize("process", [True, False], ids=["child process", "in thread"])
+def test_prepared_insights_equal_the_inline_analysis(process: bool) -> None:
+    text = TextAnalytics.from_settings(load_settings(text_process=process))
     assert text is not None
+    assert (text.offload is not None) is process
     comments = [
         ("  I was charged twice!! Refund me.  ", 1, {"language": "en"}),
         ("L'operatore è stato scortese e sbrigativo.", 3, {}),
@@ -32,6 +42,7 @@ def test_prepared_insights_equal_the_inline_analysis() -> None:
     hostile = [b"not json", b'{"comment": 3}', b'{"comment": "x", "survey_type": "nope"}', b"[]"]
     records += [raw(100 + i, v) for i, v in enumerate(hostile)]
     text.prepare(records)  # invalid records are skipped, not raised
+    text.finish()  # all the child's results collected
     assert set(text._prepared) == {id(r) for r in records[: len(events)]}
     fresh = TextAnalytics(text.analyzer)
     for record in records[: len(events)]:
@@ -61,7 +72,7 @@ def test_prepared_insights_equal_the_inline_analysis() -> None:
 def test_prepare_never_raises_and_themes_are_counted_once(monkeypatch) -> None:
     from pipeline import metrics
 
-    text = TextAnalytics.from_settings(load_settings())
+    text = TextAnalytics.from_settings(load_settings(text_process=False))
     assert text is not None
     event = example_event(event_id="t1", comment="Wrong invoice again", score=2)
     good = raw(0, orjson.dumps(event))
@@ -72,7 +83,12 @@ def test_prepare_never_raises_and_themes_are_counted_once(monkeypatch) -> None:
     assert counter._value.get() == before
     parsed = FeedbackEvent.model_validate_json(good.value)
     text.analyze(parsed, "detractor", good)
-    assert counter._value.get() == before + 1
+    text.analyze(parsed, "detractor", good)
+    assert counter._value.get() == before  # counted when the batch is done
+    text.finish()
+    assert counter._value.get() == before + 2
+    text.finish()
+    assert counter._value.get() == before + 2
 
     # an oversize record or an over-long comment is dead-lettered unread, never analysed
     huge = example_event(event_id="t2", comment="wrong invoice " * 1000, score=2)
@@ -105,3 +121,101 @@ def test_without_sentiment_only_language_and_themes() -> None:
         "themes": ["billing"],
         "disagrees": None,
     }
+
+
+def _stage_run(records: list[RawRecord], process: bool) -> tuple[list[bytes], list]:
+    """The scored events' ``text`` and the deltas of a stage over ``records``, 250 at a time."""
+    from pipeline.scoring import ScoringStage
+
+    stage = ScoringStage(load_settings(text_process=process))
+    texts, deltas = [], []
+    for i in range(0, len(records), 250):
+        out = stage.process(records[i : i + 250])
+        texts += [orjson.dumps(orjson.loads(value)["text"]) for _, value in out.scored]
+        deltas += [(key, orjson.loads(value)) for key, value in out.deltas]
+    return texts, deltas
+
+
+def _simulator_records(count: int, seed: int) -> list[RawRecord]:
+    from tests.bench.bench_text import stage_records
+
+    return stage_records(count, 0.6, seed=seed)
+
+
+def test_the_child_process_gives_the_stage_exactly_the_inline_results() -> None:
+    records = _simulator_records(1500, seed=11)
+    # two languages, with and without hints, a comment pydantic strips differently
+    records += [
+        raw(9000 + i, orjson.dumps(example_event(event_id=f"x{i}", comment=c, score=s)))
+        for i, (c, s) in enumerate(
+            [("Addebito doppio, vergognoso", 1), ("\u2003great staff\u2003", 10), ("", 3)]
+        )
+    ]
+    in_child, in_thread = _stage_run(records, True), _stage_run(records, False)
+    assert in_child == in_thread
+    assert sum(t != b"null" for t in in_child[0]) > 800  # the comments were analysed
+
+
+def test_a_dead_child_is_replaced_and_nothing_is_lost(monkeypatch, caplog) -> None:
+    from pipeline import metrics
+    from pipeline.text import offload as offload_module
+
+    monkeypatch.setattr(offload_module, "RESTART_AFTER", 0.0)
+    records = _simulator_records(600, seed=12)
+    expected, _ = _stage_run(records, False)
+    text = TextAnalytics(sentiment=True, offload=True)
+    offload = text.offload
+    assert offload is not None
+    failures = metrics.TEXT_PROCESS_FAILURES._value.get()
+    text.prepare(records[:10])
+    text.finish()
+    assert offload.process.running
+    os.kill(offload.process._proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+    offload.process._proc.wait()  # type: ignore[union-attr]
+
+    from pipeline.scoring import ScoringStage
+
+    stage = ScoringStage(load_settings())
+    assert stage.text is not None and stage.text.offload is offload  # one child per process
+    got = []
+    for i in range(0, len(records), 200):  # the first batch is analysed in the worker
+        out = stage.process(records[i : i + 200])
+        got += [orjson.dumps(orjson.loads(value)["text"]) for _, value in out.scored]
+    assert got == expected
+    assert metrics.TEXT_PROCESS_FAILURES._value.get() == failures + 1
+    assert "comment analysis process failed" in caplog.text
+    assert offload.process.running  # a new child took over
+
+
+def test_the_child_exits_when_its_worker_is_killed() -> None:
+    script = (
+        "import time, orjson\n"
+        "from pipeline.text.insights import TextAnalytics\n"
+        "from pipeline.validate import RawRecord\n"
+        "from schemas.feedback import example_event\n"
+        "text = TextAnalytics(offload=True)\n"
+        "value = orjson.dumps(example_event(comment='great staff', score=10))\n"
+        "text.prepare([RawRecord('feedback.raw', 0, 0, None, value)])\n"
+        "text.finish()\n"
+        "print(text.offload.process._proc.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None
+        child = int(worker.stdout.readline())
+        os.kill(child, 0)  # running
+        worker.kill()
+        worker.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            # not our child: once it exits, init reaps it
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"analysis process {child} still runs after its worker was killed")
+    finally:
+        worker.kill()

@@ -16,7 +16,10 @@ caches cleared first ("cold"), and with the respondent's language given as a hin
 
 Then the **scoring stage** (:class:`pipeline.scoring.ScoringStage`, validate, dedupe,
 score, redact, fan out: everything but Kafka) without comment analytics, with it
-(``NPS_TEXT_ANALYTICS``), and with it but no sentiment (``NPS_TEXT_SENTIMENT=false``) on
+(``NPS_TEXT_ANALYTICS``; the comments analysed in the child process of
+:mod:`pipeline.text.offload`, on the machine's second core), with it but no sentiment
+(``NPS_TEXT_SENTIMENT=false``), and with it all in the stage's own thread
+(``NPS_TEXT_PROCESS=false``: the cost on a single core) on
 the same ``--events`` simulator records (``--comment-share``
 of them with a comment, default 0.6 as in the simulator; the respondent's language in
 ``attributes.language`` as the simulator sends it; event times in the last five minutes),
@@ -91,6 +94,7 @@ STAGE_MODES: dict[str, dict[str, bool]] = {
     "text analytics off": {"text_analytics": False},
     "text analytics on": {"text_analytics": True},
     "on, no sentiment": {"text_analytics": True, "text_sentiment": False},
+    "on, in one thread": {"text_analytics": True, "text_process": False},
 }
 
 
