@@ -105,6 +105,8 @@ class ScoringConsumer(Service):
     async def on_start(self) -> None:
         settings = self.settings
         timeout_ms = int(settings.broker_session_timeout_seconds * 1000)
+        if self.stage.text is not None:
+            self.stage.text.start()  # the comment analysis process loads meanwhile
         await self.producer.start()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,

@@ -161,11 +161,21 @@ async def ceiling(bootstrap: str, topic: str, partitions: int, expected: int) ->
 
 
 def rss_kib(pid: int, field_name: str = "VmRSS") -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    return 0
+    """``field_name`` of ``/proc/<pid>/status`` summed over the process and its
+    descendants (a worker's comment analysis process, NPS_TEXT_PROCESS, is its memory
+    too); 0 for a process that is gone."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    total = int(line.split()[1])
+                    break
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            kids = [int(child) for child in children.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return total
+    return total + sum(rss_kib(kid, field_name) for kid in kids)
 
 
 def http_json(url: str, timeout: float = 10.0) -> Any:

@@ -143,6 +143,12 @@ class TextAnalytics:
         self._slots: set[int] = set()
         self._batch = 0  # the child's batch number of this analytics' batch
 
+    def start(self) -> None:
+        """Start the analysis child now (it loads its models while the worker starts)
+        rather than on the first batch."""
+        if self.offload is not None:
+            self.offload.available()
+
     @property
     def analyzer(self) -> CommentAnalyzer:
         """The analyzer of this process (built on first use when a child does the work)."""

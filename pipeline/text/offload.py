@@ -162,7 +162,11 @@ class Offload:
         if not self.process.running:
             if time.monotonic() < self._retry_at:
                 return False
-            self.process.start()
+            try:
+                self.process.start()
+            except Exception as exc:  # e.g. out of processes or memory: analyse inline
+                self.fail(exc)
+                return False
         return True
 
     def submit(self, sentiment: bool, values: list[bytes]) -> bool:
@@ -182,7 +186,7 @@ class Offload:
             return []
         try:
             results, done = self.process.results(self.batch)
-        except AnalysisFailed as exc:
+        except Exception as exc:  # AnalysisFailed, or a message that does not unpickle
             self.fail(exc)
             return []
         self.waiting = not done
