@@ -32,10 +32,13 @@ tools:
 	  echo "the tests need$$missing: run 'sudo apt-get install $(PACKAGES)'"; exit 1; \
 	fi
 
-## Run the whole test suite (unit, property and integration tests on the embedded broker).
+## Run the whole test suite (unit, property and integration tests on the embedded broker),
+## in TEST_WORKERS pytest processes (pytest-xdist; each file runs in one of them, with a
+## broker of its own): most tests wait on brokers and workers, so two halve the time.
+TEST_WORKERS ?= 2
 test: $(STAMP) tools
 	$(BIN)/ruff check pipeline schemas tests
-	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 ## The end-to-end benchmark (not part of `make test`): figures printed and in bench.json.
 BENCH_ARGS ?=

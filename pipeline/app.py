@@ -33,7 +33,6 @@ from pipeline.batchio import BatchProducer, Record
 from pipeline.catchup import CatchUpThrottle
 from pipeline.changelog import read_to_end
 from pipeline.followups.worker import register_followups
-from pipeline.owned import owned
 from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import ScoringConsumer
 from pipeline.settings import Settings
@@ -129,6 +128,11 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         value_type=bytes,
         partitions=settings.topic_partitions,
     )
+    # The window state is the only in-memory copy of the table: rebuilt from the changelog
+    # by rebuild_windows below, and written to the changelog by publish. Faust's recovery
+    # still reads the changelog (and calls rebuild_windows once it has), but keeping its
+    # records in table.data as well doubled the memory of every segment.
+    table.apply_changelog_batch = _ignore_changelog  # type: ignore[method-assign]
     snapshots = SnapshotClock(settings.snapshot_interval_seconds)
 
     @table.on_recover
@@ -147,11 +151,10 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         # only whole writes (see pipeline.aggregate); keys of a write cut short by a
         # crash get their recovered value again with the next write
         latest, torn = complete_publishes(read)
-        table.data.clear()
-        table.data.update({k: v for k, v in latest.items() if v is not None})
-        items = list(table.data.items())
+        items = [(key, value) for key, value in latest.items() if value is not None]
         state.rebuild(items, partitions)
         state.pending.update({key: latest.get(key) for key in torn})
+        del read, latest
         if torn:
             log.warning("changelog: %d records of an interrupted write rewritten", len(torn))
         if engine is not None:
@@ -224,16 +227,10 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
                 sink.fire(alert.fingerprint, labels, annotations, alert.started_at)
             else:
                 sink.resolve(alert.fingerprint, datetime.now(UTC))
-        data = table.data
         # each partition's part of the write ends with its marks (see pipeline.aggregate)
         touched = {int(key.split(b"|", 2)[1]) for key, _ in changes}
         for key, value in [*changes, *state.mark_changes(touched)]:
-            partition = int(key.split(b"|", 2)[1])
-            if value is None:
-                data.pop(key, None)
-            else:
-                data[key] = owned(value)
-            records.append((changelog, partition, key, value))
+            records.append((changelog, int(key.split(b"|", 2)[1]), key, value))
         boundary = snapshots.crossed(state.clock) if snapshots_throttle.allow(state.clock) else None
         if (records or boundary is not None) and not producer.started:
             await _until(lambda: producer.started)
@@ -316,6 +313,10 @@ async def _crash(app: faust.App, exc: BaseException) -> None:
     timer.daemon = True
     timer.start()
     await app.crash(exc)
+
+
+def _ignore_changelog(batch: Any) -> None:
+    """Faust's recovery hands the table the changelog's records: not kept (see app())."""
 
 
 async def _until(condition: Callable[[], bool], interval: float = 0.05) -> None:

@@ -4,7 +4,7 @@ orjson builds its result in a buffer of a few KiB and shrinks it at the end; the
 shrunk object keeps its place in the C heap, so every *retained* small value pins
 about 4 KiB of resident memory. Measured here: 200,000 retained 60-byte window
 counts cost 785 MiB of RSS as orjson returned them and 16 MiB as copies. Values that
-live on (the windows table's mirror, the alert state) are stored through
+live on (the alert state) are stored through
 :func:`owned`; values that are only sent are not copied.
 """
 

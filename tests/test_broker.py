@@ -69,8 +69,10 @@ def test_ensure_topics_creates_every_topic_of_the_pipeline(broker, unique) -> No
             "ingest_topic_needs_fetch",
         )
     }
-    settings = Settings(broker_url=broker.bootstrap, **names)  # type: ignore[arg-type]
-    assert sorted(ensure_topics(settings)) == sorted(names.values())
+    app_id = f"nps-{unique}"
+    settings = Settings(broker_url=broker.bootstrap, app_id=app_id, **names)  # type: ignore[arg-type]
+    expected = [*names.values(), f"{app_id}-scoring-progress"]  # the scoring stage's
+    assert sorted(ensure_topics(settings)) == sorted(expected)
     assert ensure_topics(settings) == []  # idempotent
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     try:
