@@ -1,0 +1,71 @@
+"""The segment listing keeps only the first ``limit`` rows while it ranks a dimension:
+its total and rows equal a full sort of every segment (hypothesis, brute force)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.aggregate import WindowState
+from pipeline.api import SORTS, sort_rows, top_rows
+from pipeline.scoring import encode_deltas
+from pipeline.settings import load_settings
+from pipeline.windows import Counts
+from schemas.windows import SegmentRow
+
+SETTINGS = load_settings()
+NOW = 1_800_000_000.0
+
+
+def state_of(answers: list[tuple[int, str, int]]) -> WindowState:
+    """(agent, survey, score) answers, one minute apart, in a fresh state (an agent's
+    segment in partition agent % 4, as a key lands in one partition)."""
+    state = WindowState(SETTINGS)
+    for i, (agent, survey, score) in enumerate(answers):
+        partition = agent % 4
+        ts = NOW - 3600 + i * 60
+        counts = Counts.of_event(survey, score)
+        value = encode_deltas({int(ts // 60) * 60: counts}, ts)
+        state.apply_batch([(partition, f"agent=a{agent}".encode(), value)])
+    state.apply_batch([(p, b"overall", encode_deltas({}, NOW)) for p in range(4)])
+    return state
+
+
+answer = st.tuples(
+    st.integers(0, 30),
+    st.sampled_from(["nps", "csat", "ces"]),
+    st.integers(0, 10),
+).map(lambda a: (a[0], a[1], a[2] if a[1] == "nps" else a[2] % 5 + 1 + (a[1] == "ces")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    answers=st.lists(answer, min_size=1, max_size=60),
+    sort=st.sampled_from(sorted(SORTS)),
+    order=st.sampled_from(["asc", "desc"]),
+    window=st.sampled_from(["5m", "1h", "24h", "all"]),
+    limit=st.integers(1, 12),
+    min_responses=st.integers(0, 3),
+)
+def test_first_rows_equal_a_full_sort(
+    answers: list[tuple[int, str, int]],
+    sort: str,
+    order: str,
+    window: str,
+    limit: int,
+    min_responses: int,
+) -> None:
+    state = state_of(answers)
+    every = []  # brute force: every segment's row, sorted whole
+    for segment, windows in state.advanced_segments():
+        if not segment.startswith("agent="):
+            continue
+        stats = windows.stats(None if window == "all" else window)
+        if stats.responses + stats.csat_responses + stats.ces_responses >= min_responses:
+            every.append(SegmentRow(segment=segment, fields={"agent": segment[6:]}, stats=stats))
+    total, rows = top_rows(state, "agent", window, min_responses, sort, order, limit)
+    assert total == len(every)
+    assert rows == sort_rows(every, sort, order)[:limit]
+    # merging workers' parts: the first rows of the union are among each part's first
+    half = len(rows) // 2
+    assert sort_rows(rows[half:] + rows[:half], sort, order) == rows
