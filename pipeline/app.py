@@ -11,6 +11,7 @@ alerts and the window snapshots, all through one :class:`pipeline.batchio.BatchP
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -59,6 +60,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     # Faust warns on every send while more than 100 records wait in its producer buffer,
     # which is every batch here: noise, not news.
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
+    gc.set_threshold(*settings.gc_thresholds)  # see Settings.gc_thresholds
     session_timeout = settings.broker_session_timeout_seconds
     app = faust.App(
         settings.app_id,
@@ -155,6 +157,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         state.rebuild(items, partitions)
         state.pending.update({key: latest.get(key) for key in torn})
         del read, latest
+        gc.freeze()  # the rebuilt windows: long-lived, never scanned by the collector again
         if torn:
             log.warning("changelog: %d records of an interrupted write rewritten", len(torn))
         if engine is not None:

@@ -12,7 +12,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -112,6 +119,16 @@ class Settings(BaseSettings):
     )
     catchup_behind_seconds: float = Field(
         default=120.0, ge=0, description="How far behind the wall clock counts as catching up."
+    )
+    gc_thresholds: Annotated[list[NonNegativeInt], NoDecode] = Field(
+        default=[700, 10, 1000],
+        min_length=3,
+        max_length=3,
+        description="The worker's cyclic garbage collector thresholds (gc.set_threshold), "
+        "e.g. '700,10,1000'. Python's default last value, 10, makes full collections scan "
+        "every window bucket so often that they took half of the windows stage's time at "
+        "100,000 segments (tests/bench/bench_windows.py); the window state is rebuilt "
+        "into the permanent generation (gc.freeze) after a recovery as well.",
     )
     snapshot_interval_seconds: int = Field(
         default=60,
@@ -375,7 +392,7 @@ class Settings(BaseSettings):
             return [v.strip() for v in value.split(";") if v.strip()]
         return value
 
-    @field_validator("windows_seconds", "followup_windows_seconds", mode="before")
+    @field_validator("windows_seconds", "followup_windows_seconds", "gc_thresholds", mode="before")
     @classmethod
     def _split_windows(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip().startswith("["):
