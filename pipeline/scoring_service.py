@@ -131,10 +131,14 @@ class ScoringConsumer(Service):
 
     async def on_stop(self) -> None:
         # mode calls on_stop before it cancels the loop task: let the batch in flight
-        # be published and committed, so that a graceful stop repeats nothing
+        # be published and committed, so that a graceful stop repeats nothing (_run
+        # starts no other: should_stop is set). Not held while the consumer stops: that
+        # waits for a rebalance under way, whose revoke callback takes the lock (held,
+        # the worker hung until app._crash's forced exit after a broker restart)
         async with self.in_flight:
-            if self.consumer is not None:
-                await self.consumer.stop()
+            pass
+        if self.consumer is not None:
+            await self.consumer.stop()
         # The producer is shared with the windows agent, which may still be finishing
         # its batch: it is not stopped here. Every send waits for the broker's acks,
         # so nothing is left unsent when the process exits.
