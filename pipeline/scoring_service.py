@@ -308,10 +308,12 @@ class ScoringConsumer(Service):
         fetcher may return records before the group coordinator finds this member
         unknown and the group rejoins (where :meth:`resume` would see the lost commits):
         from this worker's old positions, skipping the new records below them, or from
-        the new log's start after an offset reset. Handled, such a batch would commit
-        its offsets over the evidence, and the worker would go on silently. So: a batch
-        must start at the position this worker committed, and the group must still hold
-        that commit (one offset fetch per batch, concurrent over its partitions).
+        the new log's start after an offset reset. Handled, such a batch is published
+        (its progress records make a restarted worker take its events for duplicates)
+        and, where the broker takes the commit, overwrites the evidence: the worker goes
+        on silently. So: a batch must start at the position this worker committed, and
+        the group must still hold that commit (one offset fetch per batch, concurrent
+        over its partitions).
         """
         known = [tp for tp in polled if tp in self.positions]
         for tp in known:
