@@ -309,11 +309,11 @@ class ScoringConsumer(Service):
         unknown and the group rejoins (where :meth:`resume` would see the lost commits):
         from this worker's old positions, skipping the new records below them, or from
         the new log's start after an offset reset. Handled, such a batch is published
-        (its progress records make a restarted worker take its events for duplicates)
-        and, where the broker takes the commit, overwrites the evidence: the worker goes
-        on silently. So: a batch must start at the position this worker committed, and
-        the group must still hold that commit (one offset fetch per batch, concurrent
-        over its partitions).
+        and, once a heartbeat has reset the member (the broker then takes the commit as
+        a plain one), committed over the evidence: the worker goes on silently, or a
+        restarted one starts above the records it skipped. So: a batch must start at
+        the position this worker committed, and the group must still hold that commit
+        (one offset fetch per batch, concurrent over its partitions).
         """
         known = [tp for tp in polled if tp in self.positions]
         for tp in known:
