@@ -131,10 +131,14 @@ class ScoringConsumer(Service):
 
     async def on_stop(self) -> None:
         # mode calls on_stop before it cancels the loop task: let the batch in flight
-        # be published and committed, so that a graceful stop repeats nothing
+        # be published and committed, so that a graceful stop repeats nothing (_run
+        # starts no other: should_stop is set). Not held while the consumer stops: that
+        # waits for a rebalance under way, whose revoke callback takes the lock (held,
+        # the worker hung until app._crash's forced exit after a broker restart)
         async with self.in_flight:
-            if self.consumer is not None:
-                await self.consumer.stop()
+            pass
+        if self.consumer is not None:
+            await self.consumer.stop()
         # The producer is shared with the windows agent, which may still be finishing
         # its batch: it is not stopped here. Every send waits for the broker's acks,
         # so nothing is left unsent when the process exits.
@@ -149,10 +153,12 @@ class ScoringConsumer(Service):
                 timeout_ms=int(self.settings.batch_within_seconds * 1000),
                 max_records=self.settings.batch_size,
             )
+            # after every poll, not only an empty one: the first poll after the broker
+            # came back empty may already return records (see _read_behind_commit)
+            if lost := self._log_end_before_read(consumer):
+                await self._stop_for_lost_data(lost)
+                return
             if not polled:
-                if lost := self._log_end_before_read(consumer):
-                    await self._stop_for_lost_data(lost)
-                    return
                 continue
             while not self.should_stop and any(  # not before the partition's progress is read
                 tp.partition not in self.resumed and tp in consumer.assignment() for tp in polled
@@ -169,8 +175,14 @@ class ScoringConsumer(Service):
                         consumer.seek(tp, messages[0].offset)
                         continue
                     ready[tp] = messages
-                if ready:
+                # checked before the batch is handled: handling it would publish its
+                # outputs and commit its offsets on the broker that lost data
+                lost = await self._read_behind_commit(consumer, ready) if ready else None
+                if ready and not lost:
                     await self._handle(consumer, ready)
+            if lost:
+                await self._stop_for_lost_data(lost)
+                return
 
     async def _handle(
         self, consumer: AIOKafkaConsumer, polled: dict[TopicPartition, list[Any]]
@@ -283,6 +295,39 @@ class ScoringConsumer(Service):
                 return (
                     f"{tp.topic}:{tp.partition} now ends at offset {highwater}, but offsets "
                     f"up to {position - 1} were already read and committed"
+                )
+        return None
+
+    async def _read_behind_commit(
+        self, consumer: AIOKafkaConsumer, polled: dict[TopicPartition, list[Any]]
+    ) -> str | None:
+        """What shows, before ``polled`` is handled, that the broker lost records this
+        worker already read and committed, if anything.
+
+        When the broker comes back without its data (the embedded broker restarted), the
+        fetcher may return records before the group coordinator finds this member
+        unknown and the group rejoins (where :meth:`resume` would see the lost commits):
+        from this worker's old positions, skipping the new records below them, or from
+        the new log's start after an offset reset. Handled, such a batch is published
+        and, once a heartbeat has reset the member (the broker then takes the commit as
+        a plain one), committed over the evidence: the worker goes on silently, or a
+        restarted one starts above the records it skipped. So: a batch must start at
+        the position this worker committed, and the group must still hold that commit
+        (one offset fetch per batch, concurrent over its partitions).
+        """
+        known = [tp for tp in polled if tp in self.positions]
+        for tp in known:
+            if polled[tp][0].offset < self.positions[tp]:
+                return (
+                    f"{tp.topic}:{tp.partition} is read again from offset "
+                    f"{polled[tp][0].offset}, but this worker committed {self.positions[tp]}"
+                )
+        committed = await asyncio.gather(*(consumer.committed(tp) for tp in known))
+        for tp, offset in zip(known, committed, strict=True):
+            if (offset or 0) < self.positions[tp]:
+                return (
+                    f"the committed offset of {tp.topic}:{tp.partition} is {offset or 0}, "
+                    f"but this worker committed {self.positions[tp]}"
                 )
         return None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -138,6 +139,49 @@ def test_worker_waits_without_spinning_and_recovers_after_the_broker_returns(
     assert len(records) == 200
     status, ready = http(f"{restarted.url}/readyz")
     assert status == 200 and ready["ready"], ready
+
+
+def test_a_worker_frozen_across_the_broker_loss_handles_nothing_it_reads_after_it(
+    broker: EmbeddedBroker, start_worker, worker_env: dict[str, str]
+) -> None:
+    """The race behind the test above failing on a busy machine, made likely.
+
+    The worker is frozen (SIGSTOP: a busy machine not scheduling it) while the broker
+    restarts empty and receives more new records per partition than the worker had read.
+    Thawed, its fetcher may read at the old positions (skipping the new records below
+    them) before the group coordinator finds the member unknown. Such a batch must not
+    be handled: nothing the worker reads after the loss is published (its progress
+    records would also make a restarted worker take the batch's events for duplicates).
+    The worker stops, and a restarted one scores every new record exactly once.
+    """
+    worker: WorkerProcess = start_worker()
+    assert worker.proc is not None
+    raw, scored_topic = worker_env["NPS_TOPIC_RAW"], worker_env["NPS_TOPIC_SCORED"]
+    send_events(broker.bootstrap, raw, "before", 40)
+    assert len(consume(broker.bootstrap, scored_topic, 40, timeout=60)) == 40
+
+    os.kill(worker.proc.pid, signal.SIGSTOP)
+    try:
+        broker.stop()
+        broker.start()  # same port, empty
+        recreate_topics(worker_env)
+        send_events(broker.bootstrap, raw, "after", 400)  # ~100 a partition, ~10 were read
+    finally:
+        os.kill(worker.proc.pid, signal.SIGCONT)
+    try:
+        code = worker.proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker did not notice the lost data:\n{worker.log()}")
+    assert code != 0
+    assert "the broker lost data" in worker.log(), worker.log()
+    published = consume(broker.bootstrap, scored_topic, 1, timeout=3)
+    assert not published, f"{len(published)} events read after the loss were scored"
+    worker.stop()
+
+    start_worker()
+    records = consume(broker.bootstrap, scored_topic, 400, timeout=60)
+    ids = [ScoredEvent.model_validate_json(r.value).event_id for r in records]
+    assert sorted(ids) == sorted(f"after-{i}" for i in range(400))  # none skipped, none twice
 
 
 def post(url: str, body: list[dict], token: str) -> int:
