@@ -219,3 +219,34 @@ def test_the_child_exits_when_its_worker_is_killed() -> None:
             pytest.fail(f"analysis process {child} still runs after its worker was killed")
     finally:
         worker.kill()
+
+
+def test_a_hung_child_is_given_up_in_time_and_nothing_is_lost(monkeypatch) -> None:
+    from pipeline import metrics
+    from pipeline.scoring import ScoringStage
+    from pipeline.text import offload as offload_module
+
+    monkeypatch.setattr(offload_module, "RESULT_TIMEOUT", 0.5)
+    records = _simulator_records(400, seed=13)
+    expected, _ = _stage_run(records, False)
+    stage = ScoringStage(load_settings())
+    assert stage.text is not None and stage.text.offload is not None
+    stage.process(records[:5])  # the child is up and answering
+    process = stage.text.offload.process
+    hung = process._proc
+    assert hung is not None
+    failures = metrics.TEXT_PROCESS_FAILURES._value.get()
+    os.kill(hung.pid, signal.SIGSTOP)  # alive, never answers
+    try:
+        began = time.monotonic()
+        got = []
+        for i in range(0, len(records), 200):
+            out = stage.process(records[i : i + 200])
+            got += [orjson.dumps(orjson.loads(value)["text"]) for _, value in out.scored]
+        assert time.monotonic() - began < 5  # given up after 0.5 s, not waited for
+    finally:
+        if hung.poll() is None:
+            os.kill(hung.pid, signal.SIGKILL)
+    assert got == expected[5:]  # every insight (the first 5 were scored before)
+    assert metrics.TEXT_PROCESS_FAILURES._value.get() == failures + 1
+    assert hung.wait(timeout=5) == -signal.SIGKILL  # killed, not left behind

@@ -25,7 +25,8 @@ are pickled tuples (:mod:`multiprocessing.connection`):
 When the worker exits, even by SIGKILL, the socket closes and the child exits at its
 next read. A child that dies or does not answer in time is stopped; the stage analyses
 inline meanwhile and starts a new child after :data:`RESTART_AFTER` seconds (counted in
-``nps_pipeline_text_process_failures_total``).
+``nps_pipeline_text_process_failures_total``). It has :data:`RESULT_TIMEOUT` seconds per
+answer.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: Seconds to wait for a new child's analyzer (lingua's models, lexicons, taxonomy).
-STARTUP_TIMEOUT = 60.0
-#: Seconds to wait for the next results of a batch before giving the child up.
-RESULT_TIMEOUT = 30.0
+#: Seconds to wait for a new child's analyzer (lingua's models, lexicons, taxonomy:
+#: ~0.5 s) and for the next results of a batch (a chunk of 128 comments of the longest
+#: kind takes ~1 s) before giving the child up. The stage waits synchronously, holding
+#: the worker's event loop, so both stay under the consumer session timeout (default
+#: 10 s, NPS_BROKER_SESSION_TIMEOUT_SECONDS): a hung child must not cost a rebalance.
+STARTUP_TIMEOUT = RESULT_TIMEOUT = 8.0
 #: Seconds after a failure before a new child is started.
 RESTART_AFTER = 30.0
 #: Results per message: a small first chunk, then each a quarter larger up to the
@@ -134,15 +137,16 @@ class AnalysisProcess:
             code = None if self._proc is None else self._proc.poll()
             raise AnalysisFailed(f"the analysis process is gone (exit code {code})") from exc
 
-    def stop(self) -> None:
-        """Close the socket (the child exits at its next read) and reap the child."""
+    def stop(self, wait: float = 5.0) -> None:
+        """Close the socket (the child exits at its next read) and reap the child,
+        killed if it has not exited after ``wait`` seconds."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
         proc, self._proc = self._proc, None
         if proc is not None:
             try:
-                proc.wait(timeout=5)
+                proc.wait(timeout=wait)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -198,7 +202,7 @@ class Offload:
         log.error("comment analysis process failed, analysing in the worker meanwhile: %s", exc)
         metrics.TEXT_PROCESS_FAILURES.inc()
         self.waiting = False
-        self.process.stop()
+        self.process.stop(wait=0.1)  # dead, or hung: not worth waiting for
         self._retry_at = time.monotonic() + RESTART_AFTER
 
     def close(self) -> None:
