@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -249,6 +250,9 @@ def serve(conn: Connection, taxonomy: Path, max_event_bytes: int) -> None:
 
 def main(argv: list[str]) -> None:
     fd, taxonomy, max_event_bytes = argv
+    # Ctrl-C reaches the whole process group: the worker decides when this one stops
+    # (by closing the socket), not the terminal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     conn = Connection(int(fd))
     code = 0
