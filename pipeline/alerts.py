@@ -471,6 +471,10 @@ class AlertEngine:
         clock = windows.clock
         if clock is None:
             return None
+        if windows.peek(rule.baseline).responses < rule.min_baseline_responses:
+            # the baseline without the lookback has fewer still: the same None as below,
+            # without building the series (most agents of a large dimension, each round)
+            return None
         w = windows.bucket_seconds
         start = clock - rule.lookback + w
         series = list(windows.bucket_series(start, clock + w))
