@@ -92,6 +92,17 @@ def recreate_topics(env: dict[str, str]) -> None:
         admin.close()
 
 
+def assert_stops_for_lost_data(worker: WorkerProcess) -> None:
+    """The worker exits non-zero within 90 s, its log saying the broker lost data."""
+    assert worker.proc is not None
+    try:
+        code = worker.proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker did not notice the lost data:\n{worker.log()}")
+    assert code != 0
+    assert "the broker lost data" in worker.log(), worker.log()
+
+
 def test_worker_waits_without_spinning_and_recovers_after_the_broker_returns(
     broker: EmbeddedBroker, start_worker, worker_env: dict[str, str]
 ) -> None:
@@ -124,12 +135,7 @@ def test_worker_waits_without_spinning_and_recovers_after_the_broker_returns(
     send_events(broker.bootstrap, raw, "after", 200)
     # the broker no longer has records the worker read: it must not wait at its old
     # offsets (skipping every new record below them) but stop, saying why
-    try:
-        code = worker.proc.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the worker did not notice the lost data:\n{worker.log()}")
-    assert code != 0
-    assert "the broker lost data" in worker.log(), worker.log()
+    assert_stops_for_lost_data(worker)
     worker.stop()
 
     restarted = start_worker()  # what a supervisor does: it rebuilds from the broker
@@ -168,12 +174,7 @@ def test_a_worker_frozen_across_the_broker_loss_handles_nothing_it_reads_after_i
         send_events(broker.bootstrap, raw, "after", 400)  # ~100 a partition, ~10 were read
     finally:
         os.kill(worker.proc.pid, signal.SIGCONT)
-    try:
-        code = worker.proc.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the worker did not notice the lost data:\n{worker.log()}")
-    assert code != 0
-    assert "the broker lost data" in worker.log(), worker.log()
+    assert_stops_for_lost_data(worker)
     published = consume(broker.bootstrap, scored_topic, 1, timeout=3)
     assert not published, f"{len(published)} events read after the loss were scored"
     worker.stop()

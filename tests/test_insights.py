@@ -142,7 +142,7 @@ def _simulator_records(count: int, seed: int) -> list[RawRecord]:
     return stage_records(count, 0.6, seed=seed)
 
 
-def test_the_child_process_gives_the_stage_exactly_the_inline_results() -> None:
+def test_the_child_process_gives_the_stage_exactly_the_inline_results(monkeypatch) -> None:
     records = _simulator_records(1500, seed=11)
     # two languages, with and without hints, a comment pydantic strips differently
     records += [
@@ -151,9 +151,25 @@ def test_the_child_process_gives_the_stage_exactly_the_inline_results() -> None:
             [("Addebito doppio, vergognoso", 1), ("\u2003great staff\u2003", 10), ("", 3)]
         )
     ]
-    in_child, in_thread = _stage_run(records, True), _stage_run(records, False)
+    from pipeline import metrics
+    from pipeline.text import insights
+
+    failures = metrics.TEXT_PROCESS_FAILURES._value.get()
+    inline = []  # comments the worker analysed itself instead of the child
+    real = insights.insight_of
+
+    def counted(*args: object) -> insights.Insight:
+        inline.append(args[2])
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(insights, "insight_of", counted)
+    in_child = _stage_run(records, True)
+    monkeypatch.undo()
+    in_thread = _stage_run(records, False)
     assert in_child == in_thread
     assert sum(t != b"null" for t in in_child[0]) > 800  # the comments were analysed
+    assert metrics.TEXT_PROCESS_FAILURES._value.get() == failures
+    assert len(inline) <= 1, inline  # by the child (but a comment pydantic reads otherwise)
 
 
 def test_a_dead_child_is_replaced_and_nothing_is_lost(monkeypatch, caplog) -> None:

@@ -189,7 +189,11 @@ class TextAnalytics:
             values = []
             for record in records:
                 value = record.value
-                if isinstance(value, bytes) and b'"comment"' in value:
+                if (  # oversize records are dead-lettered unread
+                    isinstance(value, bytes)
+                    and len(value) <= self.max_event_bytes
+                    and b'"comment"' in value
+                ):
                     values.append(value)
                     self._sent.append(id(record))
             self._slots.update(self._sent)
