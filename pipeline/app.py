@@ -33,11 +33,12 @@ from pipeline.alerts import AlertEngine, alertmanager_payload
 from pipeline.batchio import BatchProducer, Record
 from pipeline.catchup import CatchUpThrottle
 from pipeline.changelog import read_to_end
+from pipeline.faust_transport import App as PipelineApp
 from pipeline.followups.worker import register_followups
 from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import ScoringConsumer
 from pipeline.settings import Settings
-from pipeline.snapshots import SnapshotClock, snapshot_records
+from pipeline.snapshots import SnapshotClock, SnapshotWriter
 from pipeline.status import StatusLine
 from pipeline.text.emerging import EmergingTopics
 from pipeline.topics import DEADLETTER_MAX_MESSAGE_BYTES
@@ -51,8 +52,6 @@ FAUST_STREAM_BUFFER = 16
 #: Packed deltas records per windows batch (each carries one scoring batch's segments
 #: of one partition).
 DELTAS_PER_BATCH = 16
-#: Window snapshots built and sent per slice.
-SNAPSHOT_SLICE = 500
 
 
 def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
@@ -62,7 +61,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     gc.set_threshold(*settings.gc_thresholds)  # see Settings.gc_thresholds
     session_timeout = settings.broker_session_timeout_seconds
-    app = faust.App(
+    app = PipelineApp(
         settings.app_id,
         broker=settings.faust_broker,
         key_serializer="raw",
@@ -189,39 +188,35 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         settings.catchup_interval_seconds, settings.catchup_behind_seconds
     )
 
-    async def alert_rounds(changes: list[Change]) -> list[Alert]:
+    async def alert_rounds(changes: list[Change]) -> None:
         """The alert rounds due after a batch moved the clocks, one partition at a time
         with the event loop free in between (a round over thousands of segments takes a
-        while, and stage 1 shares the loop)."""
-        alerts: list[Alert] = []
+        while, and stage 1 shares the loop). The alerts of each round are sent as soon as
+        it ends; its table changes go to ``changes``, written by :func:`publish`."""
         if engine is None:
-            return alerts
+            return
         while engine.is_due(state) and rounds_throttle.allow(state.clock):
             with rounds_throttle.running():
                 fired, changed = engine.evaluate(state, max_partitions=1)
-            alerts.extend(fired)
             changes.extend(changed)
+            if fired:
+                await send_alerts(fired)
             await asyncio.sleep(0)
-        return alerts
 
-    changelog = table.changelog_topic.get_topic_name()
-
-    stage2 = asyncio.Lock()  # the windows agent and the timer below take turns
-
-    async def publish(changes: list[Change], alerts: list[Alert] | None = None) -> None:
-        """After the windows moved: the alert rounds due, then the table changes, the
-        alerts (``alerts`` plus this call's rounds) and the window snapshots due, sent
-        and acknowledged."""
-        alerts = [*(alerts or []), *await alert_rounds(changes)]
-        records: list[Record] = [
-            (
-                settings.topic_alerts,
-                None,
-                alert.fingerprint.encode(),
-                alert.model_dump_json().encode(),
-            )
-            for alert in alerts
-        ]
+    async def send_alerts(alerts: list[Alert]) -> None:
+        """Alerts to the alerts topic (acknowledged) and to Alertmanager's queue."""
+        await _until(lambda: producer.started)
+        await producer.send(
+            [
+                (
+                    settings.topic_alerts,
+                    None,
+                    alert.fingerprint.encode(),
+                    alert.model_dump_json().encode(),
+                )
+                for alert in alerts
+            ]
+        )
         for alert in alerts:
             if sink is None:
                 break
@@ -230,29 +225,42 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
                 sink.fire(alert.fingerprint, labels, annotations, alert.started_at)
             else:
                 sink.resolve(alert.fingerprint, datetime.now(UTC))
+
+    changelog = table.changelog_topic.get_topic_name()
+
+    stage2 = asyncio.Lock()  # the windows agent and the timer below take turns
+
+    snapshot_writer = SnapshotWriter(
+        state, settings.topic_windows, producer.send, snapshots_throttle
+    )
+
+    @app.task
+    async def write_snapshots() -> None:
+        """Window snapshots in the background, a slice at a time (pipeline.snapshots)."""
+        await _until(lambda: producer.started)
+        await snapshot_writer.run()
+
+    async def publish(changes: list[Change]) -> None:
+        """After the windows moved: the alert rounds due (their alerts sent as each ends),
+        then the table changes, sent and acknowledged; a snapshot boundary crossed is
+        handed to the snapshot writer."""
+        await alert_rounds(changes)
+        records: list[Record] = []
         # each partition's part of the write ends with its marks (see pipeline.aggregate)
         touched = {int(key.split(b"|", 2)[1]) for key, _ in changes}
         for key, value in [*changes, *state.mark_changes(touched)]:
             records.append((changelog, int(key.split(b"|", 2)[1]), key, value))
-        boundary = snapshots.crossed(state.clock) if snapshots_throttle.allow(state.clock) else None
-        if (records or boundary is not None) and not producer.started:
+        if records and not producer.started:
             await _until(lambda: producer.started)
         if records and faults.enabled("changelog-torn"):
             await producer.send(records[: len(records) // 2])
             faults.reached("changelog-torn")
         if records:
             await producer.send(records)
-        if boundary is not None:
-            # in slices, each sent before the next is built: the loop stays free
-            with snapshots_throttle.running():
-                chunk: list[Record] = []
-                for key, value in snapshot_records(state, boundary):
-                    chunk.append((settings.topic_windows, None, key, value))
-                    if len(chunk) >= SNAPSHOT_SLICE:
-                        await producer.send(chunk)
-                        chunk = []
-                if chunk:
-                    await producer.send(chunk)
+        if snapshots_throttle.allow(state.clock):
+            boundary = snapshots.crossed(state.clock)
+            if boundary is not None:
+                snapshot_writer.request(boundary)
 
     @app.agent(deltas_topic, name="windows")
     async def windows(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -263,15 +271,14 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
                 # record by record, with the rounds each one makes due: a batch of a
                 # replay can span many minutes of event time, each judged in turn
                 changes: dict[bytes, bytes | None] = {}
-                alerts: list[Alert] = []
                 for event in events:
                     applied = state.apply_packed(
                         [(event.message.partition, event.message.value)],
                         engine.note_comments if engine is not None else None,
                     )
-                    alerts.extend(await alert_rounds(applied))
+                    await alert_rounds(applied)
                     changes.update(applied)
-                await publish(list(changes.items()), alerts)
+                await publish(list(changes.items()))
             yield None
 
     @app.timer(1.0)

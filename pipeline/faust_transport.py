@@ -1,0 +1,47 @@
+"""Faust's Kafka transport with a short fetch wait for the app's own consumer.
+
+Faust (faust-streaming's aiokafka driver) creates the consumer of its agents and table
+changelogs with ``fetch_max_wait_ms=1500``, fixed in its code. A broker may hold a fetch
+that long before answering when it has less than ``fetch_min_bytes`` new, and the
+embedded broker (Tansu) was measured to hold it even when records were there: with the
+windows agent reading the deltas topic, the windows (and so the alert rounds) trailed
+the scored events by 1.3-2 s in the benchmark's latency phase. The app's consumer here
+waits at most :data:`FETCH_MAX_WAIT_MS`, like the scoring stage's own consumer
+(``pipeline.scoring_service``). Everything else is Faust's driver as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TransportT
+
+#: Longest wait of one fetch of the app's consumer (Faust's default: 1,500 ms).
+FETCH_MAX_WAIT_MS = 50
+
+
+class _ConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # read by AIOKafkaConsumer.start() when it builds its fetcher
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class _Consumer(driver.Consumer):
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(driver.Transport):
+    Consumer = _Consumer
+
+
+class App(faust.App):
+    """``faust.App`` whose Kafka transport is :class:`_Transport`."""
+
+    def _new_transport(self) -> TransportT:
+        return _Transport(self.conf.broker_consumer, self)
