@@ -26,7 +26,7 @@ import hashlib
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -71,6 +71,8 @@ from schemas.windowstats import WindowStats
 log = logging.getLogger(__name__)
 
 RECENT_COMMENTS = 5
+#: Segments tested per step of :meth:`AlertEngine.evaluate_in_steps` (~5-10 ms).
+STEP_SEGMENTS = 400
 #: Least ARL0 (answers) of a CUSUM, whatever the budget: a floor for tiny workers.
 MIN_ARL0 = 1000.0
 
@@ -196,6 +198,25 @@ class AlertEngine:
         Cheap when no partition's clock passed a boundary: call it after every batch.
         ``max_partitions`` judges at most that many due partitions per call (the longest
         waiting first), so that one call never holds the event loop for a whole round."""
+        steps = self.evaluate_in_steps(state, now, max_partitions)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def evaluate_in_steps(
+        self,
+        state: WindowState,
+        now: float | None = None,
+        max_partitions: int | None = None,
+        step_segments: int = STEP_SEGMENTS,
+    ) -> Generator[None, None, tuple[list[Alert], list[Change]]]:
+        """:meth:`evaluate` as a generator that yields after every ``step_segments``
+        segments tested and returns its result: the caller lets the event loop run
+        between steps (a round over thousands of segments takes tens of milliseconds).
+        The round's decisions (multiplicity control, lifecycle) are all taken at the end,
+        together, as in :meth:`evaluate`."""
         due = self._due_partitions(state, now)
         if not due:
             return [], []
@@ -208,10 +229,15 @@ class AlertEngine:
         outcomes: list[Outcome] = []
         #: (rule index, outcome, p0, answers per day, the lookback's buckets)
         cusum_updates: list[tuple[int, Outcome, float, float, list[tuple[int, Counts]]]] = []
+        tested_segments = 0
         for partition in due:
-            pstate = state.partitions[partition]
-            assert pstate.clock is not None
-            for segment, windows in pstate.segments.items():
+            pstate = state.partitions.get(partition)  # revoked between two steps: None
+            if pstate is None or pstate.clock is None:
+                continue
+            for segment, windows in list(pstate.segments.items()):
+                tested_segments += 1
+                if tested_segments % step_segments == 0:
+                    yield
                 state.advance(partition, segment, windows, pstate.clock)
                 dimension = dimension_of(segment)
                 for index, rule in enumerate(self.rules.rules):

@@ -197,7 +197,14 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             return
         while engine.is_due(state) and rounds_throttle.allow(state.clock):
             with rounds_throttle.running():
-                fired, changed = engine.evaluate(state, max_partitions=1)
+                steps = engine.evaluate_in_steps(state, max_partitions=1)
+                while True:  # stage 1 runs between the steps of a round
+                    try:
+                        next(steps)
+                    except StopIteration as done:
+                        fired, changed = done.value
+                        break
+                    await asyncio.sleep(0)
             changes.extend(changed)
             if fired:
                 await send_alerts(fired)

@@ -569,6 +569,40 @@ def test_benjamini_hochberg_keeps_a_strong_signal_in_a_large_round() -> None:
     assert ev.adjusted_p_value == pytest.approx(50 * ev.p_value)  # smallest of 50: m * p / 1
 
 
+def test_a_round_in_steps_decides_exactly_as_in_one_go() -> None:
+    """The worker runs a round in steps (the event loop free between them): the same
+    alerts, evidence and table changes as one call, multiplicity control over all."""
+
+    def crowd() -> Harness:
+        h = Harness([{"name": "spike", "kind": "detractor_spike"}])
+        h.feed("agent=hot", T - 10 * HOUR, nps_counts(200, 160, 40))
+        h.feed("agent=hot", T - 10 * MIN, nps_counts(10, 10, 20))
+        for i in range(49):
+            h.feed(f"agent=s{i:02d}", T - 10 * HOUR, nps_counts(200, 160, 40))
+            h.feed(f"agent=s{i:02d}", T - 10 * MIN, nps_counts(20, 16, 4))
+        h.feed("agent=hot", T)
+        return h
+
+    whole = crowd()
+    alerts, changes = whole.engine.evaluate(whole.state, T)
+    stepped = crowd()
+    steps = stepped.engine.evaluate_in_steps(stepped.state, T, step_segments=7)
+    yields = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            stepped_alerts, stepped_changes = done.value
+            break
+        yields += 1
+    assert yields == 50 // 7
+    assert [a.model_dump() for a in stepped_alerts] == [a.model_dump() for a in alerts]
+    assert stepped_changes == changes
+    assert only(alerts).evidence.adjusted_p_value == pytest.approx(
+        50 * only(alerts).evidence.p_value
+    )
+
+
 # --------------------------------------------------------------------------- restart
 
 
