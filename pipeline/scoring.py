@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -30,7 +30,7 @@ from pipeline.dedupe import (
 from pipeline.eventtime import Watermarks
 from pipeline.followups.tasks import TaskBuilder
 from pipeline.redact import Redactor
-from pipeline.segments import segment_keys
+from pipeline.segments import SegmentKeyCache
 from pipeline.settings import Settings
 from pipeline.text.insights import NO_INSIGHT, THEME_DIMENSION, TextAnalytics, theme_keys
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
@@ -77,6 +77,8 @@ class _Batch:
     """Per-batch working state of :meth:`ScoringStage.process`."""
 
     now: datetime
+    #: ``now`` as a timestamp (the dedupe's and the watermarks' clock)
+    wall: float
     max_ts: float = 0.0
     deltas: dict[str, dict[int, Counts]] = field(default_factory=dict)
     #: per segment, the part of ``deltas`` that updates made (earlier versions taken out,
@@ -90,10 +92,8 @@ class _Batch:
     now_json: bytes = b""
     #: raw topic name as JSON, per topic
     topics_json: dict[str, bytes] = field(default_factory=dict)
-
-    @property
-    def wall(self) -> float:
-        return self.now.timestamp()
+    #: processing time minus event time of the batch's scored events (EVENT_TIME_LAG)
+    lags: list[float] = field(default_factory=list)
 
 
 class ScoringStage:
@@ -110,6 +110,7 @@ class ScoringStage:
         )
         self.dimensions = tuple(settings.dimensions)
         self.combinations = settings.combination_fields
+        self.segment_keys = SegmentKeyCache(SEGMENT_FIELDS, self.dimensions, self.combinations)
         self.bucket_seconds = settings.bucket_seconds
         self.followups = TaskBuilder.from_settings(settings)  # None when disabled
         self.text = TextAnalytics.from_settings(settings)  # None when NPS_TEXT_ANALYTICS is off
@@ -119,7 +120,7 @@ class ScoringStage:
     def process(self, records: list[RawRecord]) -> Output:
         out = Output()
         now = datetime.now(UTC)
-        batch = _Batch(now=now, now_json=_DATETIME.dump_json(now))
+        batch = _Batch(now=now, wall=now.timestamp(), now_json=_DATETIME.dump_json(now))
         evicted_before = self.dedupe.evicted_early
         consumed: Counter[str] = Counter(record.topic for record in records)
         for topic, count in consumed.items():
@@ -152,6 +153,7 @@ class ScoringStage:
             out.deltas.append((key.encode(), encode_deltas(buckets, clock, comments)))
         for (survey, category), count in batch.scored.items():
             metrics.EVENTS_SCORED.labels(survey, category).inc(count)
+        metrics.observe_all(metrics.EVENT_TIME_LAG, batch.lags)
         if self.counters is not None:
             for key, buckets in batch.deltas.items():
                 revised = batch.revised.get(key)
@@ -219,10 +221,10 @@ class ScoringStage:
                 feedback=parsed,
             )
             self.followups.collect(scored, out.followups, count=previous is None)
-        metrics.EVENT_TIME_LAG.observe((now - parsed.event_time).total_seconds())
         ts = parsed.event_time.timestamp()
+        batch.lags.append(batch.wall - ts)
         width = self.bucket_seconds
-        fields = parsed.segments()
+        values = _SEGMENT_VALUES(parsed)
         # the answer's theme segments (theme=<name>) are part of what it contributes
         themes = "|".join(insight.themes) if insight.themes and self.theme_segments else None
         contribution = (  # see pipeline.dedupe.Contribution
@@ -230,7 +232,7 @@ class ScoringStage:
             parsed.survey_type.value,
             parsed.score,
             parsed.account_value,
-            *[_intern(fields.get(name)) for name in SEGMENT_FIELDS],
+            *self.segment_keys.lookup(values)[0],  # interned: the dedupe memory shares them
             themes,
         )
         comment = None
@@ -243,7 +245,7 @@ class ScoringStage:
             if not recount:  # same bucket, score and segments: the windows do not change
                 self.dedupe.remember(event_id, make_entry(digest, batch.wall, revision, old))
                 if comment is not None:
-                    for key in self._keys(fields, themes):
+                    for key in self._keys(values, themes):
                         self._add_comment(batch, key, comment)
                 return
         excluded = self.watermarks.check(record.partition, ts, batch.wall)
@@ -264,11 +266,10 @@ class ScoringStage:
             old_bucket, old_survey, old_score, old_value, *old_segments, old_themes = old
             removed = Counts()
             removed.subtract(Counts.of_event(old_survey, old_score, old_value))
-            old_fields = dict(zip(SEGMENT_FIELDS, old_segments, strict=True))
-            for key in self._keys(old_fields, old_themes):
+            for key in self._keys(tuple(old_segments), old_themes):
                 self._add_delta(batch, key, old_bucket, removed)
                 _accumulate(batch.revised, key, removed)
-        for key in self._keys(fields, themes):
+        for key in self._keys(values, themes):
             if comment is not None:
                 self._add_comment(batch, key, comment)
             per_bucket = batch.deltas.setdefault(key, {})  # _add_delta, inline: the hot path
@@ -280,10 +281,13 @@ class ScoringStage:
             if previous is not None:
                 _accumulate(batch.revised, key, counts)
 
-    def _keys(self, fields: dict[str, str | None], themes: str | None) -> list[str]:
-        """The segment keys of an answer: its fields' segments, then its theme segments
-        (``themes``: the theme names joined by ``|``, as stored in the contribution)."""
-        keys = segment_keys(fields, self.dimensions, self.combinations)
+    def _keys(self, values: tuple[str | None, ...], themes: str | None) -> list[str]:
+        """The segment keys of an answer: its fields' segments, then its theme segments.
+
+        ``values``: the answer's values of ``SEGMENT_FIELDS`` (None when missing);
+        ``themes``: the theme names joined by ``|``, as stored in the contribution. The
+        list returned may be shared: not to be changed."""
+        keys = self.segment_keys.lookup(values)[1]
         if not themes:
             return keys
         extra = self._theme_keys.get(themes)
@@ -327,9 +331,8 @@ def _to_json(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model)
 
 
-def _intern(value: str | None) -> str | None:
-    """Segment values are few and repeat: the dedupe memory shares one copy of each."""
-    return None if value is None else sys.intern(value)
+#: an event's values of SEGMENT_FIELDS, as a tuple (None for a missing field)
+_SEGMENT_VALUES = attrgetter(*SEGMENT_FIELDS)
 
 
 def _accumulate(sums: dict[str, Counts], key: str, counts: Counts) -> None:
