@@ -2,11 +2,18 @@
 
 * :class:`pipeline.segments.SegmentKeyCache` against :func:`pipeline.segments.segment_keys`;
 * :func:`pipeline.murmur2.murmur2` against aiokafka's (Kafka's) murmur2;
-* :func:`pipeline.metrics.observe_all` against ``Histogram.observe`` one by one.
+* :func:`pipeline.metrics.observe_all` against ``Histogram.observe`` one by one;
+* the scoring stage's canonical JSON of an event (:func:`pipeline.scoring._to_json`,
+  orjson) against pydantic's ``model_dump_json``, byte for byte: it is the dedupe
+  digest, which must not change with the code that computes it.
 """
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timedelta, timezone
+
+import orjson
 import pytest
 from aiokafka.partitioner import murmur2 as kafka_murmur2
 from hypothesis import given, settings
@@ -15,8 +22,9 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from pipeline.metrics import observe_all
 from pipeline.murmur2 import murmur2, partition_of
+from pipeline.scoring import _to_json
 from pipeline.segments import SegmentKeyCache, segment_keys
-from schemas.feedback import SEGMENT_FIELDS
+from schemas.feedback import SEGMENT_FIELDS, FeedbackEvent, example_event
 
 # values with the characters that matter: blanks, escapes, padding
 _VALUES = st.one_of(
@@ -113,3 +121,65 @@ def test_observe_all_on_a_labeled_histogram_raises_like_observe():
         observe_all(labeled, [1.0])
     observe_all(labeled.labels("a"), [0.2, 3.0])
     assert labeled.labels("a")._sum.get() == pytest.approx(3.2)
+
+
+_TEXT = st.text(min_size=1, max_size=30).filter(str.strip) | st.sampled_from(
+    [" padded ", "\u2028x\u2029", '😀 è \x00\x1f"\\', "a" * 200]
+)
+_ATTRIBUTE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),  # over 64 bits orjson refuses: pydantic's path
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=10),
+)
+
+
+@st.composite
+def _event_json(draw: st.DrawFn) -> bytes:
+    survey = draw(st.sampled_from(["nps", "csat", "ces"]))
+    low, high = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}[survey]
+    moment = draw(st.datetimes(datetime(1971, 1, 1), datetime(2100, 1, 1)))
+    offset = draw(st.sampled_from([0, 60, -330, 345, 14 * 60]) | st.integers(-1439, 1439))
+    stamp = moment.replace(tzinfo=timezone(timedelta(minutes=offset))).isoformat()
+    if offset == 0 and draw(st.booleans()):
+        stamp = stamp.replace("+00:00", "Z")
+    event = example_event(
+        event_id=draw(_TEXT),
+        event_time=stamp,
+        survey_type=survey,
+        score=draw(st.integers(low, high)),
+        comment=draw(st.none() | st.text(max_size=40)),
+        customer_id=draw(_TEXT),
+        attributes=draw(st.dictionaries(st.text(max_size=8), _ATTRIBUTE, max_size=4)),
+    )
+    for name in SEGMENT_FIELDS:
+        value = draw(st.none() | st.text(min_size=1, max_size=20).filter(str.strip))
+        if value is None:
+            del event[name]
+        else:
+            event[name] = value
+    value = draw(
+        st.none() | st.floats(min_value=0, allow_nan=False, allow_infinity=False) | st.integers(0)
+    )
+    if value is not None:
+        event["account_value"] = value
+    if draw(st.booleans()):
+        del event["source"]
+    return json.dumps(event, ensure_ascii=draw(st.booleans())).encode()  # ints over 64 bits
+
+
+@settings(max_examples=800, deadline=None)
+@given(_event_json())
+def test_canonical_json_equals_pydantics(value):
+    event = FeedbackEvent.model_validate_json(value)
+    assert _to_json(event) == event.model_dump_json().encode()
+    redacted = event.model_copy(update={"comment": "[EMAIL] wrote"})  # as the stage copies
+    assert _to_json(redacted) == redacted.model_dump_json().encode()
+
+
+def test_canonical_json_of_what_orjson_cannot_encode():
+    big = FeedbackEvent.model_validate_json(
+        orjson.dumps(example_event(attributes={"n": 1}))
+    ).model_copy(update={"attributes": {"n": 2**80}})
+    assert _to_json(big) == big.model_dump_json().encode()
