@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Protocol, runtime_checkable
 
 OVERALL = "overall"
@@ -143,7 +144,10 @@ KEY_CACHE_MAX = 500_000
 
 #: per value of one field: (the value interned, its dimension key or None, its
 #: stripped text or None when blank)
-_Value = tuple[str, str | None, str | None]
+_Value = tuple[str | None, str | None, str | None]
+#: what a missing field (None) gives
+_ABSENT: _Value = (None, None, None)
+_FIRST = itemgetter(0)
 
 
 class SegmentKeyCache:
@@ -189,7 +193,7 @@ class SegmentKeyCache:
             self._combinations.append((names, tuple(index[name] for name in names)))
         self._names = [self.fields[i] for i in range(len(self.fields))]
         self._in_dimensions = [i in self._dimensions for i in range(len(self.fields))]
-        self._values: list[dict[str, _Value]] = [{} for _ in self.fields]
+        self._values: list[dict[str | None, _Value]] = [{None: _ABSENT} for _ in self.fields]
         self._combined: list[dict[tuple[str, ...], str]] = [{} for _ in self._combinations]
         self._size = 0
 
@@ -201,40 +205,34 @@ class SegmentKeyCache:
         (None for a missing field), as ``segment_keys`` gives them."""
         if len(values) != len(self.fields):
             raise ValueError(f"expected {len(self.fields)} segment values, got {len(values)}")
-        cached: list[_Value | None] = []
-        for i, value in enumerate(values):
-            if value is None:
-                cached.append(None)
-                continue
-            found = self._values[i].get(value)
-            if found is None:
-                found = self._value(i, value)
-            cached.append(found)
+        # one C-level pass over the fields: each dict also maps None to _ABSENT
+        cached: list[_Value] = list(map(dict.get, self._values, values))
+        if None in cached:  # values not seen yet
+            cached = [
+                found if found is not None else self._value(i, values[i])
+                for i, found in enumerate(cached)
+            ]
         keys = [OVERALL]
         for i in self._dimensions:
-            found = cached[i]
-            if found is not None and found[1] is not None:
-                keys.append(found[1])
-        for (names, positions), known in zip(self._combinations, self._combined, strict=True):
-            parts = []
-            for i in positions:
-                found = cached[i]
-                if found is None or found[2] is None:
-                    break
-                parts.append(found[2])
-            else:
-                combined = tuple(parts)
-                key = known.get(combined)
-                if key is None:
-                    key = known[combined] = segment_key(zip(names, combined, strict=True))
-                    self._size += 1
+            key = cached[i][1]
+            if key is not None:
                 keys.append(key)
-        return tuple(None if found is None else found[0] for found in cached), keys
+        for (names, positions), known in zip(self._combinations, self._combined, strict=True):
+            combined = tuple([cached[i][2] for i in positions])
+            if None in combined:
+                continue  # a field missing or blank: no key
+            key = known.get(combined)
+            if key is None:
+                key = known[combined] = segment_key(zip(names, combined, strict=True))
+                self._size += 1
+            keys.append(key)
+        return tuple(map(_FIRST, cached)), keys
 
     def _value(self, i: int, value: str) -> _Value:
         if self._size >= self.max_entries:
             for known in self._values:
                 known.clear()
+                known[None] = _ABSENT
             for combined in self._combined:
                 combined.clear()
             self._size = 0
