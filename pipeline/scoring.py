@@ -227,15 +227,18 @@ class ScoringStage:
         ts = parsed.event_time.timestamp()
         batch.lags.append(batch.wall - ts)
         width = self.bucket_seconds
-        values = _SEGMENT_VALUES(parsed)
+        # interned values: the dedupe memory shares them
+        values, keys = self.segment_keys.lookup(_SEGMENT_VALUES(parsed))
         # the answer's theme segments (theme=<name>) are part of what it contributes
         themes = "|".join(insight.themes) if insight.themes and self.theme_segments else None
+        if themes:
+            keys = self._with_themes(keys, themes)
         contribution = (  # see pipeline.dedupe.Contribution
             int(ts // width) * width,
             survey,
             parsed.score,
             parsed.account_value,
-            *self.segment_keys.lookup(values)[0],  # interned: the dedupe memory shares them
+            *values,
             themes,
         )
         comment = None
@@ -248,7 +251,7 @@ class ScoringStage:
             if not recount:  # same bucket, score and segments: the windows do not change
                 self.dedupe.remember(event_id, make_entry(digest, batch.wall, revision, old))
                 if comment is not None:
-                    for key in self._keys(values, themes):
+                    for key in keys:
                         self._add_comment(batch, key, comment)
                 return
         excluded = self.watermarks.check(record.partition, ts, batch.wall)
@@ -276,7 +279,7 @@ class ScoringStage:
             for key in self._keys(tuple(old_segments), old_themes):
                 self._add_delta(batch, key, old_bucket, removed)
                 _accumulate(batch.revised, key, removed)
-        for key in self._keys(values, themes):
+        for key in keys:
             if comment is not None:
                 self._add_comment(batch, key, comment)
             per_bucket = batch.deltas.setdefault(key, {})  # _add_delta, inline: the hot path
@@ -295,8 +298,10 @@ class ScoringStage:
         ``themes``: the theme names joined by ``|``, as stored in the contribution. The
         list returned may be shared: not to be changed."""
         keys = self.segment_keys.lookup(values)[1]
-        if not themes:
-            return keys
+        return self._with_themes(keys, themes) if themes else keys
+
+    def _with_themes(self, keys: list[str], themes: str) -> list[str]:
+        """``keys`` and the segment keys of ``themes`` (theme names joined by ``|``)."""
         extra = self._theme_keys.get(themes)
         if extra is None:
             extra = self._theme_keys[themes] = theme_keys(themes.split("|"))
