@@ -139,8 +139,9 @@ def parse_segment_key(key: str) -> dict[str, str]:
     return fields
 
 
-#: Distinct values a :class:`SegmentKeyCache` holds before it starts over (bounds memory).
-KEY_CACHE_MAX = 500_000
+#: Distinct values a :class:`SegmentKeyCache` holds before it starts over: bounds its
+#: memory (~224 B per value with its key, tracemalloc: ~21 MiB for 100,000 agents).
+KEY_CACHE_MAX = 200_000
 
 #: per value of one field: (the value interned, its dimension key or None, its
 #: stripped text or None when blank)
