@@ -16,6 +16,8 @@ Three kinds:
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
+from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -315,3 +317,27 @@ def render(after_scrape: Callable[[], None] | None = None) -> tuple[bytes, str]:
     if after_scrape is not None:
         after_scrape()
     return body, CONTENT_TYPE_LATEST
+
+
+def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """``histogram.observe(amount)`` for every amount, in one go.
+
+    Why: the scoring stage observes one value per event (``EVENT_TIME_LAG``), and
+    ``observe`` takes two locks per value (~1.5 µs); here each bucket hit takes one lock
+    per batch. Same counts and the same sum (up to float rounding order) as observing
+    one by one; an unlabeled histogram only (a labeled one is observed the public way,
+    which raises as ``observe`` does).
+    """
+    if not amounts:
+        return
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if getattr(histogram, "_labelnames", ()) or bounds is None or buckets is None or total is None:
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    last = len(bounds) - 1  # +Inf: where observe puts anything above the other bounds
+    for index, hits in Tally(min(bisect_left(bounds, a), last) for a in amounts).items():
+        buckets[index].inc(hits)
+    total.inc(sum(amounts))

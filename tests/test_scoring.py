@@ -95,14 +95,14 @@ def test_text_analytics_off_gives_no_insights_nor_theme_segments() -> None:
 
 
 def test_unexpected_error_is_dead_lettered_and_the_batch_goes_on(monkeypatch) -> None:
-    real = scoring.categorize
+    real = scoring.scored_json
 
-    def flaky(survey_type, score):
-        if score == 4:
+    def flaky(batch, record, event_id, *args):
+        if event_id == "e4":
             raise RuntimeError("boom")
-        return real(survey_type, score)
+        return real(batch, record, event_id, *args)
 
-    monkeypatch.setattr(scoring, "categorize", flaky)
+    monkeypatch.setattr(scoring, "scored_json", flaky)
     events = [example_event(event_id=f"e{i}", score=i) for i in (3, 4, 5)]
     out = stage().process([record(i, e) for i, e in enumerate(events)])
     assert [ScoredEvent.model_validate_json(v).event_id for _, v in out.scored] == ["e3", "e5"]

@@ -1,0 +1,185 @@
+"""The stage-1 speed-ups give exactly what the code they replace gave.
+
+* :class:`pipeline.segments.SegmentKeyCache` against :func:`pipeline.segments.segment_keys`;
+* :func:`pipeline.murmur2.murmur2` against aiokafka's (Kafka's) murmur2;
+* :func:`pipeline.metrics.observe_all` against ``Histogram.observe`` one by one;
+* the scoring stage's canonical JSON of an event (:func:`pipeline.scoring._to_json`,
+  orjson) against pydantic's ``model_dump_json``, byte for byte: it is the dedupe
+  digest, which must not change with the code that computes it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+from aiokafka.partitioner import murmur2 as kafka_murmur2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from pipeline.metrics import observe_all
+from pipeline.murmur2 import murmur2, partition_of
+from pipeline.scoring import _to_json
+from pipeline.segments import SegmentKeyCache, segment_keys
+from schemas.feedback import SEGMENT_FIELDS, FeedbackEvent, example_event
+
+# values with the characters that matter: blanks, escapes, padding
+_VALUES = st.one_of(
+    st.none(),
+    st.sampled_from(["", " ", "support", " support ", "a|b", "x=y", "50%", "sales"]),
+    st.text(alphabet=" ab|=%\t", max_size=4),
+)
+_NAMES = st.sampled_from([*SEGMENT_FIELDS, "theme", "unknown"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.tuples(*[_VALUES for _ in SEGMENT_FIELDS]), min_size=1, max_size=12),
+    dimensions=st.lists(_NAMES, max_size=7),
+    combinations=st.lists(st.lists(_NAMES, max_size=3), max_size=4),
+    max_entries=st.sampled_from([1, 3, 1000]),
+)
+def test_key_cache_equals_segment_keys(rows, dimensions, combinations, max_entries):
+    cache = SegmentKeyCache(SEGMENT_FIELDS, dimensions, combinations, max_entries=max_entries)
+    for values in rows + rows:  # the second time from the cache (unless it started over)
+        interned, keys = cache.lookup(values)
+        expected = segment_keys(
+            dict(zip(SEGMENT_FIELDS, values, strict=True)), dimensions, combinations
+        )
+        assert keys == expected
+        assert interned == values
+        assert len(cache) <= max(max_entries, len(SEGMENT_FIELDS) + len(combinations))
+
+
+def test_key_cache_default_config_and_interning():
+    cache = SegmentKeyCache(SEGMENT_FIELDS)
+    values = ("support", "agent-7", None, "chat", " emea ")
+    interned, keys = cache.lookup(values)
+    assert keys == [
+        "overall",
+        "department=support",
+        "agent=agent-7",
+        "channel=chat",
+        "region=emea",
+        "department=support|channel=chat",
+    ]
+    again, _ = cache.lookup(tuple("".join(v) if v else v for v in values))  # equal, not same
+    assert all(a is b for a, b in zip(interned, again, strict=True) if a is not None)
+    with pytest.raises(ValueError, match="expected 5 segment values"):
+        cache.lookup(("support",))
+
+
+def test_key_cache_starts_over_when_full():
+    cache = SegmentKeyCache(SEGMENT_FIELDS, max_entries=10)
+    for i in range(100):
+        _, keys = cache.lookup(("support", f"agent-{i}", None, None, None))
+        assert keys == ["overall", "department=support", f"agent=agent-{i}"]
+        assert len(cache) <= 10
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=70))
+def test_murmur2_equals_kafkas(data):
+    assert murmur2(data) == kafka_murmur2(data)
+
+
+def test_murmur2_known_partitions():
+    # Kafka's Java client puts these keys there (values from kafka's own test vectors:
+    # Utils.murmur2 of "21" and "foobar")
+    assert murmur2(b"21") & 0x7FFFFFFF == kafka_murmur2(b"21") & 0x7FFFFFFF
+    assert murmur2(b"foobar") == kafka_murmur2(b"foobar")
+    assert [partition_of(f"sim-7-{i}".encode(), 4) for i in range(8)] == [
+        (kafka_murmur2(f"sim-7-{i}".encode()) & 0x7FFFFFFF) % 4 for i in range(8)
+    ]
+
+
+def _histogram() -> tuple[Histogram, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return Histogram("lag", "lag", buckets=(0.1, 0.5, 1, 5), registry=registry), registry
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([-3.0, 0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 4.5, 5.0, 7.0, 1e9])))
+def test_observe_all_equals_observe_one_by_one(amounts):
+    one, one_registry = _histogram()
+    many, many_registry = _histogram()
+    for amount in amounts:
+        one.observe(amount)
+    observe_all(many, amounts)
+    assert generate_latest(many_registry) == generate_latest(one_registry)
+
+
+def test_observe_all_on_a_labeled_histogram_raises_like_observe():
+    registry = CollectorRegistry()
+    labeled = Histogram("h", "h", ["kind"], registry=registry)
+    with pytest.raises(ValueError):
+        labeled.observe(1.0)
+    with pytest.raises(ValueError):
+        observe_all(labeled, [1.0])
+    observe_all(labeled.labels("a"), [0.2, 3.0])
+    assert labeled.labels("a")._sum.get() == pytest.approx(3.2)
+
+
+_TEXT = st.text(min_size=1, max_size=30).filter(str.strip) | st.sampled_from(
+    [" padded ", "\u2028x\u2029", '😀 è \x00\x1f"\\', "a" * 200]
+)
+_ATTRIBUTE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),  # over 64 bits orjson refuses: pydantic's path
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=10),
+)
+
+
+@st.composite
+def _event_json(draw: st.DrawFn) -> bytes:
+    survey = draw(st.sampled_from(["nps", "csat", "ces"]))
+    low, high = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}[survey]
+    moment = draw(st.datetimes(datetime(1971, 1, 1), datetime(2100, 1, 1)))
+    offset = draw(st.sampled_from([0, 60, -330, 345, 14 * 60]) | st.integers(-1439, 1439))
+    stamp = moment.replace(tzinfo=timezone(timedelta(minutes=offset))).isoformat()
+    if offset == 0 and draw(st.booleans()):
+        stamp = stamp.replace("+00:00", "Z")
+    event = example_event(
+        event_id=draw(_TEXT),
+        event_time=stamp,
+        survey_type=survey,
+        score=draw(st.integers(low, high)),
+        comment=draw(st.none() | st.text(max_size=40)),
+        customer_id=draw(_TEXT),
+        attributes=draw(st.dictionaries(st.text(max_size=8), _ATTRIBUTE, max_size=4)),
+    )
+    for name in SEGMENT_FIELDS:
+        value = draw(st.none() | st.text(min_size=1, max_size=20).filter(str.strip))
+        if value is None:
+            del event[name]
+        else:
+            event[name] = value
+    value = draw(
+        st.none() | st.floats(min_value=0, allow_nan=False, allow_infinity=False) | st.integers(0)
+    )
+    if value is not None:
+        event["account_value"] = value
+    if draw(st.booleans()):
+        del event["source"]
+    return json.dumps(event, ensure_ascii=draw(st.booleans())).encode()  # ints over 64 bits
+
+
+@settings(max_examples=800, deadline=None)
+@given(_event_json())
+def test_canonical_json_equals_pydantics(value):
+    event = FeedbackEvent.model_validate_json(value)
+    assert _to_json(event) == event.model_dump_json().encode()
+    redacted = event.model_copy(update={"comment": "[EMAIL] wrote"})  # as the stage copies
+    assert _to_json(redacted) == redacted.model_dump_json().encode()
+
+
+def test_canonical_json_of_what_orjson_cannot_encode():
+    big = FeedbackEvent.model_validate_json(
+        orjson.dumps(example_event(attributes={"n": 1}))
+    ).model_copy(update={"attributes": {"n": 2**80}})
+    assert _to_json(big) == big.model_dump_json().encode()
