@@ -29,6 +29,7 @@ class CatchUpThrottle:
         self.behind = behind_seconds
         self.next_allowed = -float("inf")
         self.skipped = 0
+        self._running = False
 
     def allow(self, clock: float | None) -> bool:
         """True if the work due at event time ``clock`` should run now."""
@@ -37,7 +38,9 @@ class CatchUpThrottle:
         now = time.time()
         if now - clock <= self.behind:
             return True
-        if time.monotonic() >= self.next_allowed:
+        # while catching up, not while the last run is still going (work that runs in
+        # the background, like snapshots, would otherwise be asked for back to back)
+        if not self._running and time.monotonic() >= self.next_allowed:
             return True
         self.skipped += 1
         return False
@@ -46,9 +49,11 @@ class CatchUpThrottle:
     def running(self) -> Iterator[None]:
         """Wrap the work that :meth:`allow` let through (its duration sets the next gap)."""
         started = time.monotonic()
+        self._running = True
         try:
             yield
         finally:
+            self._running = False
             ended = time.monotonic()
             self.next_allowed = max(
                 started + self.interval, ended + BUSY_FACTOR * (ended - started)

@@ -54,6 +54,21 @@ def test_catching_up_runs_at_most_once_per_interval_and_a_tenth_of_the_time(cloc
     assert throttle.allow(clock.wall - 10)
 
 
+def test_catching_up_nothing_more_is_asked_while_a_run_is_going(clock: Clock) -> None:
+    """Work run in the background (snapshots) is asked for again only once it ended and
+    its gap passed: not back to back while it is still going."""
+    throttle = CatchUpThrottle(interval_seconds=1.0, behind_seconds=120)
+    behind = clock.wall - 3600
+    assert throttle.allow(behind)
+    with throttle.running():
+        clock.mono += 5.0  # long past the interval, but still running
+        assert not throttle.allow(behind)
+        assert throttle.allow(clock.wall - 10)  # live work is never held back
+    clock.mono += 5.0 * BUSY_FACTOR
+    assert throttle.allow(behind)
+    assert throttle.skipped == 1
+
+
 def test_zero_interval_never_throttles() -> None:
     throttle = CatchUpThrottle(interval_seconds=0, behind_seconds=0)
     with throttle.running():
