@@ -187,8 +187,10 @@ class WindowState:
                     windows = state.segments[segment] = self.new_segment()
                 for start, counts in deltas.buckets:
                     # our own records carry every field in order: no per-field checks
-                    full = len(counts) == FIELD_COUNT
-                    windows.add(start, Counts(*counts) if full else Counts.from_list(counts))
+                    if len(counts) == FIELD_COUNT:
+                        windows.add_values(start, counts)
+                    else:
+                        windows.add(start, Counts.from_list(counts))
                     touched.add((partition, segment, start))
                 touched_segments.add((partition, segment))
             if ts is not None and (state.clock is None or ts > state.clock):
@@ -197,9 +199,9 @@ class WindowState:
                 if on_clock is not None:
                     on_clock()
         for partition, segment, start in touched:
-            bucket = self.partitions[partition].segments[segment].bucket(start)
+            bucket = self.partitions[partition].segments[segment].bucket_values(start)
             if bucket is not None:
-                changes[bucket_key(partition, start, segment)] = orjson.dumps(bucket.to_list())
+                changes[bucket_key(partition, start, segment)] = orjson.dumps(bucket)
         for partition, segment in touched_segments:
             state = self.partitions[partition]
             windows = state.segments[segment]

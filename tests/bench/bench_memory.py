@@ -1,0 +1,119 @@
+"""Where a worker's memory goes: the benchmark dataset through both stages, in process.
+
+Run from the repository root::
+
+    python -m tests.bench.bench_memory                      # 300,000 records, 100,000 agents
+    python -m tests.bench.bench_memory --events 30000 --segments 10000 --trace
+
+The records of :func:`pipeline.bench.dataset.generate` (what ``nps-pipeline bench``
+produces) go through ``ScoringStage.process`` in batches of ``NPS_BATCH_SIZE``, their
+deltas are packed per deltas partition as the scoring service packs them
+(:func:`pipeline.scoring_service.pack_deltas`) and applied with
+``WindowState.apply_packed``, the alert engine noting the detractor comments, as in
+the worker; no Kafka, no Faust. Printed: the growth of the resident set over the run
+and, after a full collection, how much of it each part holds, measured by dropping
+the parts one at a time (the dedupe memory, the alert engine's comments, the window
+state); with ``--trace`` (about 3x slower, and the RSS then includes tracemalloc's own
+records) the top allocation sites and the bytes each part holds. Text analytics are
+off here (their child process is measured by ``nps-pipeline bench``), so no theme
+segments are made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import time
+import tracemalloc
+from collections.abc import Sequence
+
+from pipeline.aggregate import WindowState
+from pipeline.alert_rules import load_rules
+from pipeline.alerts import AlertEngine
+from pipeline.batchio import partition_of
+from pipeline.bench.dataset import generate
+from pipeline.scoring import ScoringStage
+from pipeline.scoring_service import pack_deltas
+from pipeline.settings import load_settings
+from pipeline.validate import RawRecord
+
+RAW_TOPIC = "feedback.raw"
+
+
+def rss_mib() -> float:
+    """Resident set size of this process (Linux), MiB."""
+    with open("/proc/self/statm", encoding="ascii") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--segments", type=int, default=100_000)
+    parser.add_argument("--trace", action="store_true", help="tracemalloc top sites")
+    args = parser.parse_args(argv)
+    settings = load_settings(text_analytics=False)
+    data = generate(args.events, args.segments, end=time.time() - 60)
+    partitions = settings.topic_partitions
+    raw = [
+        RawRecord(RAW_TOPIC, i % partitions, i // partitions, None, value)
+        for i, value in enumerate(data.values)
+    ]
+    del data
+    stage = ScoringStage(settings)
+    state = WindowState(settings)
+    engine = AlertEngine(load_rules(None))
+    gc.collect()
+    if args.trace:
+        tracemalloc.start(1)
+    before = rss_mib()
+    t0 = time.perf_counter()
+    size = settings.batch_size
+    for i in range(0, len(raw), size):
+        out = stage.process(raw[i : i + size])
+        per_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, value in out.deltas:
+            per_partition.setdefault(partition_of(key, partitions), []).append((key, value))
+        clock = out.clock if out.clock is not None else 0.0
+        for partition, items in per_partition.items():
+            record = pack_deltas([(0, i + size, items)], clock)
+            state.apply_packed([(partition, record)], engine.note_comments)
+        state.take_dirty()
+    seconds = time.perf_counter() - t0
+    del raw, out, per_partition, items, record
+    gc.collect()
+    after = rss_mib()
+    segments = sum(len(p.segments) for p in state.partitions.values())
+    buckets = sum(len(w) for p in state.partitions.values() for w in p.segments.values())
+    print(
+        f"{args.events:,} records, {segments:,} segments, {buckets:,} stored buckets, "
+        f"{len(stage.dedupe):,} remembered ids, {seconds:.1f} s"
+    )
+    print(f"RSS growth {after - before:,.1f} MiB")
+    if not args.trace:
+        return 0
+    snapshot = tracemalloc.take_snapshot()
+    print(f"traced {tracemalloc.get_traced_memory()[0] / 2**20:,.1f} MiB; top sites:")
+    for stat in snapshot.statistics("lineno")[:20]:
+        frame = stat.traceback[0]
+        where = f"{os.path.relpath(frame.filename)}:{frame.lineno}"
+        print(f"  {stat.size / 2**20:8.1f} MiB {stat.count:>10,}  {where}")
+    del snapshot
+    parts = (
+        ("dedupe memory", stage.dedupe._seen.clear),
+        ("alert comments", engine.comments.clear),
+        ("window state", state.partitions.clear),
+    )
+    print("held by each part (traced bytes freed when it is dropped):")
+    for name, drop in parts:
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+        drop()
+        gc.collect()
+        print(f"  {name:15} {(held - tracemalloc.get_traced_memory()[0]) / 2**20:8.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
