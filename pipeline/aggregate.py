@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from pipeline.owned import owned
 from pipeline.scoring import Deltas, decode_deltas, deltas_from_document
 from pipeline.segments import segment_labels
 from pipeline.settings import Settings
@@ -201,13 +202,15 @@ class WindowState:
         for partition, segment, start in touched:
             bucket = self.partitions[partition].segments[segment].bucket_values(start)
             if bucket is not None:
-                changes[bucket_key(partition, start, segment)] = orjson.dumps(bucket)
+                # owned: a batch holds thousands of these until they are sent, and each
+                # value as orjson returns it occupies ~4 KiB (see pipeline.owned)
+                changes[bucket_key(partition, start, segment)] = owned(orjson.dumps(bucket))
         for partition, segment in touched_segments:
             state = self.partitions[partition]
             windows = state.segments[segment]
             for dropped in windows.advance(state.clock or 0):
                 changes[bucket_key(partition, dropped, segment)] = None
-            changes[total_key(partition, segment)] = orjson.dumps(windows.total().to_list())
+            changes[total_key(partition, segment)] = owned(orjson.dumps(windows.total().to_list()))
         for partition in clocks:
             changes[clock_key(partition)] = orjson.dumps(self.partitions[partition].clock)
         self._dirty_since_snapshot |= touched_segments
