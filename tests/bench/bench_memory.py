@@ -2,21 +2,21 @@
 
 Run from the repository root::
 
-    python -m tests.bench.bench_memory                      # 300,000 records, 100,000 agents
-    python -m tests.bench.bench_memory --events 30000 --segments 10000 --trace
+    python -m tests.bench.bench_memory                 # 300,000 records, 100,000 agents
+    python -m tests.bench.bench_memory --text --trace  # + comment analytics, tracemalloc
 
 The records of :func:`pipeline.bench.dataset.generate` (what ``nps-pipeline bench``
 produces) go through ``ScoringStage.process`` in batches of ``NPS_BATCH_SIZE``, their
 deltas are packed per deltas partition as the scoring service packs them
 (:func:`pipeline.scoring_service.pack_deltas`) and applied with
-``WindowState.apply_packed``, the alert engine noting the detractor comments, as in
-the worker; no Kafka, no Faust. Printed: the growth of the resident set over the run
-and, after a full collection, how much of it each part holds, measured by dropping
-the parts one at a time (the dedupe memory, the alert engine's comments, the window
-state); with ``--trace`` (about 3x slower, and the RSS then includes tracemalloc's own
-records) the top allocation sites and the bytes each part holds. Text analytics are
-off here (their child process is measured by ``nps-pipeline bench``), so no theme
-segments are made.
+``WindowState.apply_packed``, the alert engine noting the detractor comments and the
+business counters counting, as in the worker; no Kafka, no Faust. Printed: the growth
+of the resident set over the run. With ``--trace`` (about 5x slower; the RSS then
+includes tracemalloc's own records): the top allocation sites, and the bytes each part
+holds, measured by dropping the parts one at a time (the dedupe memory, the alert
+engine's comments, the emerging topics, the metric label cache, the window state).
+With ``--text`` comment analytics are on as in the worker (the analysis in its child
+process, theme segments, emerging topics); the child's memory is not counted here.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import time
 import tracemalloc
 from collections.abc import Sequence
 
+from pipeline import metrics
 from pipeline.aggregate import WindowState
 from pipeline.alert_rules import load_rules
 from pipeline.alerts import AlertEngine
@@ -36,6 +37,7 @@ from pipeline.bench.dataset import generate
 from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import pack_deltas
 from pipeline.settings import load_settings
+from pipeline.text.emerging import EmergingTopics
 from pipeline.validate import RawRecord
 
 RAW_TOPIC = "feedback.raw"
@@ -52,8 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--segments", type=int, default=100_000)
     parser.add_argument("--trace", action="store_true", help="tracemalloc top sites")
+    parser.add_argument(
+        "--text", action="store_true", help="comment analytics on (child process, themes)"
+    )
     args = parser.parse_args(argv)
-    settings = load_settings(text_analytics=False)
+    settings = load_settings(text_analytics=args.text)
     data = generate(args.events, args.segments, end=time.time() - 60)
     partitions = settings.topic_partitions
     raw = [
@@ -61,9 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, value in enumerate(data.values)
     ]
     del data
-    stage = ScoringStage(settings)
+    counters = metrics.SegmentCounters(settings.metrics_dimensions)
+    stage = ScoringStage(settings, counters)
     state = WindowState(settings)
-    engine = AlertEngine(load_rules(None))
+    topics = EmergingTopics() if args.text else None
+    engine = AlertEngine(load_rules(None), topics)
     gc.collect()
     if args.trace:
         tracemalloc.start(1)
@@ -103,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parts = (
         ("dedupe memory", stage.dedupe._seen.clear),
         ("alert comments", engine.comments.clear),
+        ("emerging topics", lambda: topics.recent.clear() if topics is not None else None),
+        ("metric labels", counters._labels.clear),
         ("window state", state.partitions.clear),
     )
     print("held by each part (traced bytes freed when it is dropped):")
