@@ -292,7 +292,7 @@ class Counts:
 
     def is_empty(self) -> bool:
         """True when every count and sum is 0 (nothing was added, or all was subtracted)."""
-        return not any(getattr(self, name) for name in self.FIELDS)
+        return not any(_GET_FIELDS(self))
 
     def to_list(self) -> list[int | float]:
         """Compact form for a table value / changelog record, in :attr:`FIELDS` order."""
@@ -406,6 +406,8 @@ def _shape(bucket_seconds: int, windows: Sequence[int], retain_seconds: int | No
 #: Stored per bucket: the integer fields of :attr:`Counts.FIELDS` (all but the revenue
 #: sums, in that order) in one ``array('q')``, the revenue sums in one ``array('d')``.
 _NI = len(_INT_FIELDS)
+#: The running sum of every empty window (shared: never modified).
+_NO_COUNTS = Counts()
 _NF = len(_FLOAT_FIELDS)
 _ZEROS_I = array("q", bytes(8 * _NI))
 _ZEROS_F = array("d", bytes(8 * _NF))
@@ -467,8 +469,10 @@ class SegmentWindows:
         self._starts: array[int] = array("q")
         self._ints: array[int] = array("q")
         self._floats: array[float] = array("d")
-        #: running sum per window, longest first (``_shape.desc`` order)
-        self._sums: list[Counts] = [Counts() for _ in shape.desc]
+        #: running sum per window, longest first (``_shape.desc`` order); an empty window
+        #: holds the shared, never modified :data:`_NO_COUNTS` (most windows of most
+        #: agents are empty at any one time)
+        self._sums: list[Counts] = [_NO_COUNTS] * len(shape.desc)
         self._total = Counts()
         self._clock: int | None = None
 
@@ -565,9 +569,13 @@ class SegmentWindows:
         clock = self._clock
         if clock is not None and start <= clock:
             oldest = clock + width - start  # bucket is in window L iff L >= oldest
-            for length, acc in zip(self._shape.desc, self._sums, strict=True):
+            sums = self._sums
+            for j, length in enumerate(self._shape.desc):
                 if length < oldest:
                     break
+                acc = sums[j]
+                if acc is _NO_COUNTS:
+                    acc = sums[j] = Counts()
                 acc.add_values(values)
                 if removal:
                     acc.settle_revenue()
@@ -591,9 +599,14 @@ class SegmentWindows:
         return range(i, bisect.bisect_right(self._starts, high, lo=i))
 
     def _sum_range(self, low: int, high: int) -> Counts:
+        """Sum of the stored buckets in ``[low, high]``: a new Counts, or the shared
+        :data:`_NO_COUNTS` when there is none (never modify the result in place)."""
+        indices = self._indices(low, high)
+        if not indices:
+            return _NO_COUNTS
         acc = Counts()
         ints, floats = self._ints, self._floats
-        for i in self._indices(low, high):
+        for i in indices:
             acc.add_values(_values_of(ints, i * _NI, floats, i * _NF))
         return acc
 
@@ -617,11 +630,19 @@ class SegmentWindows:
             if old is None or new_low > old:  # first position, or disjoint ranges
                 sums[j] = self._sum_range(new_low, new)
                 continue
+            leaving = self._indices(old - length + w, new_low - w)
+            entering = self._indices(old + w, new)
+            if not leaving and not entering:
+                continue
             acc = sums[j]
-            for i in self._indices(old - length + w, new_low - w):
+            if acc is _NO_COUNTS:
+                acc = sums[j] = Counts()
+            for i in leaving:
                 acc.subtract_values(_values_of(ints, i * _NI, floats, i * _NF))
-            for i in self._indices(old + w, new):
+            for i in entering:
                 acc.add_values(_values_of(ints, i * _NI, floats, i * _NF))
+            if not (acc.responses or acc.csat_n or acc.ces_n) and acc.is_empty():
+                sums[j] = _NO_COUNTS  # the window emptied: its Counts is freed
         self._clock = new
         return self.prune()
 
