@@ -4,6 +4,7 @@ Run from the repository root::
 
     python -m tests.bench.bench_memory                 # 300,000 records, 100,000 agents
     python -m tests.bench.bench_memory --text --trace  # + comment analytics, tracemalloc
+    python -m tests.bench.bench_memory --dedupe-ids 50000  # bytes per remembered id
 
 The records of :func:`pipeline.bench.dataset.generate` (what ``nps-pipeline bench``
 produces) go through ``ScoringStage.process`` in batches of ``NPS_BATCH_SIZE``, their
@@ -24,6 +25,8 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import random
+import sys
 import time
 import tracemalloc
 from collections.abc import Sequence
@@ -33,7 +36,8 @@ from pipeline.aggregate import WindowState
 from pipeline.alert_rules import load_rules
 from pipeline.alerts import AlertEngine
 from pipeline.batchio import partition_of
-from pipeline.bench.dataset import generate
+from pipeline.bench.dataset import CHANNELS, DEPARTMENTS, PRODUCTS, REGIONS, agent_name, generate
+from pipeline.dedupe import DuplicateFilter, content_digest, make_entry
 from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import pack_deltas
 from pipeline.settings import load_settings
@@ -49,6 +53,38 @@ def rss_mib() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def dedupe_bytes_per_id(count: int) -> None:
+    """Bytes per remembered id (tracemalloc, id string and dict node included), entries
+    shaped as the scoring stage makes them (interned segment values, 18% with an
+    account value)."""
+    rng = random.Random(1)
+    agents = [sys.intern(agent_name(i)) for i in range(10_000)]
+    ids = [f"bench-{i:09d}" for i in range(count)]
+    now = time.time()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    dedupe = DuplicateFilter(86_400, count)
+    for i, event_id in enumerate(ids):
+        value = round(rng.uniform(1_000, 250_000), 2) if rng.random() < 0.18 else None
+        fields = [sys.intern(rng.choice(c)) for c in (DEPARTMENTS, PRODUCTS, CHANNELS, REGIONS)]
+        contribution = (
+            int((now - 7200 + i * 0.1) // 60) * 60,
+            "nps",
+            rng.randint(0, 10),
+            value,
+            fields[0],
+            rng.choice(agents),
+            *fields[1:],
+            None,
+        )
+        digest = content_digest(event_id.encode())
+        dedupe.remember(event_id, make_entry(digest, time.time(), 0, contribution))
+    dedupe.take_journal()
+    held = tracemalloc.get_traced_memory()[0] - base + sum(map(sys.getsizeof, ids))
+    tracemalloc.stop()
+    print(f"dedupe: {held / count:.0f} bytes per remembered id ({count:,} ids)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=300_000)
@@ -57,7 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--text", action="store_true", help="comment analytics on (child process, themes)"
     )
+    parser.add_argument(
+        "--dedupe-ids", type=int, default=0, help="only: bytes per remembered id over N ids"
+    )
     args = parser.parse_args(argv)
+    if args.dedupe_ids:
+        dedupe_bytes_per_id(args.dedupe_ids)
+        return 0
     settings = load_settings(text_analytics=args.text)
     data = generate(args.events, args.segments, end=time.time() - 60)
     partitions = settings.topic_partitions
