@@ -526,16 +526,19 @@ class SegmentWindows:
         if n and starts[-1] == start:  # the newest bucket: most events
             i = n - 1
         elif not n or start > starts[-1]:
+            # new arrays of the exact size (``+``), not grown in place (``append`` and
+            # ``extend`` over-allocate: ~150 B per segment of a few buckets)
             i = n
-            starts.append(start)
-            self._ints.extend(_ZEROS_I)
-            self._floats.extend(_ZEROS_F)
+            self._starts = starts + array("q", (start,))
+            self._ints = self._ints + _ZEROS_I
+            self._floats = self._floats + _ZEROS_F
         else:
             i = bisect.bisect_left(starts, start)
             if starts[i] != start:
-                starts.insert(i, start)
-                self._ints[i * _NI : i * _NI] = _ZEROS_I
-                self._floats[i * _NF : i * _NF] = _ZEROS_F
+                self._starts = starts[:i] + array("q", (start,)) + starts[i:]
+                ints, floats = self._ints, self._floats
+                self._ints = ints[: i * _NI] + _ZEROS_I + ints[i * _NI :]
+                self._floats = floats[: i * _NF] + _ZEROS_F + floats[i * _NF :]
         (r, pr, pa, de, cn, cs, csat, en, es, rn, rw, rp, rd, sq) = values
         ints = self._ints
         o = i * _NI
@@ -663,9 +666,9 @@ class SegmentWindows:
             return []  # the usual case, without a search
         cut = bisect.bisect_left(starts, self._clock - retain + shape.width)
         dropped = starts[:cut].tolist()
-        del starts[:cut]
-        del self._ints[: cut * _NI]
-        del self._floats[: cut * _NF]
+        self._starts = starts[cut:]  # new arrays of the exact size, as in add_values
+        self._ints = self._ints[cut * _NI :]
+        self._floats = self._floats[cut * _NF :]
         return dropped
 
     # -- queries ----------------------------------------------------------------------
@@ -793,11 +796,10 @@ class SegmentWindows:
             if start in given:
                 raise ValueError(f"bucket {start} given twice")
             given[start] = counts if isinstance(counts, Counts) else Counts.from_list(counts)
-        for start in sorted(given):
-            c = given[start]
-            sw._starts.append(start)
-            sw._ints.extend([getattr(c, name) for name in _INT_FIELDS])
-            sw._floats.extend([getattr(c, name) for name in _FLOAT_FIELDS])
+        ordered = sorted(given)
+        sw._starts = array("q", ordered)
+        sw._ints = array("q", [getattr(given[b], name) for b in ordered for name in _INT_FIELDS])
+        sw._floats = array("d", [getattr(given[b], n) for b in ordered for n in _FLOAT_FIELDS])
         if total is None:
             for start in sorted(given):
                 sw._total.add(given[start])
