@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from pipeline.owned import owned
 from pipeline.scoring import Deltas, decode_deltas, deltas_from_document
 from pipeline.segments import segment_labels
 from pipeline.settings import Settings
@@ -187,8 +188,10 @@ class WindowState:
                     windows = state.segments[segment] = self.new_segment()
                 for start, counts in deltas.buckets:
                     # our own records carry every field in order: no per-field checks
-                    full = len(counts) == FIELD_COUNT
-                    windows.add(start, Counts(*counts) if full else Counts.from_list(counts))
+                    if len(counts) == FIELD_COUNT:
+                        windows.add_values(start, counts)
+                    else:
+                        windows.add(start, Counts.from_list(counts))
                     touched.add((partition, segment, start))
                 touched_segments.add((partition, segment))
             if ts is not None and (state.clock is None or ts > state.clock):
@@ -197,15 +200,17 @@ class WindowState:
                 if on_clock is not None:
                     on_clock()
         for partition, segment, start in touched:
-            bucket = self.partitions[partition].segments[segment].bucket(start)
+            bucket = self.partitions[partition].segments[segment].bucket_values(start)
             if bucket is not None:
-                changes[bucket_key(partition, start, segment)] = orjson.dumps(bucket.to_list())
+                # owned: a batch holds thousands of these until they are sent, and each
+                # value as orjson returns it occupies ~4 KiB (see pipeline.owned)
+                changes[bucket_key(partition, start, segment)] = owned(orjson.dumps(bucket))
         for partition, segment in touched_segments:
             state = self.partitions[partition]
             windows = state.segments[segment]
             for dropped in windows.advance(state.clock or 0):
                 changes[bucket_key(partition, dropped, segment)] = None
-            changes[total_key(partition, segment)] = orjson.dumps(windows.total().to_list())
+            changes[total_key(partition, segment)] = owned(orjson.dumps(windows.total().to_list()))
         for partition in clocks:
             changes[clock_key(partition)] = orjson.dumps(self.partitions[partition].clock)
         self._dirty_since_snapshot |= touched_segments

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections import deque
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -141,7 +140,8 @@ class AlertEngine:
         self.pairs: dict[int, dict[tuple[str, str], PairState]] = {}
         #: partition -> event time of its last evaluation round
         self.rounds: dict[int, float] = {}
-        self.comments: dict[int, dict[str, deque[DetractorComment]]] = {}
+        #: the last RECENT_COMMENTS per segment, oldest first (a list: a deque is ~600 B)
+        self.comments: dict[int, dict[str, list[DetractorComment]]] = {}
         self._dirty_comments: set[tuple[int, str]] = set()
         self._stored: dict[bytes, bytes] = {}  # A| keys -> the value last written to the table
 
@@ -150,9 +150,7 @@ class AlertEngine:
     def note_comments(self, partition: int, segment: str, items: Iterable[list[object]]) -> None:
         """Remember a segment's recent detractor comments (``[ts, id, score, text]``)."""
         items = list(items)
-        recent = self.comments.setdefault(partition, {}).setdefault(
-            segment, deque(maxlen=RECENT_COMMENTS)
-        )
+        recent = self.comments.setdefault(partition, {}).setdefault(segment, [])
         for ts, event_id, score, text in items:
             recent.append(
                 DetractorComment(
@@ -162,6 +160,7 @@ class AlertEngine:
                     comment=str(text),
                 )
             )
+        del recent[:-RECENT_COMMENTS]
         self._dirty_comments.add((partition, segment))
         if self.topics is not None:
             self.topics.note(partition, segment, items)  # type: ignore[arg-type]
@@ -745,10 +744,9 @@ class AlertEngine:
                 self.pairs[partition][(rule, segment)] = PairState(**orjson.loads(raw_value))
                 self._stored[raw_key] = raw_value
             else:
-                self.comments[partition][rest] = deque(
-                    (DetractorComment.model_validate(c) for c in orjson.loads(raw_value)),
-                    maxlen=RECENT_COMMENTS,
-                )
+                self.comments[partition][rest] = [
+                    DetractorComment.model_validate(c) for c in orjson.loads(raw_value)
+                ][-RECENT_COMMENTS:]
         self._update_metrics()
 
     def firing(self) -> list[Alert]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import bisect
 import operator
 import re
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import ClassVar, Self
@@ -196,6 +197,47 @@ class Counts:
         self.rev_detractors += other.rev_detractors
         self.ces_sq += other.ces_sq
 
+    def add_values(self, values: Sequence[int | float]) -> None:
+        """:meth:`add` of counts given as a :meth:`to_list` list (all fields, in order),
+        without building a :class:`Counts` for them."""
+        (r, pr, pa, de, cn, cs, csat, en, es, rn, rw, rp, rd, sq) = values
+        self.responses += r
+        self.promoters += pr
+        self.passives += pa
+        self.detractors += de
+        self.csat_n += cn
+        self.csat_sum += cs
+        self.csat_satisfied += csat
+        self.ces_n += en
+        self.ces_sum += es
+        self.ces_sq += sq
+        if rn or rw or rp or rd:  # adding 0.0 would only allocate new floats
+            self.rev_n += rn
+            self.rev_weight += rw
+            self.rev_promoters += rp
+            self.rev_detractors += rd
+
+    def subtract_values(self, values: Sequence[int | float]) -> None:
+        """:meth:`subtract` of counts given as a :meth:`to_list` list."""
+        (r, pr, pa, de, cn, cs, csat, en, es, rn, rw, rp, rd, sq) = values
+        self.responses -= r
+        self.promoters -= pr
+        self.passives -= pa
+        self.detractors -= de
+        self.csat_n -= cn
+        self.csat_sum -= cs
+        self.csat_satisfied -= csat
+        self.ces_n -= en
+        self.ces_sum -= es
+        self.ces_sq -= sq
+        self.rev_n -= rn
+        if self.rev_n == 0:
+            self.rev_weight = self.rev_promoters = self.rev_detractors = 0.0
+        elif rw or rp or rd:  # subtracting 0.0 would only allocate new floats
+            self.rev_weight -= rw
+            self.rev_promoters -= rp
+            self.rev_detractors -= rd
+
     def settle_revenue(self) -> None:
         """Set the revenue sums to exactly 0 when no revenue answer is left.
 
@@ -250,7 +292,7 @@ class Counts:
 
     def is_empty(self) -> bool:
         """True when every count and sum is 0 (nothing was added, or all was subtracted)."""
-        return not any(getattr(self, name) for name in self.FIELDS)
+        return not any(_GET_FIELDS(self))
 
     def to_list(self) -> list[int | float]:
         """Compact form for a table value / changelog record, in :attr:`FIELDS` order."""
@@ -321,6 +363,83 @@ def parse_window_label(label: str) -> int | None:
 # --------------------------------------------------------------------------- windows
 
 
+class _Shape:
+    """The configuration every segment of a worker shares (one object, not one per
+    segment): bucket width, window lengths longest first, retention, and the index of
+    each window's running sum."""
+
+    __slots__ = ("desc", "index", "retain", "width")
+
+    def __init__(self, width: int, desc: tuple[int, ...], retain: int) -> None:
+        self.width = width
+        self.desc = desc
+        self.retain = retain
+        self.index = {length: i for i, length in enumerate(desc)}
+
+
+_SHAPES: dict[tuple[int, tuple[int, ...], int], _Shape] = {}
+
+
+def _shape(bucket_seconds: int, windows: Sequence[int], retain_seconds: int | None) -> _Shape:
+    """The validated, shared :class:`_Shape` of a configuration."""
+    if not isinstance(bucket_seconds, int) or bucket_seconds <= 0:
+        raise ValueError(f"bucket_seconds must be a positive integer, got {bucket_seconds!r}")
+    lengths = sorted(set(windows))
+    if not lengths:
+        raise ValueError("at least one window length is needed")
+    for length in lengths:
+        if not isinstance(length, int) or length <= 0 or length % bucket_seconds:
+            raise ValueError(
+                f"window {length!r} s is not a positive multiple of the {bucket_seconds} s bucket"
+            )
+    retain = lengths[-1] if retain_seconds is None else retain_seconds
+    if retain < lengths[-1]:
+        raise ValueError(f"retain_seconds {retain} is shorter than the longest window")
+    desc = tuple(reversed(lengths))
+    key = (bucket_seconds, desc, retain)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        shape = _SHAPES[key] = _Shape(bucket_seconds, desc, retain)
+    return shape
+
+
+#: Stored per bucket: the integer fields of :attr:`Counts.FIELDS` (all but the revenue
+#: sums, in that order) in one ``array('q')``, the revenue sums in one ``array('d')``.
+_NI = len(_INT_FIELDS)
+#: The running sum of every empty window (shared: never modified).
+_NO_COUNTS = Counts()
+_NF = len(_FLOAT_FIELDS)
+_ZEROS_I = array("q", bytes(8 * _NI))
+_ZEROS_F = array("d", bytes(8 * _NF))
+
+
+def _counts_of(ints: array[int], o: int, floats: array[float], f: int) -> Counts:
+    """A :class:`Counts` of the bucket stored at ``ints[o:o + 11]``, ``floats[f:f + 3]``."""
+    c = Counts.__new__(Counts)
+    (
+        c.responses,
+        c.promoters,
+        c.passives,
+        c.detractors,
+        c.csat_n,
+        c.csat_sum,
+        c.csat_satisfied,
+        c.ces_n,
+        c.ces_sum,
+        c.rev_n,
+        c.ces_sq,
+    ) = ints[o : o + _NI]
+    c.rev_weight, c.rev_promoters, c.rev_detractors = floats[f : f + _NF]
+    return c
+
+
+def _values_of(ints: array[int], o: int, floats: array[float], f: int) -> list[int | float]:
+    """The bucket stored at ``o`` / ``f`` as a :meth:`Counts.to_list` list."""
+    values: list[int | float] = ints[o : o + _NI].tolist()
+    values[10:10] = floats[f : f + _NF].tolist()
+    return values
+
+
 class SegmentWindows:
     """Buckets, rolling-window running sums and all-time total of one segment.
 
@@ -328,9 +447,16 @@ class SegmentWindows:
     seconds (each a positive multiple of ``w``); ``retain_seconds`` how far back
     buckets are kept (default and minimum: the longest window). See the module
     docstring for the window semantics.
+
+    Storage is columnar, for memory: a worker holds hundreds of thousands of segments
+    with a few buckets each. The stored buckets are three flat arrays (their starts,
+    ascending; their integer counts, 11 per bucket; their revenue sums, 3 per bucket),
+    about 120 bytes a bucket and no Python object per bucket; the window sums and the
+    total are :class:`Counts` (read on every alert round, see :meth:`peek`); the
+    configuration is one shared object. Integer counts stay exact (64-bit).
     """
 
-    __slots__ = ("_buckets", "_clock", "_desc", "_retain", "_starts", "_sums", "_total", "_width")
+    __slots__ = ("_clock", "_floats", "_ints", "_shape", "_starts", "_sums", "_total")
 
     def __init__(
         self,
@@ -338,26 +464,15 @@ class SegmentWindows:
         windows: Sequence[int] = DEFAULT_WINDOWS,
         retain_seconds: int | None = None,
     ) -> None:
-        if not isinstance(bucket_seconds, int) or bucket_seconds <= 0:
-            raise ValueError(f"bucket_seconds must be a positive integer, got {bucket_seconds!r}")
-        lengths = sorted(set(windows))
-        if not lengths:
-            raise ValueError("at least one window length is needed")
-        for length in lengths:
-            if not isinstance(length, int) or length <= 0 or length % bucket_seconds:
-                raise ValueError(
-                    f"window {length!r} s is not a positive multiple of the "
-                    f"{bucket_seconds} s bucket"
-                )
-        retain = lengths[-1] if retain_seconds is None else retain_seconds
-        if retain < lengths[-1]:
-            raise ValueError(f"retain_seconds {retain} is shorter than the longest window")
-        self._width = bucket_seconds
-        self._desc: tuple[int, ...] = tuple(reversed(lengths))
-        self._retain = retain
-        self._buckets: dict[int, Counts] = {}
-        self._starts: list[int] = []  # sorted keys of _buckets
-        self._sums: dict[int, Counts] = {length: Counts() for length in lengths}
+        shape = _shape(bucket_seconds, windows, retain_seconds)
+        self._shape = shape
+        self._starts: array[int] = array("q")
+        self._ints: array[int] = array("q")
+        self._floats: array[float] = array("d")
+        #: running sum per window, longest first (``_shape.desc`` order); an empty window
+        #: holds the shared, never modified :data:`_NO_COUNTS` (most windows of most
+        #: agents are empty at any one time)
+        self._sums: list[Counts] = [_NO_COUNTS] * len(shape.desc)
         self._total = Counts()
         self._clock: int | None = None
 
@@ -365,16 +480,16 @@ class SegmentWindows:
 
     @property
     def bucket_seconds(self) -> int:
-        return self._width
+        return self._shape.width
 
     @property
     def windows(self) -> tuple[int, ...]:
         """Configured window lengths in seconds, ascending."""
-        return self._desc[::-1]
+        return self._shape.desc[::-1]
 
     @property
     def retain_seconds(self) -> int:
-        return self._retain
+        return self._shape.retain
 
     @property
     def clock(self) -> int | None:
@@ -383,7 +498,8 @@ class SegmentWindows:
 
     def bucket_of(self, ts: Timestamp) -> int:
         """Start of the bucket holding ``ts``."""
-        return int(epoch_seconds(ts) // self._width) * self._width
+        width = self._shape.width
+        return int(epoch_seconds(ts) // width) * width
 
     def __len__(self) -> int:
         """Number of stored (non-pruned) buckets."""
@@ -398,29 +514,74 @@ class SegmentWindows:
         current clock; a bucket ahead of the clock enters the windows on
         :meth:`advance`. ``delta`` is not kept (it may be reused by the caller).
         """
-        start = int(epoch_seconds(ts) // self._width) * self._width
-        bucket = self._buckets.get(start)
-        if bucket is None:
-            bucket = self._buckets[start] = Counts()
-            if not self._starts or start > self._starts[-1]:
-                self._starts.append(start)
+        return self.add_values(ts, delta.to_list())
+
+    def add_values(self, ts: Timestamp, values: Sequence[int | float]) -> int:
+        """:meth:`add` of counts given as a :meth:`Counts.to_list` list (all 14 fields,
+        integers where the field is one): the windows stage's path, no Counts built."""
+        width = self._shape.width
+        start = int(epoch_seconds(ts) // width) * width
+        starts = self._starts
+        n = len(starts)
+        if n and starts[-1] == start:  # the newest bucket: most events
+            i = n - 1
+        elif not n or start > starts[-1]:
+            # new arrays of the exact size (``+``), not grown in place (``append`` and
+            # ``extend`` over-allocate: ~150 B per segment of a few buckets)
+            i = n
+            self._starts = starts + array("q", (start,))
+            self._ints = self._ints + _ZEROS_I
+            self._floats = self._floats + _ZEROS_F
+        else:
+            i = bisect.bisect_left(starts, start)
+            if starts[i] != start:
+                self._starts = starts[:i] + array("q", (start,)) + starts[i:]
+                ints, floats = self._ints, self._floats
+                self._ints = ints[: i * _NI] + _ZEROS_I + ints[i * _NI :]
+                self._floats = floats[: i * _NF] + _ZEROS_F + floats[i * _NF :]
+        (r, pr, pa, de, cn, cs, csat, en, es, rn, rw, rp, rd, sq) = values
+        ints = self._ints
+        o = i * _NI
+        ints[o] += r
+        ints[o + 1] += pr
+        ints[o + 2] += pa
+        ints[o + 3] += de
+        if cn or cs or csat:  # (an update can swap one score for another: cn 0, cs not)
+            ints[o + 4] += cn
+            ints[o + 5] += cs
+            ints[o + 6] += csat
+        if en or es or sq:
+            ints[o + 7] += en
+            ints[o + 8] += es
+            ints[o + 10] += sq
+        removal = rn < 0  # an update took a revenue answer out
+        if rn or rw or rp or rd:
+            ints[o + 9] += rn
+            floats = self._floats
+            f = i * _NF
+            if removal and ints[o + 9] == 0:
+                floats[f] = floats[f + 1] = floats[f + 2] = 0.0
             else:
-                bisect.insort(self._starts, start)
-        bucket.add(delta)
-        self._total.add(delta)
-        removal = delta.rev_n < 0  # an update took a revenue answer out
+                floats[f] += rw
+                floats[f + 1] += rp
+                floats[f + 2] += rd
+        total = self._total
+        total.add_values(values)
         if removal:
-            bucket.settle_revenue()
-            self._total.settle_revenue()
+            total.settle_revenue()
         clock = self._clock
         if clock is not None and start <= clock:
-            oldest = clock + self._width - start  # bucket is in window L iff L >= oldest
-            for length in self._desc:
+            oldest = clock + width - start  # bucket is in window L iff L >= oldest
+            sums = self._sums
+            for j, length in enumerate(self._shape.desc):
                 if length < oldest:
                     break
-                self._sums[length].add(delta)
+                acc = sums[j]
+                if acc is _NO_COUNTS:
+                    acc = sums[j] = Counts()
+                acc.add_values(values)
                 if removal:
-                    self._sums[length].settle_revenue()
+                    acc.settle_revenue()
         return start
 
     def add_event(
@@ -433,18 +594,23 @@ class SegmentWindows:
         """:meth:`add` of one answer; returns its bucket start."""
         return self.add(ts, Counts.of_event(survey_type, score, account_value))
 
-    def _range(self, low: int, high: int) -> list[int]:
-        """Stored bucket starts ``b`` with ``low <= b <= high``."""
+    def _indices(self, low: int, high: int) -> range:
+        """Indices of the stored buckets whose start ``b`` has ``low <= b <= high``."""
         if low > high:
-            return []
+            return range(0)
         i = bisect.bisect_left(self._starts, low)
-        j = bisect.bisect_right(self._starts, high, lo=i)
-        return self._starts[i:j]
+        return range(i, bisect.bisect_right(self._starts, high, lo=i))
 
     def _sum_range(self, low: int, high: int) -> Counts:
+        """Sum of the stored buckets in ``[low, high]``: a new Counts, or the shared
+        :data:`_NO_COUNTS` when there is none (never modify the result in place)."""
+        indices = self._indices(low, high)
+        if not indices:
+            return _NO_COUNTS
         acc = Counts()
-        for start in self._range(low, high):
-            acc.add(self._buckets[start])
+        ints, floats = self._ints, self._floats
+        for i in indices:
+            acc.add_values(_values_of(ints, i * _NI, floats, i * _NF))
         return acc
 
     def advance(self, now: Timestamp) -> list[int]:
@@ -459,17 +625,27 @@ class SegmentWindows:
         old = self._clock
         if old is not None and new <= old:
             return self.prune()
-        w = self._width
-        for length in self._desc:
+        w = self._shape.width
+        ints, floats = self._ints, self._floats
+        sums = self._sums
+        for j, length in enumerate(self._shape.desc):
             new_low = new - length + w
             if old is None or new_low > old:  # first position, or disjoint ranges
-                self._sums[length] = self._sum_range(new_low, new)
+                sums[j] = self._sum_range(new_low, new)
                 continue
-            acc = self._sums[length]
-            for start in self._range(old - length + w, new_low - w):
-                acc.subtract(self._buckets[start])
-            for start in self._range(old + w, new):
-                acc.add(self._buckets[start])
+            leaving = self._indices(old - length + w, new_low - w)
+            entering = self._indices(old + w, new)
+            if not leaving and not entering:
+                continue
+            acc = sums[j]
+            if acc is _NO_COUNTS:
+                acc = sums[j] = Counts()
+            for i in leaving:
+                acc.subtract_values(_values_of(ints, i * _NI, floats, i * _NF))
+            for i in entering:
+                acc.add_values(_values_of(ints, i * _NI, floats, i * _NF))
+            if not (acc.responses or acc.csat_n or acc.ces_n) and acc.is_empty():
+                sums[j] = _NO_COUNTS  # the window emptied: its Counts is freed
         self._clock = new
         return self.prune()
 
@@ -479,27 +655,30 @@ class SegmentWindows:
         ``retain_seconds`` may not be shorter than the longest window. Dropped buckets
         stay in the total. Returns the dropped starts, ascending.
         """
-        retain = self._retain if retain_seconds is None else retain_seconds
-        if retain < self._desc[0]:
+        shape = self._shape
+        retain = shape.retain if retain_seconds is None else retain_seconds
+        if retain < shape.desc[0]:
             raise ValueError(f"retain_seconds {retain} is shorter than the longest window")
         if self._clock is None:
             return []
-        cut = bisect.bisect_left(self._starts, self._clock - retain + self._width)
-        if not cut:
-            return []
-        dropped = self._starts[:cut]
-        del self._starts[:cut]
-        for start in dropped:
-            del self._buckets[start]
+        starts = self._starts
+        if not starts or starts[0] >= self._clock - retain + shape.width:
+            return []  # the usual case, without a search
+        cut = bisect.bisect_left(starts, self._clock - retain + shape.width)
+        dropped = starts[:cut].tolist()
+        self._starts = starts[cut:]  # new arrays of the exact size, as in add_values
+        self._ints = self._ints[cut * _NI :]
+        self._floats = self._floats[cut * _NF :]
         return dropped
 
     # -- queries ----------------------------------------------------------------------
 
-    def _length(self, window: int | str) -> int:
+    def _index(self, window: int | str) -> int:
         length = parse_window_label(window) if isinstance(window, str) else window
-        if length not in self._sums:
+        index = self._shape.index.get(length)  # type: ignore[arg-type]
+        if index is None:
             raise ValueError(f"window {window!r} is not configured (have {self.windows})")
-        return length
+        return index
 
     def window(self, window: int | str, now: Timestamp | None = None) -> Counts:
         """Counts of a configured window (seconds or label), a copy.
@@ -507,21 +686,21 @@ class SegmentWindows:
         With ``now`` the clock is first advanced to it (a ``now`` before the clock
         changes nothing). Before any advance every window is empty.
         """
-        length = self._length(window)
+        index = self._index(window)
         if now is not None:
             self.advance(now)
-        return self._sums[length].copy()
+        return self._sums[index].copy()
 
     def peek(self, window: int) -> Counts:
         """The running sum of a window (seconds), not a copy: read it, never change it."""
-        return self._sums[window]
+        return self._sums[self._shape.index[window]]
 
     def window_bounds(self, window: int | str) -> tuple[int, int] | None:
         """Event-time range ``[start, end)`` of a window at the clock; None before any."""
-        length = self._length(window)
+        length = self._shape.desc[self._index(window)]
         if self._clock is None:
             return None
-        return self._clock - length + self._width, self._clock + self._width
+        return self._clock - length + self._shape.width, self._clock + self._shape.width
 
     @property
     def oldest_start(self) -> int | None:
@@ -529,10 +708,11 @@ class SegmentWindows:
         return self._starts[0] if self._starts else None
 
     def bucket_series(self, start: int, end: int) -> Iterator[tuple[int, Counts]]:
-        """Stored buckets ``(start, counts)`` with ``start <= b < end``, ascending (live
-        objects: do not modify)."""
-        for b in self._range(start, end - 1):
-            yield b, self._buckets[b]
+        """Stored buckets ``(start, counts)`` with ``start <= b < end``, ascending (each
+        ``Counts`` built for the caller from the stored values)."""
+        starts, ints, floats = self._starts, self._ints, self._floats
+        for i in self._indices(start, end - 1):
+            yield starts[i], _counts_of(ints, i * _NI, floats, i * _NF)
 
     def range_counts(self, start: int, end: int) -> Counts:
         """Sum of the stored buckets whose start ``b`` has ``start <= b < end`` (a copy)."""
@@ -542,14 +722,27 @@ class SegmentWindows:
         """All-time counts, including pruned buckets (a copy)."""
         return self._total.copy()
 
+    def _find(self, start: int) -> int | None:
+        starts = self._starts
+        i = bisect.bisect_left(starts, start)
+        return i if i < len(starts) and starts[i] == start else None
+
     def bucket(self, start: int) -> Counts | None:
-        """The stored bucket starting at ``start`` (live object: do not modify)."""
-        return self._buckets.get(start)
+        """The stored bucket starting at ``start`` (built from the stored values), or
+        None when there is none."""
+        i = self._find(start)
+        return None if i is None else _counts_of(self._ints, i * _NI, self._floats, i * _NF)
+
+    def bucket_values(self, start: int) -> list[int | float] | None:
+        """:meth:`bucket` as a :meth:`Counts.to_list` list (for the changelog)."""
+        i = self._find(start)
+        return None if i is None else _values_of(self._ints, i * _NI, self._floats, i * _NF)
 
     def buckets(self) -> Iterator[tuple[int, Counts]]:
         """Stored buckets ``(start, counts copy)``, ascending, for persistence."""
-        for start in list(self._starts):
-            yield start, self._buckets[start].copy()
+        starts, ints, floats = self._starts.tolist(), self._ints, self._floats
+        for i, start in enumerate(starts):
+            yield start, _counts_of(ints, i * _NI, floats, i * _NF)
 
     def stats(
         self,
@@ -562,7 +755,7 @@ class SegmentWindows:
             if now is not None:
                 self.advance(now)
             return window_stats(self._total, None, confidence=confidence)
-        length = self._length(window)
+        length = self._shape.desc[self._index(window)]
         counts = self.window(length, now)
         bounds = self.window_bounds(length)
         start = end = None
@@ -593,20 +786,23 @@ class SegmentWindows:
         Each start must be aligned to the bucket width and appear once.
         """
         sw = cls(bucket_seconds, windows, retain_seconds)
+        given: dict[int, Counts] = {}
         for key, counts in buckets:
             start = int(key)  # tolerates "60" (a JSON object key) but not 60.5
             if float(key) != start:
                 raise ValueError(f"bucket start {key!r} is not a whole number of seconds")
             if start % bucket_seconds:
                 raise ValueError(f"bucket start {start} is not aligned to {bucket_seconds} s")
-            if start in sw._buckets:
+            if start in given:
                 raise ValueError(f"bucket {start} given twice")
-            value = counts.copy() if isinstance(counts, Counts) else Counts.from_list(counts)
-            sw._buckets[start] = value
-        sw._starts = sorted(sw._buckets)
+            given[start] = counts if isinstance(counts, Counts) else Counts.from_list(counts)
+        ordered = sorted(given)
+        sw._starts = array("q", ordered)
+        sw._ints = array("q", [getattr(given[b], name) for b in ordered for name in _INT_FIELDS])
+        sw._floats = array("d", [getattr(given[b], n) for b in ordered for n in _FLOAT_FIELDS])
         if total is None:
-            for start in sw._starts:
-                sw._total.add(sw._buckets[start])
+            for start in sorted(given):
+                sw._total.add(given[start])
         else:
             sw._total = total.copy() if isinstance(total, Counts) else Counts.from_list(total)
         if now is not None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import sys
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.dedupe import (
     REVISION,
@@ -16,6 +19,8 @@ from pipeline.dedupe import (
     contribution_of,
     entry_from_json,
     make_entry,
+    pack_entry,
+    unpack_entry,
 )
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
 from schemas import FeedbackEvent, Reason
@@ -165,3 +170,84 @@ def test_dedupe_entries_are_plain_json_and_digests_stable() -> None:
     assert not gc.is_tracked(entry)
     # blake2b, not hash(): the same in every process (this value is fixed forever)
     assert content_digest(b"x") == int.from_bytes(bytes.fromhex("4adf4367f96e584f"), "big")
+
+
+# A realistic entry: 64-bit digest, wall-clock seen_at, the scoring stage's contribution.
+REAL = make_entry(
+    content_digest(b'{"event_id":"r"}'),
+    1_764_130_000.123456,
+    0,
+    (
+        1_764_129_960,
+        "nps",
+        9,
+        12_345.67,
+        "support",
+        "agent-000123",
+        "web-app",
+        "chat",
+        "emea",
+        None,
+    ),
+)
+
+
+def test_packed_entries_are_compact_and_come_back_identical() -> None:
+    packed = pack_entry(REAL)
+    assert isinstance(packed, bytes) and unpack_entry(packed) == REAL
+    # the tuple with its digest, seen_at, bucket start and account value objects: ~260 B
+    as_tuple = sys.getsizeof(REAL) + sum(sys.getsizeof(v) for v in REAL[:2]) + 32 + 24
+    assert sys.getsizeof(packed) < 150 < as_tuple
+    assert pack_entry(_entry(7, 1.0)) != _entry(7, 1.0)  # packed
+    assert unpack_entry(pack_entry(_entry(7, 1.0))) == _entry(7, 1.0)
+
+
+def test_entries_that_would_not_round_trip_stay_tuples() -> None:
+    for entry in (
+        _entry(7, 1),  # seen_at an int: it would come back a float
+        _entry(-1, 1.0),  # not a 64-bit unsigned digest
+        _entry(1 << 64, 1.0),
+        make_entry(7, 1.0, 0, (60, "nps", 9, float("inf"))),  # orjson writes null
+        make_entry(7, 1.0, 0, (60, "nps", 9, float("nan"), None)),
+        make_entry(7, 1.0, 0, (60, "nps", 9, 1 << 70)),  # beyond JSON's integers here
+    ):
+        assert pack_entry(entry) is entry
+        assert repr(unpack_entry(pack_entry(entry))) == repr(entry)
+
+
+plain_value = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(1 << 63), (1 << 64) - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.sampled_from(["null", "a null b", "agent-000123"]),
+)
+
+
+@given(
+    st.one_of(st.integers(-5, (1 << 64) + 5), st.integers(0, (1 << 64) - 1)),
+    st.one_of(st.floats(allow_nan=False), st.integers(0, 2_000_000_000)),
+    st.integers(0, 1000),
+    st.one_of(st.none(), st.lists(plain_value, max_size=12).map(tuple)),
+)
+def test_any_entry_comes_back_identical(digest, seen_at, revision, contribution) -> None:
+    entry = make_entry(digest, seen_at, revision, contribution)
+    back = unpack_entry(pack_entry(entry))
+    assert repr(back) == repr(entry)  # types too: 1 is not 1.0, nan is nan
+
+
+def test_duplicate_filter_with_packed_entries() -> None:
+    dedupe = DuplicateFilter(horizon_seconds=10.0, max_ids=2)
+    first = make_entry(1, 100.25, 0, REAL[3:])
+    dedupe.remember("a", first)
+    assert isinstance(dedupe._seen["a"], bytes)
+    assert dedupe.lookup("a", 1, 105.0) == (Seen.DUPLICATE, first)
+    assert dedupe.lookup("a", 2, 105.0) == (Seen.UPDATE, first)
+    update = make_entry(2, 105.5, 1, REAL[3:])
+    dedupe.remember("a", update)
+    assert dedupe.get("a") == update
+    assert dedupe.lookup("a", 2, 115.25) == (Seen.DUPLICATE, update)  # horizon from 105.5
+    assert dedupe.lookup("a", 2, 115.75)[0] is Seen.NEW  # forgotten
+    assert len(dedupe) == 0
+    assert dedupe.take_journal() == [("a", first), ("a", update)]  # journaled as tuples

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import pipeline.windows as windows_module
 from pipeline.segments import (
     COMBINATIONS,
     DIMENSIONS,
@@ -227,28 +228,47 @@ def test_retention_longer_than_windows():
 
 def test_cost_does_not_rescan_buckets(monkeypatch):
     calls = {"n": 0}
-    orig_add, orig_sub = Counts.add, Counts.subtract
+    orig_add, orig_sub = Counts.add_values, Counts.subtract_values
 
-    def add(self, other):
+    def add(self, values):
         calls["n"] += 1
-        orig_add(self, other)
+        orig_add(self, values)
 
-    def subtract(self, other):
+    def subtract(self, values):
         calls["n"] += 1
-        orig_sub(self, other)
+        orig_sub(self, values)
 
-    monkeypatch.setattr(Counts, "add", add)
-    monkeypatch.setattr(Counts, "subtract", subtract)
+    monkeypatch.setattr(Counts, "add_values", add)
+    monkeypatch.setattr(Counts, "subtract_values", subtract)
     sw = SegmentWindows()  # three windows, 1440 buckets in the longest
     minutes = 3 * 1440
     for i in range(minutes):
         sw.advance(T0 + 60 * i)
         sw.add_event(T0 + 60 * i + 1, "nps", 9)
-    # Per event: bucket + total + 3 windows; per bucket and window: at most one
-    # subtraction. A rescan of the 24h window would be ~1440 adds per step.
-    assert calls["n"] <= minutes * (2 + 3 + 3)
+    # Per event: total + 3 windows (the bucket is stored in arrays, not a Counts); per
+    # bucket and window: at most one subtraction. A rescan of the 24h window would be
+    # ~1440 adds per step.
+    assert minutes * 4 <= calls["n"] <= minutes * (1 + 3 + 3)
     assert sw.window(DAY).responses == 1440
     assert len(sw) == 1440
+
+
+def test_empty_windows_share_one_counts():
+    sw = SegmentWindows()
+    assert sw.peek(300) is sw.peek(DAY)  # nothing yet: no Counts per window
+    sw.add_event(T0 + 1, "nps", 9, 100.0)
+    sw.advance(T0)
+    assert sw.peek(300).responses == sw.peek(DAY).responses == 1
+    sw.add_event(T0 + 2, "csat", 5)
+    sw.advance(T0 + 600)  # the 5 m window empties, the others keep the bucket
+    assert sw.peek(300) is windows_module._NO_COUNTS and sw.window(300).is_empty()
+    assert sw.peek(3600).responses == 1 and sw.peek(3600).csat_n == 1
+    assert sw.peek(3600).rev_weight == 100.0
+    sw.add_event(T0 + 601, "ces", 2)  # the shared object is never written to
+    assert windows_module._NO_COUNTS.is_empty() and sw.peek(300).ces_n == 1
+    sw.advance(T0 + 2 * DAY)
+    assert all(sw.peek(length) is windows_module._NO_COUNTS for length in sw.windows)
+    assert sw.total().responses == 1 and sw.total().ces_n == 1
 
 
 def test_stats_of_a_window():
@@ -391,6 +411,10 @@ def run(width, windows, ops, check):
     assert [start for start, _ in sw.buckets()] == sorted(stored)
     for start, counts in sw.buckets():
         check(counts, stored[start])
+    # empty windows share one Counts, which nothing may have changed
+    assert windows_module._NO_COUNTS.is_empty()
+    for length in windows:
+        assert (sw.peek(length) is windows_module._NO_COUNTS) <= sw.peek(length).is_empty()
     return sw, events, clock
 
 

@@ -33,7 +33,7 @@ segment of its answer); a background of at most ``max_vocabulary`` phrases (when
 grows past that, the lighter half is forgotten); the ids of the last ``max_ids`` comments
 (each answer's comment enters the background once although every segment carries it);
 a cache of the phrases of the last ``max_cached`` texts. With the defaults (200, 20,000,
-50,000, 10,000): a ring entry is a deque slot, a float and a tuple of shared references,
+50,000, 10,000): a ring entry is a list slot, a float and a tuple of shared references,
 about 100 bytes (tests/test_emerging.py measured 1.9 MB for 400 segments x 50 comments,
 everything included), so at most ~20 KB per active segment (~20 MB for 1,000), plus a
 few MB for the background, ids and cache.
@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -189,7 +189,9 @@ class EmergingTopics:
         self.min_z = min_z
         self.top_n = top
         #: (partition, segment) -> [(event time, phrases)]
-        self.recent: dict[tuple[int, str], deque[tuple[float, tuple[str, ...]]]] = {}
+        #: per segment its last ``ring`` comments, oldest first: a list, not a deque (a
+        #: deque takes ~600 bytes even for one item, and most segments have one or two)
+        self.recent: dict[tuple[int, str], list[tuple[float, tuple[str, ...]]]] = {}
         #: phrase -> weight scaled to event time ``_origin`` (see :meth:`_weight`)
         self.background: dict[str, float] = {}
         self._origin: float | None = None
@@ -224,11 +226,13 @@ class EmergingTopics:
         """Remember ``[event time, event id, score, redacted comment]`` items of a segment."""
         recent = self.recent.get((partition, segment))
         if recent is None:
-            recent = self.recent[(partition, segment)] = deque(maxlen=self.ring)
+            recent = self.recent[(partition, segment)] = []
         background = self.background
         for ts, event_id, _score, text in items:
             found = self._phrases(str(text))
             recent.append((float(ts), found))  # type: ignore[arg-type]
+            if len(recent) > self.ring:
+                del recent[0]
             key = str(event_id)
             if key in self._ids:
                 continue

@@ -11,6 +11,12 @@ matches on its surface form or its lemma (:func:`word_forms`).
 Cost: the lemma of a (word, language) pair is cached (:func:`functools.lru_cache`), and
 comments reuse a small vocabulary, so a typical comment costs a few microseconds once the
 cache is warm. The first call per language loads simplemma's dictionary (~0.1 s).
+
+Memory: simplemma's ``low_memory`` dictionaries (its front-coded streams, decoded per
+lookup) instead of its default ``dict`` per language: for English and Italian 6.8 MiB of
+RSS instead of 70 MiB, measured in a fresh interpreter; the same lemmas (checked against
+the default for every key of both dictionaries and ~1 million derived words: no
+difference), at ~24 µs instead of ~5 µs for a word not in the cache yet.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ def words(text: str) -> list[str]:
 def lemma(word: str, language: str | None) -> str:
     """The de-accented lemma of a lower-case ``word``, or the word itself without a lemmatiser."""
     if language in LEMMA_LANGUAGES and not word.isdigit():
-        word = simplemma.lemmatize(word, lang=language).lower()
+        word = simplemma.lemmatize(word, lang=language, low_memory=True).lower()
     return strip_accents(word)
 
 

@@ -43,8 +43,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from pipeline import metrics
-
 log = logging.getLogger(__name__)
 
 #: Seconds to wait for a new child's analyzer (lingua's models, lexicons, taxonomy:
@@ -201,6 +199,8 @@ class Offload:
 
     def fail(self, exc: Exception) -> None:
         log.error("comment analysis process failed, analysing in the worker meanwhile: %s", exc)
+        from pipeline import metrics  # not at the top: the child never needs it
+
         metrics.TEXT_PROCESS_FAILURES.inc()
         self.waiting = False
         self.process.stop(wait=0.1)  # dead, or hung: not worth waiting for
@@ -214,7 +214,7 @@ class Offload:
 def serve(conn: Connection, taxonomy: Path, max_event_bytes: int) -> None:
     """The child's loop: analyse each batch it receives until the parent closes the socket."""
     from pipeline.text.analyze import CommentAnalyzer
-    from pipeline.text.insights import insight_of, read_comment
+    from pipeline.text.insight import insight_of, read_comment
 
     analyzer = CommentAnalyzer(taxonomy_path=taxonomy)
     conn.send(("ready",))

@@ -1,0 +1,76 @@
+"""Reading a raw record's comment and turning its analysis into the scored event's ``text``.
+
+Shared by the scoring stage (:mod:`pipeline.text.insights`) and the analysis child
+(:mod:`pipeline.text.offload`), and kept apart from both so that the child imports no
+more than it needs: no Prometheus client, settings or stage (~9 MiB less per child).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import orjson
+
+from pipeline.text.analyze import CommentAnalyzer
+from schemas.scored import categorize
+
+#: Longest comment the FeedbackEvent contract accepts (longer: dead-lettered, not analysed).
+MAX_COMMENT = 10_000
+_NULL = b"null"
+
+
+class Insight(NamedTuple):
+    """The analysis of one event: ``text`` of the scored event as JSON, and its themes."""
+
+    json: bytes
+    themes: list[str]
+
+
+NO_INSIGHT = Insight(_NULL, [])
+
+
+def read_comment(value: object, max_event_bytes: int) -> tuple[str, str, object] | None:
+    """The comment, category and language hint of a raw record, read with ``orjson``;
+    None when there is nothing to analyse ahead (no comment, a tombstone, an oversize
+    record or comment, or whatever the stage's validation will dead-letter)."""
+    if not isinstance(value, bytes) or len(value) > max_event_bytes or b'"comment"' not in value:
+        return None
+    try:
+        document = orjson.loads(value)
+        comment = document["comment"].strip()
+        if not comment or len(comment) > MAX_COMMENT:
+            return None
+        category = categorize(document["survey_type"], document["score"]).value
+        attributes = document.get("attributes")
+        hint = attributes.get("language") if isinstance(attributes, dict) else None
+    except Exception:  # the stage validates the record and dead-letters it
+        return None
+    return comment, category, hint
+
+
+def insight_of(
+    analyzer: CommentAnalyzer, sentiment: bool, comment: str, category: str, hint: object
+) -> Insight:
+    """The insight of a (non-blank) comment; ``sentiment=False``: language and themes only."""
+    language_hint = hint if isinstance(hint, str) else None
+    if sentiment:
+        found = analyzer.analyze(comment, category, language_hint)
+        language, themes = found.language, found.themes
+        document = {
+            "language": language,
+            "sentiment": found.sentiment.label,
+            "sentiment_score": found.sentiment.score,
+            "themes": themes,
+            "disagrees": found.disagrees,
+        }
+    else:
+        language = analyzer.language_of(comment, language_hint)
+        themes = analyzer.themes.match(comment, language)
+        document = {
+            "language": language,
+            "sentiment": None,
+            "sentiment_score": None,
+            "themes": themes,
+            "disagrees": None,
+        }
+    return Insight(orjson.dumps(document), themes)
