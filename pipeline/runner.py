@@ -9,12 +9,14 @@ import faust
 
 from pipeline.app import create_app
 from pipeline.broker import EmbeddedBroker
+from pipeline.malloc_tuning import tune_malloc
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 
 
 def run_worker(settings: Settings, *, status_line: bool = False) -> None:
     """Start a worker and block until it stops (SIGINT/SIGTERM)."""
+    tune_malloc()  # see pipeline.malloc_tuning
     if settings.create_topics:
         ensure_topics(settings)
     app = create_app(settings, status_line=status_line)
