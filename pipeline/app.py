@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -67,6 +68,10 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
+        # Faust makes "<id>-data/v1/tables" in the working directory by default; with the
+        # memory store nothing is ever written there (the windows are rebuilt from their
+        # changelog), so the empty directories go to the temporary directory instead
+        datadir=_datadir(settings.app_id),
         # Recovery rebuilds the windows from the whole changelog (pipeline.changelog,
         # on_recover below): Faust's own offset bookkeeping is not relied on. Its
         # consistency check compares the offset it read to with the embedded broker's
@@ -335,6 +340,14 @@ async def _crash(app: faust.App, exc: BaseException) -> None:
     timer.daemon = True
     timer.start()
     await app.crash(exc)
+
+
+def _datadir(app_id: str) -> str:
+    """Faust's data directory (see create_app), its parent made here: Faust makes only the
+    last level."""
+    parent = os.path.join(tempfile.gettempdir(), "nps-pipeline")
+    os.makedirs(parent, exist_ok=True)
+    return os.path.join(parent, f"{app_id}-data")
 
 
 def _ignore_changelog(batch: Any) -> None:

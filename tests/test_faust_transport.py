@@ -4,6 +4,8 @@ not Faust's fixed 1,500 ms (on the embedded broker the windows trailed by that m
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from pathlib import Path
 
 from pipeline.app import create_app
 from pipeline.faust_transport import FETCH_MAX_WAIT_MS
@@ -23,3 +25,10 @@ def test_the_apps_consumer_is_built_with_the_short_fetch_wait() -> None:
     assert FETCH_MAX_WAIT_MS == 50
     assert wait == 50
     assert max_poll_records == 64  # the rest of Faust's settings are untouched
+
+
+def test_faust_keeps_its_empty_data_directory_out_of_the_working_directory() -> None:
+    app = create_app(load_settings(broker_url="127.0.0.1:1", app_id="datadir-check"))
+    datadir = app.conf.datadir
+    assert datadir.parent == Path(tempfile.gettempdir()) / "nps-pipeline"
+    assert datadir.name == "datadir-check-data"
