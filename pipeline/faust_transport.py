@@ -6,7 +6,7 @@ that long before answering when it has less than ``fetch_min_bytes`` new, and th
 embedded broker (Tansu) was measured to hold it even when records were there: with the
 windows agent reading the deltas topic, the windows (and so the alert rounds) trailed
 the scored events by 1.3-2 s in the benchmark's latency phase. The app's consumer here
-waits at most :data:`FETCH_MAX_WAIT_MS`, like the scoring stage's own consumer
+waits at most :data:`FETCH_MAX_WAIT_MS`, as does the scoring stage's own consumer
 (``pipeline.scoring_service``). Everything else is Faust's driver as it is.
 """
 
@@ -19,7 +19,9 @@ from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TransportT
 
-#: Longest wait of one fetch of the app's consumer (Faust's default: 1,500 ms).
+#: Longest wait of one fetch, of the app's consumer (Faust's: 1,500 ms) and of the scoring
+#: stage's (aiokafka's default: 500 ms): the latency floor when the input is quiet, and on
+#: the embedded broker at any load (it holds a fetch that long even with records there).
 FETCH_MAX_WAIT_MS = 50
 
 

@@ -40,15 +40,12 @@ from mode import Service
 from pipeline import faults, metrics, progress
 from pipeline.batchio import BatchProducer, Record
 from pipeline.changelog import read_to_end
+from pipeline.faust_transport import FETCH_MAX_WAIT_MS
 from pipeline.scoring import Output, ScoringStage
 from pipeline.settings import Settings
 from pipeline.validate import RawRecord
 
 log = logging.getLogger(__name__)
-
-#: How long the broker may hold a fetch for more data: the latency floor when quiet.
-FETCH_MAX_WAIT_MS = 50
-
 
 def pack_deltas(groups: list[tuple[int, int, list[tuple[bytes, bytes]]]], clock: float) -> bytes:
     """One deltas-topic record: ``{"t": clock, "g": [[raw partition, batch end offset,

@@ -1,4 +1,4 @@
-"""The worker's Faust consumer (windows agent, changelogs) waits at most 50 ms per fetch,
+"""The worker's Faust consumer (windows agent, changelogs) waits FETCH_MAX_WAIT_MS per fetch,
 not Faust's fixed 1,500 ms (on the embedded broker the windows trailed by that much)."""
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ def test_the_apps_consumer_is_built_with_the_short_fetch_wait() -> None:
             await consumer.stop()
 
     wait, max_poll_records = asyncio.run(main())
-    assert FETCH_MAX_WAIT_MS == 50
-    assert wait == 50
+    assert wait == FETCH_MAX_WAIT_MS <= 50
     assert max_poll_records == 64  # the rest of Faust's settings are untouched
 
 
