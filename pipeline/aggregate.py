@@ -59,6 +59,11 @@ def mark_key(partition: int) -> bytes:
     return f"M|{partition}".encode()
 
 
+def key_partition(key: bytes) -> int:
+    """The partition of a table key (``<kind>|<partition>|...``)."""
+    return int(key.split(b"|", 2)[1])
+
+
 def complete_publishes(
     items: Iterable[tuple[int, bytes, bytes | None]],
 ) -> tuple[dict[bytes, bytes | None], set[bytes]]:
@@ -218,6 +223,16 @@ class WindowState:
             changes[clock_key(partition)] = orjson.dumps(self.partitions[partition].clock)
         self._dirty_since_snapshot |= touched_segments
         return list(changes.items())
+
+    def changelog_write(self, changes: Iterable[Change]) -> list[tuple[int, bytes, bytes | None]]:
+        """(partition, key, value) records of one changelog write: ``changes``, then the
+        marks that end each partition's part of it (:meth:`mark_changes`)."""
+        records = [(key_partition(key), key, value) for key, value in changes]
+        touched = {partition for partition, _, _ in records}
+        records.extend(
+            (key_partition(key), key, value) for key, value in self.mark_changes(touched)
+        )
+        return records
 
     def mark_changes(self, partitions: Iterable[int]) -> list[Change]:
         """The marks records that end a changelog write touching ``partitions`` (and

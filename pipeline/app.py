@@ -257,16 +257,11 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         then the table changes, sent and acknowledged; a snapshot boundary crossed is
         handed to the snapshot writer."""
         await alert_rounds(changes)
-        # keys are "<kind>|<partition>|...": each record goes to its partition's changelog
-        records: list[Record] = [
-            (changelog, int(key.split(b"|", 2)[1]), key, value) for key, value in changes
-        ]
         # each partition's part of the write ends with its marks (see pipeline.aggregate)
-        touched = {partition for _, partition, _, _ in records}
-        records.extend(
-            (changelog, int(key.split(b"|", 2)[1]), key, value)
-            for key, value in state.mark_changes(touched)
-        )
+        records: list[Record] = [
+            (changelog, partition, key, value)
+            for partition, key, value in state.changelog_write(changes)
+        ]
         if records and not producer.started:
             await _until(lambda: producer.started)
         if records and faults.enabled("changelog-torn"):

@@ -47,6 +47,7 @@ from pipeline.validate import RawRecord
 
 log = logging.getLogger(__name__)
 
+
 def pack_deltas(groups: list[tuple[int, int, list[tuple[bytes, bytes]]]], clock: float) -> bytes:
     """One deltas-topic record: ``{"t": clock, "g": [[raw partition, batch end offset,
     [[segment, deltas], ...]], ...]}``.

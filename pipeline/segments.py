@@ -192,7 +192,6 @@ class SegmentKeyCache:
             if any(names == known for known, _ in self._combinations):
                 continue
             self._combinations.append((names, tuple(index[name] for name in names)))
-        self._names = [self.fields[i] for i in range(len(self.fields))]
         self._in_dimensions = [i in self._dimensions for i in range(len(self.fields))]
         self._values: list[dict[str | None, _Value]] = [{None: _ABSENT} for _ in self.fields]
         self._combined: list[dict[tuple[str, ...], str]] = [{} for _ in self._combinations]
@@ -241,7 +240,7 @@ class SegmentKeyCache:
         stripped = text or None
         key = None
         if stripped is not None and self._in_dimensions[i]:
-            key = f"{self._names[i]}={_escape(stripped)}"
+            key = f"{self.fields[i]}={_escape(stripped)}"
         found = self._values[i][value] = (sys.intern(value), key, stripped)
         self._size += 1
         return found

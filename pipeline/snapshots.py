@@ -42,18 +42,18 @@ class SnapshotClock:
         return boundary
 
 
-#: Segments per slice of snapshots (~25 ms of the loop at 10,000 agents).
+#: Segments per slice of snapshots (~6 ms of the loop: 58 µs a snapshot, measured alone).
 SNAPSHOT_SLICE = 100
 
 
 def snapshot_records(
-    state: WindowState, boundary: int, segments: Iterable[tuple[int, str]] | None = None
+    state: WindowState, boundary: int, segments: Iterable[tuple[int, str]]
 ) -> Iterator[tuple[bytes, bytes]]:
-    """(key, value) of the snapshots of ``segments`` ((partition, segment) pairs; default:
-    every segment changed since the last snapshot), their windows at the worker clock."""
+    """(key, value) of the snapshots of ``segments`` ((partition, segment) pairs), their
+    windows at the worker clock."""
     clock = state.clock if state.clock is not None else boundary
     as_of = datetime.fromtimestamp(clock, UTC)
-    for partition, segment in sorted(state.take_dirty()) if segments is None else segments:
+    for partition, segment in segments:
         pstate = state.partitions.get(partition)
         if pstate is None:  # revoked since the boundary
             continue

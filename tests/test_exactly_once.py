@@ -78,9 +78,8 @@ class Worker:
         return self.state.apply_packed([(0, record)])
 
     def publish(self, changes: list[tuple[bytes, bytes | None]], torn_at: int | None) -> None:
-        touched = {int(key.split(b"|", 2)[1]) for key, _ in changes}
-        records = [*changes, *self.state.mark_changes(touched)]
-        for i, (key, value) in enumerate(records):
+        records = self.state.changelog_write(changes)
+        for i, (_, key, value) in enumerate(records):
             if torn_at is not None and i >= torn_at:
                 return
             self.log.append((0, key, value))

@@ -12,7 +12,8 @@ deltas records per deltas partition as stage 1 sends them
 (:func:`~pipeline.scoring_service.pack_deltas`; ``crc32 % 4`` stands in for Kafka's
 partitioner). Timed: what the windows agent does with them, 16 records per batch
 (:meth:`WindowState.apply_packed <pipeline.aggregate.WindowState.apply_packed>` record by
-record, then the changelog records with their partitions and the marks). Not included:
+record, then :meth:`~pipeline.aggregate.WindowState.changelog_write`: the changelog
+records with their partitions and the marks). Not included:
 alert rounds, snapshots, Faust and the network.
 """
 
@@ -26,6 +27,7 @@ import time
 import zlib
 
 from pipeline.aggregate import WindowState
+from pipeline.app import DELTAS_PER_BATCH
 from pipeline.bench.dataset import generate
 from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import pack_deltas
@@ -33,7 +35,6 @@ from pipeline.settings import load_settings
 from pipeline.validate import RawRecord
 
 PARTITIONS = 4
-DELTAS_PER_BATCH = 16  # as pipeline.app
 
 
 def packed_records(events: int, segments: int) -> list[tuple[int, bytes]]:
@@ -67,10 +68,7 @@ def run(packed: list[tuple[int, bytes]]) -> tuple[float, int]:
         changes: dict[bytes, bytes | None] = {}
         for partition, value in packed[i : i + DELTAS_PER_BATCH]:
             changes.update(state.apply_packed([(partition, value)]))
-        records = [(int(k.split(b"|", 2)[1]), k, v) for k, v in changes.items()]
-        touched = {partition for partition, _, _ in records}
-        records.extend((int(k.split(b"|", 2)[1]), k, v) for k, v in state.mark_changes(touched))
-        written += len(records)
+        written += len(state.changelog_write(changes.items()))
     return time.perf_counter() - started, written
 
 
