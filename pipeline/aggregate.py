@@ -3,14 +3,20 @@
 Input: the deltas topic, keyed by segment key, one record per segment and scoring
 batch (:func:`pipeline.scoring.encode_deltas`). State: per owned partition, a
 :class:`~pipeline.windows.SegmentWindows` per segment (buckets + running sums) and the
-partition's clock (newest event time seen). Durability: every touched bucket, total
-and clock is written to a Faust table (and so its changelog topic) once per batch —
-not once per event — under keys that carry the partition, so that after a restart or
-a rebalance :meth:`WindowState.rebuild` restores exactly the same windows.
+partition's clock (newest event time seen). Durability: every touched bucket and
+clock is written to a Faust table (and so its changelog topic) once per batch — not
+once per event — under keys that carry the partition, so that after a restart or a
+rebalance :meth:`WindowState.rebuild` restores exactly the same windows. A segment's
+all-time total is its *pruned base* (the buckets the retention dropped, written with
+their deletions) plus its stored buckets: a batch writes only the buckets it touched,
+not every touched segment's total as well (that was about half of all changelog
+records; ``tests/bench/bench_stage2.py`` prints the records per event).
 
 Table keys (bytes): ``B|<partition>|<bucket start>|<segment>`` -> counts list,
-``T|<partition>|<segment>`` -> all-time total, ``C|<partition>`` -> clock,
-``M|<partition>`` -> marks.
+``P|<partition>|<segment>`` -> pruned base, ``C|<partition>`` -> clock,
+``M|<partition>`` -> marks. (Changelogs written before the pruned base have
+``T|<partition>|<segment>`` -> all-time total instead: :meth:`WindowState.rebuild`
+reads them and rewrites them as pruned bases.)
 
 Exactly once, without broker transactions: every packed deltas record groups its
 segments by the raw partition and scoring-batch end offset they came from
@@ -47,7 +53,13 @@ def bucket_key(partition: int, start: int, segment: str) -> bytes:
     return f"B|{partition}|{start}|{segment}".encode()
 
 
+def pruned_key(partition: int, segment: str) -> bytes:
+    return f"P|{partition}|{segment}".encode()
+
+
 def total_key(partition: int, segment: str) -> bytes:
+    """The key of a segment's all-time total in changelogs written before the pruned
+    base (read, and deleted, by :meth:`WindowState.rebuild`)."""
     return f"T|{partition}|{segment}".encode()
 
 
@@ -215,10 +227,7 @@ class WindowState:
         # at whatever clock it is at), and a segment touched by many batches between two
         # reads is advanced once, not once per batch (~a third of this stage's time in
         # the benchmark). Buckets past the retention are deleted when a read prunes them
-        # (state.pending, written with the next batch).
-        for partition, segment in touched_segments:
-            windows = self.partitions[partition].segments[segment]
-            changes[total_key(partition, segment)] = owned(orjson.dumps(windows.total().to_list()))
+        # (state.pending, written with the next batch), with the segment's new pruned base.
         for partition in clocks:
             changes[clock_key(partition)] = orjson.dumps(self.partitions[partition].clock)
         self._dirty_since_snapshot |= touched_segments
@@ -252,7 +261,8 @@ class WindowState:
     def rebuild(self, items: Iterable[tuple[bytes, bytes]], partitions: set[int]) -> None:
         """Rebuild the windows of ``partitions`` from table items (after recovery)."""
         buckets: dict[tuple[int, str], list[tuple[int, list[int | float]]]] = {}
-        totals: dict[tuple[int, str], list[int | float]] = {}
+        bases: dict[tuple[int, str], list[int | float]] = {}
+        totals: dict[tuple[int, str], list[int | float]] = {}  # older changelogs
         clocks: dict[int, float] = {}
         marks: dict[int, dict[int, int]] = {}
         for raw_key, raw_value in items:
@@ -275,21 +285,34 @@ class WindowState:
                 buckets.setdefault((partition, segment), []).append(
                     (int(start), orjson.loads(raw_value))
                 )
+            elif kind == "P":
+                bases[(partition, rest)] = orjson.loads(raw_value)
             elif kind == "T":
                 totals[(partition, rest)] = orjson.loads(raw_value)
         self.partitions = {p: PartitionState(clock=clocks.get(p)) for p in partitions}
+        # what was pending belongs to the state replaced here (maybe to partitions now
+        # owned elsewhere): the rebuilt segments find their own prunes again below
+        self.pending = {}
         self.marks = {p: marks.get(p, {}) for p in partitions}
         self._marks_moved = set()
-        for (partition, segment), total in totals.items():
+        for partition, segment in buckets.keys() | bases.keys() | totals.keys():
             state = self.partitions[partition]
-            state.segments[segment] = SegmentWindows.from_buckets(
+            total = totals.get((partition, segment))
+            windows = state.segments[segment] = SegmentWindows.from_buckets(
                 buckets.get((partition, segment), []),
                 total,
-                state.clock,
+                pruned=None if total is not None else bases.get((partition, segment)),
                 bucket_seconds=self.bucket_seconds,
                 windows=self.windows,
                 retain_seconds=self.retain_seconds,
             )
+            if total is not None:  # an older changelog: its total becomes a pruned base
+                self.pending[total_key(partition, segment)] = None
+                self._write_pruned(partition, segment, windows)
+            if state.clock is not None:
+                # buckets past the retention are deleted (and the base written) with the
+                # next write: a base that counts a bucket still stored would count it twice
+                self.advance(partition, segment, windows, state.clock)
 
     # -- queries -------------------------------------------------------------------------
 
@@ -320,9 +343,18 @@ class WindowState:
                 yield segment, windows
 
     def advance(self, partition: int, segment: str, windows: SegmentWindows, now: float) -> None:
-        """Move a segment's windows to ``now``; pruned buckets are deleted with the next batch."""
-        for dropped in windows.advance(now):
-            self.pending[bucket_key(partition, dropped, segment)] = None
+        """Move a segment's windows to ``now``; pruned buckets are deleted with the next
+        write, in which the segment's new pruned base is written too."""
+        dropped = windows.advance(now)
+        if dropped:
+            for start in dropped:
+                self.pending[bucket_key(partition, start, segment)] = None
+            self._write_pruned(partition, segment, windows)
+
+    def _write_pruned(self, partition: int, segment: str, windows: SegmentWindows) -> None:
+        base = windows.pruned_values()
+        if base is not None:
+            self.pending[pruned_key(partition, segment)] = orjson.dumps(base)
 
     def take_pending(self) -> list[Change]:
         """Bucket deletions found outside a batch (by queries), to write now."""

@@ -21,7 +21,10 @@ Window semantics, with ``w`` the bucket width and ``c = bucket_of(clock)``:
   bucket and enters the windows when the clock reaches it. Every event counts in the
   all-time total at once.
 * Buckets that fall out of the retention (default: the longest window) are dropped on
-  every advance; they stay counted in the total.
+  every advance; they stay counted in the total, and their sum is kept as the segment's
+  *pruned base* (:meth:`SegmentWindows.pruned_values`): the total is always the pruned
+  base plus the stored buckets, which is how a changelog restores it (only buckets and
+  the pruned base are written, see :mod:`pipeline.aggregate`).
 
 Floating-point sums (revenue weights) are kept by adding and subtracting, so a window
 can carry a rounding residue of order ``1e-16`` times the largest sum it ever held;
@@ -456,7 +459,7 @@ class SegmentWindows:
     configuration is one shared object. Integer counts stay exact (64-bit).
     """
 
-    __slots__ = ("_clock", "_floats", "_ints", "_shape", "_starts", "_sums", "_total")
+    __slots__ = ("_clock", "_floats", "_ints", "_pruned", "_shape", "_starts", "_sums", "_total")
 
     def __init__(
         self,
@@ -474,6 +477,9 @@ class SegmentWindows:
         #: agents are empty at any one time)
         self._sums: list[Counts] = [_NO_COUNTS] * len(shape.desc)
         self._total = Counts()
+        #: the sum of the buckets dropped by the retention (shared :data:`_NO_COUNTS`
+        #: until one is): total = pruned base + stored buckets
+        self._pruned = _NO_COUNTS
         self._clock: int | None = None
 
     # -- configuration and state ------------------------------------------------------
@@ -666,6 +672,13 @@ class SegmentWindows:
             return []  # the usual case, without a search
         cut = bisect.bisect_left(starts, self._clock - retain + shape.width)
         dropped = starts[:cut].tolist()
+        pruned = self._pruned
+        if pruned is _NO_COUNTS:
+            pruned = self._pruned = Counts()
+        ints, floats = self._ints, self._floats
+        for i in range(cut):
+            pruned.add_values(_values_of(ints, i * _NI, floats, i * _NF))
+        pruned.settle_revenue()
         self._starts = starts[cut:]  # new arrays of the exact size, as in add_values
         self._ints = self._ints[cut * _NI :]
         self._floats = self._floats[cut * _NF :]
@@ -722,6 +735,11 @@ class SegmentWindows:
         """All-time counts, including pruned buckets (a copy)."""
         return self._total.copy()
 
+    def pruned_values(self) -> list[int | float] | None:
+        """The pruned base (the sum of the buckets the retention dropped) as a
+        :meth:`Counts.to_list` list, None while none was dropped."""
+        return None if self._pruned is _NO_COUNTS else self._pruned.to_list()
+
     def _find(self, start: int) -> int | None:
         starts = self._starts
         i = bisect.bisect_left(starts, start)
@@ -773,14 +791,18 @@ class SegmentWindows:
         total: Counts | Sequence[int | float] | None = None,
         now: Timestamp | None = None,
         *,
+        pruned: Counts | Sequence[int | float] | None = None,
         bucket_seconds: int = DEFAULT_BUCKET_SECONDS,
         windows: Sequence[int] = DEFAULT_WINDOWS,
         retain_seconds: int | None = None,
     ) -> SegmentWindows:
         """Rebuild from stored buckets (``Counts`` or :meth:`Counts.to_list` lists).
 
-        ``total`` is the stored all-time total; without it the total is the sum of
-        the given buckets (wrong if some were pruned). With ``now`` (the restored
+        ``pruned`` is the stored pruned base (:meth:`pruned_values`): the total is it
+        plus the given buckets. ``total`` (the all-time total, as changelogs before the
+        pruned base stored it) may be given instead: the pruned base is then the total
+        minus the buckets. With neither the total is the sum of the given buckets
+        (wrong if some were pruned). With ``now`` (the restored
         watermark) the clock is set and every window sum is computed from the
         buckets, which gives the same windows as the instance that stored them.
         Each start must be aligned to the bucket width and appear once.
@@ -800,11 +822,23 @@ class SegmentWindows:
         sw._starts = array("q", ordered)
         sw._ints = array("q", [getattr(given[b], name) for b in ordered for name in _INT_FIELDS])
         sw._floats = array("d", [getattr(given[b], n) for b in ordered for n in _FLOAT_FIELDS])
-        if total is None:
-            for start in sorted(given):
-                sw._total.add(given[start])
-        else:
-            sw._total = total.copy() if isinstance(total, Counts) else Counts.from_list(total)
+        if pruned is not None and total is not None:
+            raise ValueError("give the pruned base or the total, not both")
+        if pruned is not None:
+            base = pruned.copy() if isinstance(pruned, Counts) else Counts.from_list(pruned)
+            sw._pruned = base
+            sw._total = base.copy()
+        for start in ordered:
+            sw._total.add(given[start])
+        if pruned is not None:
+            sw._total.settle_revenue()
+        if total is not None:
+            stored = total.copy() if isinstance(total, Counts) else Counts.from_list(total)
+            base = stored.copy()
+            base.subtract(sw._total)  # the buckets' sum
+            if not base.is_empty():
+                sw._pruned = base
+            sw._total = stored
         if now is not None:
             sw.advance(now)
         return sw

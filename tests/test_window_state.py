@@ -1,12 +1,18 @@
 """The windows stage's state (pipeline.aggregate.WindowState): segments are advanced to
 the clock when read, not on every batch; the changelog it writes still rebuilds the same
-windows, and buckets past the retention are deleted from it once a read prunes them."""
+windows, and buckets past the retention are deleted from it once a read prunes them,
+with the segment's pruned base (the total is that base plus the stored buckets)."""
 
 from __future__ import annotations
 
 import random
 
-from pipeline.aggregate import Change, WindowState, bucket_key
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.aggregate import Change, WindowState, bucket_key, pruned_key, total_key
 from pipeline.scoring import encode_deltas
 from pipeline.settings import load_settings
 from pipeline.windows import Counts
@@ -58,3 +64,94 @@ def test_buckets_past_the_retention_are_deleted_once_a_read_prunes_them() -> Non
     assert windows.total().responses == 1  # pruned buckets stay in the total
     feed(state, table, "agent=busy", T0 + DAY + 180)  # the next batch writes the delete
     assert old_bucket not in table
+
+
+def test_the_changelog_holds_buckets_and_pruned_bases_not_totals() -> None:
+    state, table = WindowState(SETTINGS), {}
+    feed(state, table, "agent=a", T0)
+    feed(state, table, "agent=a", T0 + 60)
+    # a write: the touched buckets and the clock, no total
+    assert sorted(k.split(b"|")[0] for k in table) == [b"B", b"B", b"C"]
+    feed(state, table, "agent=b", T0 + DAY + 600)  # a day later
+    assert state.get("agent=a") is not None  # the read prunes both buckets
+    feed(state, table, "agent=b", T0 + DAY + 660)  # the write after it
+    base = orjson.loads(table[pruned_key(0, "agent=a")])
+    assert Counts.from_list(base).responses == 2
+    assert not any(k.startswith(b"B|0|") and k.endswith(b"|agent=a") for k in table)
+
+
+def _event(draw_value: float | None, score: int) -> Counts:
+    return Counts.of_event("nps", score, draw_value)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 2),  # agent
+            st.integers(0, 900),  # minutes after the previous answer
+            st.sampled_from([0, 0, 0, 3, 30]),  # minutes late
+            st.integers(0, 10),  # score
+            st.one_of(st.none(), st.sampled_from([10.0, 99.5, 1234.25])),  # account value
+            st.sampled_from(["none", "none", "read", "restart"]),
+        ),
+        min_size=1,
+        max_size=80,
+    )
+)
+def test_restarts_and_prunes_anywhere_keep_every_total(steps) -> None:
+    """Answers over days (buckets pruned by reads), the worker rebuilt from its changelog
+    at random points: every segment's all-time total equals the sum of its answers, and a
+    rebuild from the final changelog gives the live worker's windows."""
+    state, table = WindowState(SETTINGS), {}
+    expected: dict[str, Counts] = {}
+    ts = T0
+    for agent, gap, late, score, value, then in steps:
+        ts += 60 * gap
+        segment = f"agent=a{agent}"
+        at = ts - 60 * late
+        counts = _event(value, score)
+        expected.setdefault(segment, Counts()).add(counts)
+        delta = encode_deltas({int(at // 60) * 60: counts}, ts)
+        apply(state, table, state.apply_batch([(0, segment.encode(), delta)]))
+        if then == "read":
+            list(state.advanced_segments())  # a read of every segment (prunes them)
+        elif then == "restart":
+            state = WindowState(SETTINGS)
+            state.rebuild(list(table.items()), {0})
+            apply(state, table, state.take_pending())
+    apply(state, table, state.take_pending())
+    rebuilt = WindowState(SETTINGS)
+    rebuilt.rebuild(list(table.items()), {0})
+    for segment, want in expected.items():
+        live, again = state.get(segment), rebuilt.get(segment)
+        assert live is not None and again is not None
+        for got in (live.total(), again.total()):
+            assert got.to_list()[:11] == want.to_list()[:11], segment  # the integer counts
+            assert got.rev_weight == pytest.approx(want.rev_weight)
+        for window in SETTINGS.windows_seconds:
+            assert again.stats(window).responses == live.stats(window).responses
+        assert list(live.buckets()) == list(again.buckets())
+
+
+def test_a_changelog_with_totals_is_read_and_rewritten_with_pruned_bases() -> None:
+    """Changelogs written before the pruned base stored each segment's total (T|...):
+    the total is restored from it, and the next write replaces it with a pruned base."""
+    state, table = WindowState(SETTINGS), {}
+    for minute in range(3):
+        feed(state, table, "agent=a", T0 + 60 * minute)
+    # as the older version wrote it: a total of 5 answers, 3 of them still in buckets
+    old = Counts()
+    for score in (9, 9, 3, 4, 10):
+        old.add(Counts.of_event("nps", score))
+    table[total_key(0, "agent=a")] = orjson.dumps(old.to_list())
+    rebuilt = WindowState(SETTINGS)
+    rebuilt.rebuild(list(table.items()), {0})
+    windows = rebuilt.get("agent=a")
+    assert windows is not None and windows.total().responses == 5
+    apply(rebuilt, table, rebuilt.take_pending())
+    assert total_key(0, "agent=a") not in table
+    assert Counts.from_list(orjson.loads(table[pruned_key(0, "agent=a")])).responses == 2
+    again = WindowState(SETTINGS)
+    again.rebuild(list(table.items()), {0})
+    assert again.get("agent=a").total() == windows.total()
