@@ -32,13 +32,14 @@ those of the applied groups, whatever moment a worker was killed at.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from pipeline.owned import owned
-from pipeline.scoring import Deltas, decode_deltas, deltas_from_document
+from pipeline.scoring import decode_deltas
 from pipeline.segments import segment_labels
 from pipeline.settings import Settings
 from pipeline.windows import Counts, SegmentWindows
@@ -99,6 +100,11 @@ def dimension_of(segment: str) -> str:
     return segment_labels(segment)[0]
 
 
+#: what :meth:`WindowState._apply` reads: (partition, segment or None, its bucket deltas
+#: ``[(start, counts list), ...]``, its detractor comments or None, clock or None)
+_Item = tuple[int, str | None, Sequence[Sequence[Any]], list[list[object]] | None, float | None]
+
+
 @dataclass
 class PartitionState:
     segments: dict[str, SegmentWindows] = field(default_factory=dict)
@@ -137,7 +143,7 @@ class WindowState:
         all_marks = self.marks
         moved = self._marks_moved
 
-        def items() -> Iterator[tuple[int, str | None, Deltas | None, float | None]]:
+        def items() -> Iterator[_Item]:
             for partition, value in records:
                 document = orjson.loads(value)
                 clock = float(document["t"])
@@ -150,9 +156,11 @@ class WindowState:
                         continue
                     marks[raw] = end
                     moved.add(partition)
+                    # the documents of pipeline.scoring.encode_deltas, read as they are
+                    # (integer starts, every field): no Deltas built per segment
                     for segment, deltas in segments:  # the clock moves once all are in
-                        yield partition, segment, deltas_from_document(deltas), None
-                yield partition, None, None, clock
+                        yield partition, segment, deltas["b"], deltas.get("c"), None
+                yield partition, None, (), None, clock
 
         return self._apply(items(), on_comments, on_clock)
 
@@ -172,38 +180,38 @@ class WindowState:
         time is judged minute by minute, not once at its end).
         """
 
-        def items() -> Iterator[tuple[int, str | None, Deltas | None, float | None]]:
+        def items() -> Iterator[_Item]:
             for partition, key, value in records:
                 deltas = decode_deltas(value)
-                yield partition, key.decode(), deltas, deltas.max_ts
+                yield partition, key.decode(), deltas.buckets, deltas.comments, deltas.max_ts
 
         return self._apply(items(), on_comments, on_clock)
 
     def _apply(
         self,
-        items: Iterable[tuple[int, str | None, Deltas | None, float | None]],
+        items: Iterable[_Item],
         on_comments: Callable[[int, str, list[list[object]]], None] | None,
         on_clock: Callable[[], None] | None,
     ) -> list[Change]:
-        """(partition, segment, deltas, clock) items: a segment of None only moves the
-        clock, a clock of None leaves it where it is."""
+        """(partition, segment, buckets, comments, clock) items: a segment of None only
+        moves the clock, a clock of None leaves it where it is."""
         changes: dict[bytes, bytes | None] = self.pending
         self.pending = {}
         touched: set[tuple[int, str, int]] = set()
         touched_segments: set[tuple[int, str]] = set()
         clocks: set[int] = set()
         partitions = self.partitions
-        for partition, segment, deltas, ts in items:
+        for partition, segment, buckets, comments, ts in items:
             state = partitions.get(partition)
             if state is None:
                 state = partitions[partition] = PartitionState()
-            if segment is not None and deltas is not None:
-                if deltas.comments and on_comments is not None:
-                    on_comments(partition, segment, deltas.comments)
+            if segment is not None:
+                if comments and on_comments is not None:
+                    on_comments(partition, segment, comments)
                 windows = state.segments.get(segment)
                 if windows is None:
                     windows = state.segments[segment] = self.new_segment()
-                for start, counts in deltas.buckets:
+                for start, counts in buckets:
                     # our own records carry every field in order: no per-field checks
                     if len(counts) == FIELD_COUNT:
                         windows.add_values(start, counts)
