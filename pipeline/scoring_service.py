@@ -7,8 +7,10 @@ consumer (Faust's own Kafka client) in its own consumer group, run inside the Fa
 app and started and stopped with it. Per poll it takes up to ``batch_size`` records,
 hands them to :class:`pipeline.scoring.ScoringStage`, publishes everything the batch
 produced with :class:`pipeline.batchio.BatchProducer` (waiting for the broker's
-acknowledgements), and only then commits the batch's offsets: at-least-once, and a
-crash replays at most the uncommitted batch. Before publishing, it writes the batch's
+acknowledgements), and only then commits the batch's offsets: at-least-once. The
+commit is sent, not waited for: the next batch is read and scored meanwhile, and the
+commit is waited for before the next one is sent, before a rebalance moves the
+partitions and at stop; a crash replays the batches not committed (at most two). Before publishing, it writes the batch's
 progress records (:mod:`pipeline.progress`: offsets, watermark, new dedupe ids) and
 waits for them; a worker taking over a raw partition reads them back, so that replayed
 batches end where the first run's did, late events are judged alike and duplicates
@@ -85,8 +87,12 @@ class ScoringConsumer(Service):
         self.stage = stage
         self.producer = producer
         self.consumer: AIOKafkaConsumer | None = None
-        #: held while a batch is between poll and commit (a rebalance waits for it)
+        #: held while a batch is between poll and its commit sent (a rebalance waits for
+        #: it, then for the commit: :meth:`settle`)
         self.in_flight = asyncio.Lock()
+        #: the last batch's offset commit, sent but maybe not answered yet: awaited before
+        #: the next commit is sent (commits stay in order), by a rebalance and at stop
+        self.committing: asyncio.Future[None] | None = None
         self.ready = asyncio.Event()
         #: how an error that must stop the worker is raised (the app's crash, see app.py)
         self.fatal: Callable[[BaseException], Awaitable[None]] = self.crash
@@ -133,8 +139,7 @@ class ScoringConsumer(Service):
         # starts no other: should_stop is set). Not held while the consumer stops: that
         # waits for a rebalance under way, whose revoke callback takes the lock (held,
         # the worker hung until app._crash's forced exit after a broker restart)
-        async with self.in_flight:
-            pass
+        await self.settle()
         if self.consumer is not None:
             await self.consumer.stop()
         # The producer is shared with the windows agent, which may still be finishing
@@ -156,6 +161,8 @@ class ScoringConsumer(Service):
             if lost := self._log_end_before_read(consumer):
                 await self._stop_for_lost_data(lost)
                 return
+            if self.committing is not None and self.committing.done():
+                await self._commit_sent()  # raises the commit's error, if it failed
             if not polled:
                 continue
             while not self.should_stop and any(  # not before the partition's progress is read
@@ -173,19 +180,28 @@ class ScoringConsumer(Service):
                         consumer.seek(tp, messages[0].offset)
                         continue
                     ready[tp] = messages
-                # checked before the batch is handled: handling it would publish its
-                # outputs and commit its offsets on the broker that lost data
-                lost = await self._read_behind_commit(consumer, ready) if ready else None
-                if ready and not lost:
-                    await self._handle(consumer, ready)
+                lost = await self._handle(consumer, ready) if ready else None
             if lost:
                 await self._stop_for_lost_data(lost)
                 return
 
     async def _handle(
         self, consumer: AIOKafkaConsumer, polled: dict[TopicPartition, list[Any]]
-    ) -> None:
+    ) -> str | None:
+        """Score a polled batch, publish what it produced and commit its offsets; or,
+        what shows that the broker lost data (nothing published then)."""
         started = time.perf_counter()
+        # Checked before anything is published: publishing would write the batch's
+        # outputs and commit its offsets on a broker that lost data. The committed
+        # offsets are asked for first and read after scoring (the scoring is only in
+        # memory, and a worker that finds lost data stops): the round trip overlaps the
+        # scoring instead of adding to every batch's latency.
+        if lost := self._read_again(polled):
+            return lost
+        # the positions as they are now: the last commit may be answered meanwhile
+        known = {tp: self.positions[tp] for tp in polled if tp in self.positions}
+        asked = [asyncio.ensure_future(consumer.committed(tp)) for tp in known]
+        await asyncio.sleep(0)  # the requests go out before the scoring holds the loop
         parts: list[_Part] = []
         rewind: dict[TopicPartition, int] = {}
         stage = self.stage
@@ -201,16 +217,53 @@ class ScoringConsumer(Service):
             count += len(records)
             out = stage.process(records)
             parts.append(_Part(tp.partition, messages[0].offset, messages[-1].offset + 1, out))
-        await self.producer.send(self._progress(parts))  # before any output (see module doc)
-        await self.producer.send(self._records(parts))
+        progress_records = self._progress(parts)
+        records = self._records(parts)
+        if lost := self._commit_lost(known, await asyncio.gather(*asked)):
+            return lost
+        await self.producer.send(progress_records)  # before any output (see module doc)
+        await self.producer.send(records)
         faults.reached("scoring-published")
         offsets = {TopicPartition(self.settings.topic_raw, p.partition): p.end for p in parts}
-        await consumer.commit(offsets)
-        self.positions.update(offsets)
+        # Sent, not waited for: the next batch is read and scored meanwhile (a round trip
+        # less per batch). It is waited for before the next commit, a rebalance or a stop.
+        await self._commit_sent()
+        self.committing = asyncio.ensure_future(self._commit(consumer, offsets, started, count))
         for tp, offset in rewind.items():  # fetched past the cut: read those again
             consumer.seek(tp, offset)
+        return None
+
+    async def _commit(
+        self,
+        consumer: AIOKafkaConsumer,
+        offsets: dict[TopicPartition, int],
+        started: float,
+        count: int,
+    ) -> None:
+        await consumer.commit(offsets)
+        self.positions.update(offsets)
         metrics.BATCH_SIZE.observe(count)
         metrics.PROCESSING_LATENCY.observe(time.perf_counter() - started)
+
+    async def _commit_sent(self) -> None:
+        """Wait for the last batch's commit (raises its error, if it failed)."""
+        committing, self.committing = self.committing, None
+        if committing is not None:
+            await committing
+
+    async def settle(self) -> None:
+        """Wait until the batch in flight, if any, is published and committed (before a
+        rebalance moves its partitions, and at stop). A failed commit is logged: the
+        partitions' next owner reads that batch again, cut where this worker cut it
+        (:mod:`pipeline.progress`)."""
+        async with self.in_flight:
+            try:
+                await self._commit_sent()
+            except Exception:
+                log.exception(
+                    "the offsets of the last scoring batch could not be committed: its "
+                    "records are read again by the partitions' next owner"
+                )
 
     def _progress(self, parts: list[_Part]) -> list[Record]:
         topic = self.progress_topic
@@ -296,11 +349,10 @@ class ScoringConsumer(Service):
                 )
         return None
 
-    async def _read_behind_commit(
-        self, consumer: AIOKafkaConsumer, polled: dict[TopicPartition, list[Any]]
-    ) -> str | None:
+    def _read_again(self, polled: dict[TopicPartition, list[Any]]) -> str | None:
         """What shows, before ``polled`` is handled, that the broker lost records this
-        worker already read and committed, if anything.
+        worker already read and committed, as far as the batch itself shows it (the
+        group's offsets are checked by :meth:`_commit_lost`), if anything.
 
         When the broker comes back without its data (the embedded broker restarted), the
         fetcher may return records before the group coordinator finds this member
@@ -313,19 +365,26 @@ class ScoringConsumer(Service):
         the position this worker committed, and the group must still hold that commit
         (one offset fetch per batch, concurrent over its partitions).
         """
-        known = [tp for tp in polled if tp in self.positions]
-        for tp in known:
-            if polled[tp][0].offset < self.positions[tp]:
+        for tp, messages in polled.items():
+            position = self.positions.get(tp)
+            if position is not None and messages[0].offset < position:
                 return (
                     f"{tp.topic}:{tp.partition} is read again from offset "
-                    f"{polled[tp][0].offset}, but this worker committed {self.positions[tp]}"
+                    f"{messages[0].offset}, but this worker committed {position}"
                 )
-        committed = await asyncio.gather(*(consumer.committed(tp) for tp in known))
-        for tp, offset in zip(known, committed, strict=True):
-            if (offset or 0) < self.positions[tp]:
+        return None
+
+    def _commit_lost(
+        self, known: dict[TopicPartition, int], committed: list[int | None]
+    ) -> str | None:
+        """What shows that the group no longer holds this worker's commits (``known``:
+        the positions this worker had committed when it asked for the group's offsets,
+        ``committed``, before the batch was scored), if anything: see :meth:`_read_again`."""
+        for (tp, position), offset in zip(known.items(), committed, strict=True):
+            if (offset or 0) < position:
                 return (
                     f"the committed offset of {tp.topic}:{tp.partition} is {offset or 0}, "
-                    f"but this worker committed {self.positions[tp]}"
+                    f"but this worker committed {position}"
                 )
         return None
 
@@ -400,8 +459,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         # let the batch in flight finish and commit before its partitions move
-        async with self.service.in_flight:
-            pass
+        await self.service.settle()
         self.service.stage.watermarks.forget(tp.partition for tp in revoked)
         for tp in revoked:
             self.service.cuts.pop(tp.partition, None)
