@@ -32,6 +32,7 @@ from pipeline.followups.tasks import TaskBuilder
 from pipeline.redact import Redactor
 from pipeline.segments import SegmentKeyCache
 from pipeline.settings import Settings
+from pipeline.sparseadd import Adder, adder_for
 from pipeline.text.insights import NO_INSIGHT, THEME_DIMENSION, TextAnalytics, theme_keys
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
 from pipeline.windows import Counts
@@ -272,6 +273,7 @@ class ScoringStage:
             if parsed.account_value is None
             else Counts.of_event(survey, parsed.score, parsed.account_value)
         )
+        add = _EVENT_ADDERS[(survey, parsed.score, parsed.account_value is not None)]
         if old is not None:  # an update: take the earlier version out, where it was counted
             old_bucket, old_survey, old_score, old_value, *old_segments, old_themes = old
             removed = Counts()
@@ -282,12 +284,13 @@ class ScoringStage:
         for key in keys:
             if comment is not None:
                 self._add_comment(batch, key, comment)
-            per_bucket = batch.deltas.setdefault(key, {})  # _add_delta, inline: the hot path
-            known = per_bucket.get(bucket)
-            if known is None:
+            per_bucket = batch.deltas.get(key)  # _add_delta, inline: the hot path
+            if per_bucket is None:
+                batch.deltas[key] = {bucket: counts.copy()}
+            elif (known := per_bucket.get(bucket)) is None:
                 per_bucket[bucket] = counts.copy()
             else:
-                known.add(counts)
+                add(known, counts)  # known.add(counts), only the fields an answer has
             if previous is not None:
                 _accumulate(batch.revised, key, counts)
 
@@ -368,6 +371,12 @@ _CATEGORIES: dict[tuple[str, int], Category] = {
 #: (survey type value, score) -> the counts of one answer without an account value
 _EVENT_COUNTS: dict[tuple[str, int], Counts] = {
     (kind.value, score): Counts.of_event(kind, score) for kind, score in _CATEGORIES
+}
+#: (survey type value, score, has an account value) -> what adds such an answer's counts
+_EVENT_ADDERS: dict[tuple[str, int, bool], Adder] = {
+    (kind.value, score, account): adder_for(Counts.of_event(kind, score, 1.0 if account else None))
+    for kind, score in _CATEGORIES
+    for account in (False, True)
 }
 _CATEGORY_JSON: dict[Category, bytes] = {category: category.value.encode() for category in Category}
 
