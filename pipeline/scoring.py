@@ -123,7 +123,7 @@ class ScoringStage:
         now = datetime.now(UTC)
         batch = _Batch(now=now, wall=now.timestamp(), now_json=_DATETIME.dump_json(now))
         evicted_before = self.dedupe.evicted_early
-        consumed: Counter[str] = Counter(record.topic for record in records)
+        consumed: Counter[str] = Counter(map(_TOPIC, records))
         for topic, count in consumed.items():
             metrics.EVENTS_CONSUMED.labels(topic).inc(count)
         if self.text is not None:  # the batch's comments back to back (see text.insights)
@@ -355,6 +355,7 @@ def _to_json(event: FeedbackEvent) -> bytes:
         return event.__pydantic_serializer__.to_json(event)
 
 
+_TOPIC = attrgetter("topic")
 #: an event's values of SEGMENT_FIELDS, as a tuple (None for a missing field)
 _SEGMENT_VALUES = attrgetter(*SEGMENT_FIELDS)
 
@@ -407,23 +408,30 @@ def scored_json(
     topic = batch.topics_json.get(record.topic)
     if topic is None:
         topic = batch.topics_json[record.topic] = orjson.dumps(record.topic)
-    return b"".join(
-        (
-            b'{"schema_version":%d,"event_id":' % SCORED_SCHEMA_VERSION,
-            orjson.dumps(event_id),
-            b',"revision":%d,"category":"' % revision,
-            _CATEGORY_JSON[category],
-            b'","processed_at":',
-            batch.now_json,
-            b',"source":{"topic":',
-            topic,
-            b',"partition":%d,"offset":%d},"feedback":' % (record.partition, record.offset),
-            feedback_json,
-            b',"text":',
-            text_json,
-            b"}",
-        )
+    return _SCORED_JSON % (
+        orjson.dumps(event_id),
+        revision,
+        _CATEGORY_JSON[category],
+        batch.now_json,
+        topic,
+        record.partition,
+        record.offset,
+        feedback_json,
+        text_json,
     )
+
+
+#: the scored event's JSON, to fill in (one formatting: ~0.1 µs less than joining parts)
+_SCORED_JSON = (
+    b'{"schema_version":%d,"event_id":%%b,"revision":%%d,"category":"%%b",'
+    b'"processed_at":%%b,"source":{"topic":%%b,"partition":%%d,"offset":%%d},'
+    b'"feedback":%%b,"text":%%b}' % SCORED_SCHEMA_VERSION
+)
+
+
+#: the values of a Counts as a tuple: orjson writes the same array as of ``to_list()``
+#: without the list (~0.25 µs per segment and batch)
+_COUNTS_FIELDS = attrgetter(*Counts.FIELDS)
 
 
 def encode_deltas(
@@ -436,7 +444,7 @@ def encode_deltas(
     segment, already redacted: ``[[event time, event id, score, comment], ...]``.
     """
     document: dict[str, object] = {
-        "b": [[start, c.to_list()] for start, c in buckets.items()],
+        "b": [[start, _COUNTS_FIELDS(c)] for start, c in buckets.items()],
         "t": max_ts,
     }
     if comments:
