@@ -281,17 +281,20 @@ class ScoringStage:
             for key in self._keys(tuple(old_segments), old_themes):
                 self._add_delta(batch, key, old_bucket, removed)
                 _accumulate(batch.revised, key, removed)
-        for key in keys:
-            if comment is not None:
-                self._add_comment(batch, key, comment)
-            per_bucket = batch.deltas.get(key)  # _add_delta, inline: the hot path
+        deltas = batch.deltas
+        for key in keys:  # _add_delta, inline: the hot path
+            per_bucket = deltas.get(key)
             if per_bucket is None:
-                batch.deltas[key] = {bucket: counts.copy()}
+                deltas[key] = {bucket: counts.copy()}
             elif (known := per_bucket.get(bucket)) is None:
                 per_bucket[bucket] = counts.copy()
             else:
                 add(known, counts)  # known.add(counts), only the fields an answer has
-            if previous is not None:
+        if comment is not None:
+            for key in keys:
+                self._add_comment(batch, key, comment)
+        if previous is not None:
+            for key in keys:
                 _accumulate(batch.revised, key, counts)
 
     def _keys(self, values: tuple[str | None, ...], themes: str | None) -> list[str]:
