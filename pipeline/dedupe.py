@@ -143,10 +143,8 @@ def unpack_entry(stored: Stored) -> Entry:
     return (digest, seen_at, *orjson.loads(memoryview(stored)[_HEAD.size :]))
 
 
-def _seen_at(stored: Stored) -> float:
-    if type(stored) is bytes:
-        return _SEEN.unpack_from(stored, 8)[0]  # type: ignore[no-any-return]
-    return stored[SEEN_AT]  # type: ignore[no-any-return]
+
+_NEW = (Seen.NEW, None)
 
 
 class DuplicateFilter:
@@ -171,10 +169,18 @@ class DuplicateFilter:
         Nothing is stored: the caller :meth:`remember` s the new version once it knows
         what the version contributed to the windows.
         """
-        self._expire(now)
-        stored = self._seen.get(event_id)
+        seen = self._seen
+        cutoff = now - self.horizon
+        while seen:  # forget what the horizon passed, oldest first (inline: per event)
+            oldest = next(iter(seen.values()))
+            if (
+                _SEEN.unpack_from(oldest, 8)[0] if type(oldest) is bytes else oldest[SEEN_AT]
+            ) >= cutoff:
+                break
+            seen.popitem(last=False)
+        stored = seen.get(event_id)
         if stored is None:
-            return Seen.NEW, None
+            return _NEW
         known = unpack_entry(stored)
         return (Seen.DUPLICATE if known[DIGEST] == digest else Seen.UPDATE), known
 
@@ -215,11 +221,3 @@ class DuplicateFilter:
         """The remembered entry of ``event_id`` (without expiring anything)."""
         stored = self._seen.get(event_id)
         return None if stored is None else unpack_entry(stored)
-
-    def _expire(self, now: float) -> None:
-        cutoff = now - self.horizon
-        seen = self._seen
-        while seen:
-            if _seen_at(next(iter(seen.values()))) >= cutoff:
-                return
-            seen.popitem(last=False)

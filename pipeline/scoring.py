@@ -265,7 +265,8 @@ class ScoringStage:
             self._reject(out, record, replace(excluded, event_id=parsed.event_id), now)
             self.dedupe.remember(event_id, make_entry(digest, batch.wall, revision, old))
             return
-        self.dedupe.remember(event_id, make_entry(digest, batch.wall, revision, contribution))
+        # make_entry(digest, batch.wall, revision, contribution), inline: the hot path
+        self.dedupe.remember(event_id, (digest, batch.wall, revision, *contribution))
         batch.max_ts = max(batch.max_ts, ts)
         bucket = contribution[0]
         counts = (  # never changed: only added and copied
@@ -446,10 +447,12 @@ def encode_deltas(
     (only when there are some) lists the batch's last detractor comments of the
     segment, already redacted: ``[[event time, event id, score, comment], ...]``.
     """
-    document: dict[str, object] = {
-        "b": [[start, _COUNTS_FIELDS(c)] for start, c in buckets.items()],
-        "t": max_ts,
-    }
+    if len(buckets) == 1:  # most segments of a batch: no list comprehension (~0.1 µs)
+        [(start, counts)] = buckets.items()
+        rows = [[start, _COUNTS_FIELDS(counts)]]
+    else:
+        rows = [[start, _COUNTS_FIELDS(c)] for start, c in buckets.items()]
+    document: dict[str, object] = {"b": rows, "t": max_ts}
     if comments:
         document["c"] = comments
     return orjson.dumps(document)

@@ -6,8 +6,9 @@
 * the scoring stage's canonical JSON of an event (:func:`pipeline.scoring._to_json`,
   orjson) against pydantic's ``model_dump_json``, byte for byte: it is the dedupe
   digest, which must not change with the code that computes it;
-* the dedupe's :func:`~pipeline.dedupe.content_digest` and
-  :func:`~pipeline.dedupe.pack_entry` against copies of the code they replaced;
+* the dedupe's :func:`~pipeline.dedupe.content_digest`,
+  :func:`~pipeline.dedupe.pack_entry` and ``DuplicateFilter.lookup`` (expiry inline)
+  against copies of the code they replaced;
 * :mod:`pipeline.sparseadd` (the scoring stage's adds of an answer's counts) against
   ``Counts.add``, bit for bit.
 """
@@ -26,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from pipeline.dedupe import content_digest, pack_entry, unpack_entry
+from pipeline.dedupe import DuplicateFilter, Seen, content_digest, pack_entry, unpack_entry
 from pipeline.metrics import observe_all
 from pipeline.murmur2 import murmur2, partition_of
 from pipeline.scoring import _EVENT_ADDERS, _to_json
@@ -292,3 +293,44 @@ def test_adder_for_adds_the_nonzero_fields(values, data):
     assert total.to_list() == expected.to_list()
     with pytest.raises(ValueError, match="not fields of Counts"):
         adder(["responses", "nope"])
+
+
+class _ReferenceFilter(DuplicateFilter):
+    """The dedupe's lookup as it was: expiry in a method of its own, per call."""
+
+    def lookup(self, event_id, digest, now):
+        cutoff = now - self.horizon
+        seen = self._seen
+        while seen:
+            stored = next(iter(seen.values()))
+            seen_at = unpack_entry(stored)[1]
+            if seen_at >= cutoff:
+                break
+            seen.popitem(last=False)
+        stored = seen.get(event_id)
+        if stored is None:
+            return Seen.NEW, None
+        known = unpack_entry(stored)
+        return (Seen.DUPLICATE if known[0] == digest else Seen.UPDATE), known
+
+
+_STEP = st.tuples(
+    st.sampled_from(["lookup", "remember"]),
+    st.sampled_from(["a", "b", "c", "d", "e"]),
+    st.integers(0, 3),  # digest
+    st.floats(0, 50),  # time: not monotonic (restored journals, clock steps)
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_STEP, max_size=40), st.sampled_from([1, 3, 100]), st.sampled_from([0, 5, 30]))
+def test_dedupe_lookup_equals_the_one_it_replaced(steps, max_ids, horizon):
+    new, old = DuplicateFilter(horizon, max_ids), _ReferenceFilter(horizon, max_ids)
+    for action, event_id, digest, at in steps:
+        if action == "lookup":
+            assert new.lookup(event_id, digest, at) == old.lookup(event_id, digest, at)
+        else:
+            entry = (digest, float(at), 0, 60, "nps", 9, None)
+            new.remember(event_id, entry)
+            old.remember(event_id, entry)
+        assert list(new._seen.items()) == list(old._seen.items())
