@@ -359,6 +359,7 @@ def _to_json(event: FeedbackEvent) -> bytes:
         return event.__pydantic_serializer__.to_json(event)
 
 
+#: a raw record's topic
 _TOPIC = attrgetter("topic")
 #: an event's values of SEGMENT_FIELDS, as a tuple (None for a missing field)
 _SEGMENT_VALUES = attrgetter(*SEGMENT_FIELDS)

@@ -38,6 +38,7 @@ from pipeline.text.themes import DEFAULT_TAXONOMY
 from pipeline.validate import RawRecord
 from schemas.feedback import FeedbackEvent
 
+#: builds a NamedTuple without its __new__ (a Python function): tuple.__new__(cls, values)
 _new_tuple = tuple.__new__
 
 #: The derived segment dimension of comment themes: ``theme=billing``.
