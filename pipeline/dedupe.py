@@ -45,8 +45,20 @@ class Seen(Enum):
 
 
 def content_digest(content: bytes) -> int:
-    """A 64-bit digest of an event's canonical JSON, the same in every process."""
-    return int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "big")
+    """A 64-bit digest of an event's canonical JSON, the same in every process.
+
+    BLAKE2b with an 8-byte digest, read big-endian. A copy of a fresh hasher and a
+    ``struct`` read give the same value as ``int.from_bytes(blake2b(content,
+    digest_size=8).digest(), "big")`` in ~0.6 instead of ~0.8 µs (keyword arguments take
+    Python 3.11's slow call path).
+    """
+    hasher = _BLAKE2B_8.copy()
+    hasher.update(content)
+    return _DIGEST_BYTES.unpack(hasher.digest())[0]  # type: ignore[no-any-return]
+
+
+_BLAKE2B_8 = hashlib.blake2b(digest_size=8)
+_DIGEST_BYTES = struct.Struct(">Q")
 
 
 #: What one answer adds to the windows: ``(bucket start, survey type, score, account
@@ -94,7 +106,6 @@ def entry_from_json(value: Sequence[Any]) -> Entry:
 #: A remembered entry in memory: digest and ``seen_at`` packed, then the rest as JSON.
 _HEAD = struct.Struct("<Qd")
 _SEEN = struct.Struct("<d")
-_DIGEST_LIMIT = 1 << 64
 
 #: How an entry is held in memory: packed bytes (:func:`pack_entry`), or the tuple itself
 #: when it does not pack.
@@ -111,17 +122,17 @@ def pack_entry(entry: Entry) -> Stored:
     64-bit unsigned int, a ``seen_at`` that is not a float, a value JSON cannot hold
     exactly) is kept as the tuple.
     """
-    digest, seen_at = entry[0], entry[1]
-    if type(digest) is not int or not 0 <= digest < _DIGEST_LIMIT or type(seen_at) is not float:
+    digest, seen_at, *rest = entry
+    if type(digest) is not int or type(seen_at) is not float:
         return entry
-    rest = entry[2:]
     try:
+        head = _HEAD.pack(digest, seen_at)  # struct.error: not a 64-bit unsigned digest
         tail = orjson.dumps(rest)
-    except TypeError:
+    except (struct.error, TypeError):
         return entry
-    if b"null" in tail and tail.count(b"null") != rest.count(None):
+    if tail.count(b"null") != rest.count(None):
         return entry  # a NaN or an infinity (orjson writes null), or "null" in a string
-    return _HEAD.pack(digest, seen_at) + tail  # a copy at its size (see pipeline.owned)
+    return head + tail  # a copy at its size (see pipeline.owned)
 
 
 def unpack_entry(stored: Stored) -> Entry:
@@ -132,10 +143,8 @@ def unpack_entry(stored: Stored) -> Entry:
     return (digest, seen_at, *orjson.loads(memoryview(stored)[_HEAD.size :]))
 
 
-def _seen_at(stored: Stored) -> float:
-    if type(stored) is bytes:
-        return _SEEN.unpack_from(stored, 8)[0]  # type: ignore[no-any-return]
-    return stored[SEEN_AT]  # type: ignore[no-any-return]
+
+_NEW = (Seen.NEW, None)
 
 
 class DuplicateFilter:
@@ -160,17 +169,25 @@ class DuplicateFilter:
         Nothing is stored: the caller :meth:`remember` s the new version once it knows
         what the version contributed to the windows.
         """
-        self._expire(now)
-        stored = self._seen.get(event_id)
+        seen = self._seen
+        cutoff = now - self.horizon
+        while seen:  # forget what the horizon passed, oldest first (inline: per event)
+            oldest = next(iter(seen.values()))
+            if (
+                _SEEN.unpack_from(oldest, 8)[0] if type(oldest) is bytes else oldest[SEEN_AT]
+            ) >= cutoff:
+                break
+            seen.popitem(last=False)
+        stored = seen.get(event_id)
         if stored is None:
-            return Seen.NEW, None
+            return _NEW
         known = unpack_entry(stored)
         return (Seen.DUPLICATE if known[DIGEST] == digest else Seen.UPDATE), known
 
     def remember(self, event_id: str, entry: Entry) -> None:
         """Store (or replace) the last version of ``event_id``; it becomes the most
         recently seen. Does nothing when the filter is disabled."""
-        if not self.enabled:
+        if self.max_ids <= 0 or self.horizon <= 0:  # not self.enabled (a property call)
             return
         self._journal.append((event_id, entry))
         seen = self._seen
@@ -204,11 +221,3 @@ class DuplicateFilter:
         """The remembered entry of ``event_id`` (without expiring anything)."""
         stored = self._seen.get(event_id)
         return None if stored is None else unpack_entry(stored)
-
-    def _expire(self, now: float) -> None:
-        cutoff = now - self.horizon
-        seen = self._seen
-        while seen:
-            if _seen_at(next(iter(seen.values()))) >= cutoff:
-                return
-            seen.popitem(last=False)

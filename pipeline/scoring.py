@@ -32,6 +32,7 @@ from pipeline.followups.tasks import TaskBuilder
 from pipeline.redact import Redactor
 from pipeline.segments import SegmentKeyCache
 from pipeline.settings import Settings
+from pipeline.sparseadd import Adder, adder_for
 from pipeline.text.insights import NO_INSIGHT, THEME_DIMENSION, TextAnalytics, theme_keys
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
 from pipeline.windows import Counts
@@ -122,7 +123,7 @@ class ScoringStage:
         now = datetime.now(UTC)
         batch = _Batch(now=now, wall=now.timestamp(), now_json=_DATETIME.dump_json(now))
         evicted_before = self.dedupe.evicted_early
-        consumed: Counter[str] = Counter(record.topic for record in records)
+        consumed: Counter[str] = Counter(map(_TOPIC, records))
         for topic, count in consumed.items():
             metrics.EVENTS_CONSUMED.labels(topic).inc(count)
         if self.text is not None:  # the batch's comments back to back (see text.insights)
@@ -264,7 +265,8 @@ class ScoringStage:
             self._reject(out, record, replace(excluded, event_id=parsed.event_id), now)
             self.dedupe.remember(event_id, make_entry(digest, batch.wall, revision, old))
             return
-        self.dedupe.remember(event_id, make_entry(digest, batch.wall, revision, contribution))
+        # make_entry(digest, batch.wall, revision, contribution), inline: the hot path
+        self.dedupe.remember(event_id, (digest, batch.wall, revision, *contribution))
         batch.max_ts = max(batch.max_ts, ts)
         bucket = contribution[0]
         counts = (  # never changed: only added and copied
@@ -272,6 +274,7 @@ class ScoringStage:
             if parsed.account_value is None
             else Counts.of_event(survey, parsed.score, parsed.account_value)
         )
+        add = _EVENT_ADDERS[(survey, parsed.score, parsed.account_value is not None)]
         if old is not None:  # an update: take the earlier version out, where it was counted
             old_bucket, old_survey, old_score, old_value, *old_segments, old_themes = old
             removed = Counts()
@@ -279,16 +282,20 @@ class ScoringStage:
             for key in self._keys(tuple(old_segments), old_themes):
                 self._add_delta(batch, key, old_bucket, removed)
                 _accumulate(batch.revised, key, removed)
-        for key in keys:
-            if comment is not None:
-                self._add_comment(batch, key, comment)
-            per_bucket = batch.deltas.setdefault(key, {})  # _add_delta, inline: the hot path
-            known = per_bucket.get(bucket)
-            if known is None:
+        deltas = batch.deltas
+        for key in keys:  # _add_delta, inline: the hot path
+            per_bucket = deltas.get(key)
+            if per_bucket is None:
+                deltas[key] = {bucket: counts.copy()}
+            elif (known := per_bucket.get(bucket)) is None:
                 per_bucket[bucket] = counts.copy()
             else:
-                known.add(counts)
-            if previous is not None:
+                add(known, counts)  # known.add(counts), only the fields an answer has
+        if comment is not None:
+            for key in keys:
+                self._add_comment(batch, key, comment)
+        if previous is not None:
+            for key in keys:
                 _accumulate(batch.revised, key, counts)
 
     def _keys(self, values: tuple[str | None, ...], themes: str | None) -> list[str]:
@@ -352,6 +359,8 @@ def _to_json(event: FeedbackEvent) -> bytes:
         return event.__pydantic_serializer__.to_json(event)
 
 
+#: a raw record's topic
+_TOPIC = attrgetter("topic")
 #: an event's values of SEGMENT_FIELDS, as a tuple (None for a missing field)
 _SEGMENT_VALUES = attrgetter(*SEGMENT_FIELDS)
 
@@ -368,6 +377,12 @@ _CATEGORIES: dict[tuple[str, int], Category] = {
 #: (survey type value, score) -> the counts of one answer without an account value
 _EVENT_COUNTS: dict[tuple[str, int], Counts] = {
     (kind.value, score): Counts.of_event(kind, score) for kind, score in _CATEGORIES
+}
+#: (survey type value, score, has an account value) -> what adds such an answer's counts
+_EVENT_ADDERS: dict[tuple[str, int, bool], Adder] = {
+    (kind.value, score, account): adder_for(Counts.of_event(kind, score, 1.0 if account else None))
+    for kind, score in _CATEGORIES
+    for account in (False, True)
 }
 _CATEGORY_JSON: dict[Category, bytes] = {category: category.value.encode() for category in Category}
 
@@ -398,23 +413,30 @@ def scored_json(
     topic = batch.topics_json.get(record.topic)
     if topic is None:
         topic = batch.topics_json[record.topic] = orjson.dumps(record.topic)
-    return b"".join(
-        (
-            b'{"schema_version":%d,"event_id":' % SCORED_SCHEMA_VERSION,
-            orjson.dumps(event_id),
-            b',"revision":%d,"category":"' % revision,
-            _CATEGORY_JSON[category],
-            b'","processed_at":',
-            batch.now_json,
-            b',"source":{"topic":',
-            topic,
-            b',"partition":%d,"offset":%d},"feedback":' % (record.partition, record.offset),
-            feedback_json,
-            b',"text":',
-            text_json,
-            b"}",
-        )
+    return _SCORED_JSON % (
+        orjson.dumps(event_id),
+        revision,
+        _CATEGORY_JSON[category],
+        batch.now_json,
+        topic,
+        record.partition,
+        record.offset,
+        feedback_json,
+        text_json,
     )
+
+
+#: the scored event's JSON, to fill in (one formatting: ~0.1 µs less than joining parts)
+_SCORED_JSON = (
+    b'{"schema_version":%d,"event_id":%%b,"revision":%%d,"category":"%%b",'
+    b'"processed_at":%%b,"source":{"topic":%%b,"partition":%%d,"offset":%%d},'
+    b'"feedback":%%b,"text":%%b}' % SCORED_SCHEMA_VERSION
+)
+
+
+#: the values of a Counts as a tuple: orjson writes the same array as of ``to_list()``
+#: without the list (~0.25 µs per segment and batch)
+_COUNTS_FIELDS = attrgetter(*Counts.FIELDS)
 
 
 def encode_deltas(
@@ -426,10 +448,12 @@ def encode_deltas(
     (only when there are some) lists the batch's last detractor comments of the
     segment, already redacted: ``[[event time, event id, score, comment], ...]``.
     """
-    document: dict[str, object] = {
-        "b": [[start, c.to_list()] for start, c in buckets.items()],
-        "t": max_ts,
-    }
+    if len(buckets) == 1:  # most segments of a batch: no list comprehension (~0.1 µs)
+        [(start, counts)] = buckets.items()
+        rows = [[start, _COUNTS_FIELDS(counts)]]
+    else:
+        rows = [[start, _COUNTS_FIELDS(c)] for start, c in buckets.items()]
+    document: dict[str, object] = {"b": rows, "t": max_ts}
     if comments:
         document["c"] = comments
     return orjson.dumps(document)

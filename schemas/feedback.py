@@ -70,7 +70,8 @@ class FeedbackEvent(BaseModel):
 
     @model_validator(mode="after")
     def _score_on_scale(self) -> FeedbackEvent:
-        low, high = SCALES[self.survey_type.value]
+        # a StrEnum member is its value as a dict key (``.value`` is a Python property)
+        low, high = SCALES[self.survey_type]
         if not low <= self.score <= high:
             raise PydanticCustomError(
                 "score_out_of_range",

@@ -5,12 +5,19 @@
 * :func:`pipeline.metrics.observe_all` against ``Histogram.observe`` one by one;
 * the scoring stage's canonical JSON of an event (:func:`pipeline.scoring._to_json`,
   orjson) against pydantic's ``model_dump_json``, byte for byte: it is the dedupe
-  digest, which must not change with the code that computes it.
+  digest, which must not change with the code that computes it;
+* the dedupe's :func:`~pipeline.dedupe.content_digest`,
+  :func:`~pipeline.dedupe.pack_entry` and ``DuplicateFilter.lookup`` (expiry inline)
+  against copies of the code they replaced;
+* :mod:`pipeline.sparseadd` (the scoring stage's adds of an answer's counts) against
+  ``Counts.add``, bit for bit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -20,11 +27,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from pipeline.dedupe import DuplicateFilter, Seen, content_digest, pack_entry, unpack_entry
 from pipeline.metrics import observe_all
 from pipeline.murmur2 import murmur2, partition_of
-from pipeline.scoring import _to_json
+from pipeline.scoring import _EVENT_ADDERS, _to_json
 from pipeline.segments import SegmentKeyCache, segment_keys
-from schemas.feedback import SEGMENT_FIELDS, FeedbackEvent, example_event
+from pipeline.sparseadd import adder, adder_for
+from pipeline.windows import Counts
+from schemas.feedback import SCALES, SEGMENT_FIELDS, FeedbackEvent, example_event
 
 # values with the characters that matter: blanks, escapes, padding
 _VALUES = st.one_of(
@@ -183,3 +193,144 @@ def test_canonical_json_of_what_orjson_cannot_encode():
         orjson.dumps(example_event(attributes={"n": 1}))
     ).model_copy(update={"attributes": {"n": 2**80}})
     assert _to_json(big) == big.model_dump_json().encode()
+
+
+# --- the dedupe's digest and packing, against the code they replaced ----------------
+
+
+def _content_digest_before(content: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "big")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_content_digest_equals_the_one_it_replaced(content):
+    assert content_digest(content) == _content_digest_before(content)
+
+
+def _pack_entry_before(entry):
+    digest, seen_at = entry[0], entry[1]
+    if type(digest) is not int or not 0 <= digest < 1 << 64 or type(seen_at) is not float:
+        return entry
+    rest = entry[2:]
+    try:
+        tail = orjson.dumps(rest)
+    except TypeError:
+        return entry
+    if b"null" in tail and tail.count(b"null") != rest.count(None):
+        return entry
+    return struct.Struct("<Qd").pack(digest, seen_at) + tail
+
+
+_ENTRY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(),  # NaN and infinities too: orjson writes null
+    st.sampled_from(["nps", "null", "a null b", "", "agent-7"]),
+    st.text(max_size=6),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    digest=st.integers(-5, 2**64 + 5) | st.integers(2**64 - 3, 2**64 + 3) | st.booleans(),
+    seen_at=st.floats() | st.integers(0, 10),
+    rest=st.lists(_ENTRY_VALUE, min_size=1, max_size=12),
+)
+def test_pack_entry_equals_the_one_it_replaced(digest, seen_at, rest):
+    entry = (digest, seen_at, *rest)
+    before, now = _pack_entry_before(entry), pack_entry(entry)
+    assert type(now) is type(before)
+    if isinstance(before, bytes):
+        assert now == before
+        assert repr(unpack_entry(now)) == repr(entry)
+    else:
+        assert now is entry
+
+
+# --- sparse adds of an answer's counts, against Counts.add ------------------------------
+
+_ANSWER = st.tuples(
+    st.sampled_from(["nps", "csat", "ces"]),
+    st.integers(0, 10),
+    st.none() | st.sampled_from([0.0, -0.0, 0.1, 0.2, 0.3, 1e-17, 1e300, 7.0]) | st.floats(0, 1e6),
+    st.booleans(),  # True: an update's removal of that answer (Counts.add, as the stage does)
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_ANSWER, min_size=1, max_size=40))
+def test_sparse_adds_equal_counts_add(answers):
+    plain: Counts | None = None
+    sparse: Counts | None = None
+    for survey, score, value, removal in answers:
+        score = min(max(score, SCALES[survey][0]), SCALES[survey][1])
+        counts = Counts.of_event(survey, score, value)
+        if removal:
+            counts, added = Counts(), counts
+            counts.subtract(added)
+        if plain is None or sparse is None:
+            plain, sparse = counts.copy(), counts.copy()
+            continue
+        plain.add(counts)
+        if removal:
+            sparse.add(counts)
+        else:  # as the stage looks it up: by survey, score and whether there is a value
+            _EVENT_ADDERS[(survey, score, value is not None)](sparse, counts)
+    assert plain is not None and sparse is not None
+    assert repr(sparse.to_list()) == repr(plain.to_list())  # bit for bit, -0.0 included
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-3, 3) | st.floats(-5, 5), min_size=14, max_size=14), st.data())
+def test_adder_for_adds_the_nonzero_fields(values, data):
+    counts = Counts(*values)
+    total = Counts(*data.draw(st.lists(st.integers(-9, 9), min_size=14, max_size=14)))
+    expected = total.copy()
+    expected.add(counts)
+    adder_for(counts)(total, counts)
+    assert total.to_list() == expected.to_list()
+    with pytest.raises(ValueError, match="not fields of Counts"):
+        adder(["responses", "nope"])
+
+
+class _ReferenceFilter(DuplicateFilter):
+    """The dedupe's lookup as it was: expiry in a method of its own, per call."""
+
+    def lookup(self, event_id, digest, now):
+        cutoff = now - self.horizon
+        seen = self._seen
+        while seen:
+            stored = next(iter(seen.values()))
+            seen_at = unpack_entry(stored)[1]
+            if seen_at >= cutoff:
+                break
+            seen.popitem(last=False)
+        stored = seen.get(event_id)
+        if stored is None:
+            return Seen.NEW, None
+        known = unpack_entry(stored)
+        return (Seen.DUPLICATE if known[0] == digest else Seen.UPDATE), known
+
+
+_STEP = st.tuples(
+    st.sampled_from(["lookup", "remember"]),
+    st.sampled_from(["a", "b", "c", "d", "e"]),
+    st.integers(0, 3),  # digest
+    st.integers(0, 50).map(float),  # times: not monotonic (restored journals), ties
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_STEP, max_size=40), st.sampled_from([1, 3, 100]), st.sampled_from([0, 5, 30]))
+def test_dedupe_lookup_equals_the_one_it_replaced(steps, max_ids, horizon):
+    new, old = DuplicateFilter(horizon, max_ids), _ReferenceFilter(horizon, max_ids)
+    for action, event_id, digest, at in steps:
+        if action == "lookup":
+            assert new.lookup(event_id, digest, at) == old.lookup(event_id, digest, at)
+        else:
+            entry = (digest, float(at), 0, 60, "nps", 9, None)
+            new.remember(event_id, entry)
+            old.remember(event_id, entry)
+        assert list(new._seen.items()) == list(old._seen.items())

@@ -38,6 +38,9 @@ from pipeline.text.themes import DEFAULT_TAXONOMY
 from pipeline.validate import RawRecord
 from schemas.feedback import FeedbackEvent
 
+#: builds a NamedTuple without its __new__ (a Python function): tuple.__new__(cls, values)
+_new_tuple = tuple.__new__
+
 #: The derived segment dimension of comment themes: ``theme=billing``.
 THEME_DIMENSION = "theme"
 
@@ -171,7 +174,9 @@ class TextAnalytics:
         prepared = self._prepared
         for slot, comment, category, json, themes in results:
             if comment is not None and category is not None and json is not None:
-                prepared[sent[slot]] = (comment, category, Insight(json, themes or []))
+                # tuple.__new__: a NamedTuple's own __new__ is a Python function
+                insight = _new_tuple(Insight, (json, themes or []))
+                prepared[sent[slot]] = (comment, category, insight)
 
     def analyze(
         self, feedback: FeedbackEvent, category: str, record: RawRecord | None = None
