@@ -143,7 +143,6 @@ def unpack_entry(stored: Stored) -> Entry:
     return (digest, seen_at, *orjson.loads(memoryview(stored)[_HEAD.size :]))
 
 
-
 _NEW = (Seen.NEW, None)
 
 

@@ -1,21 +1,21 @@
 """Stage 1 on a batched Kafka path: read raw feedback by the thousand, score, publish.
 
 Why not a Faust agent: Faust's per-message plumbing (dispatch, waits, task creation,
-acks) costs ~90 µs of CPU per record before an agent sees it, which caps an agent
-near 11,000 records/s (``../shared/notes/design.md``). This service is one aiokafka
-consumer (Faust's own Kafka client) in its own consumer group, run inside the Faust
-app and started and stopped with it. Per poll it takes up to ``batch_size`` records,
-hands them to :class:`pipeline.scoring.ScoringStage`, publishes everything the batch
-produced with :class:`pipeline.batchio.BatchProducer` (waiting for the broker's
-acknowledgements), and only then commits the batch's offsets: at-least-once. The
-commit is sent, not waited for: the next batch is read and scored meanwhile, and the
-commit is waited for before the next one is sent, before a rebalance moves the
-partitions and at stop; a crash replays the batches not committed (at most two). Before publishing, it writes the batch's
-progress records (:mod:`pipeline.progress`: offsets, watermark, new dedupe ids) and
-waits for them; a worker taking over a raw partition reads them back, so that replayed
-batches end where the first run's did, late events are judged alike and duplicates
-are still recognised. The windows stage skips the deltas it already applied by those
-batch ends (:mod:`pipeline.aggregate`), which makes the window counts exact.
+acks) costs ~90 µs of CPU per record before an agent sees it, which caps an agent near
+11,000 records/s (``../shared/notes/design.md``). This service is one aiokafka consumer
+(Faust's own Kafka client) in its own consumer group, run inside the Faust app and
+started and stopped with it. Per poll it takes up to ``batch_size`` records, hands them
+to :class:`pipeline.scoring.ScoringStage`, publishes everything the batch produced with
+:class:`pipeline.batchio.BatchProducer` (waiting for the broker's acknowledgements), and
+only then commits the batch's offsets: at-least-once. The commit is sent, not waited
+for: the next batch is read and scored meanwhile, and the commit is waited for before
+the next one is sent, before a rebalance moves the partitions and at stop; a crash
+replays the batches not committed (at most two). Before publishing, it writes the
+batch's progress records (:mod:`pipeline.progress`: offsets, watermark, new dedupe ids)
+and waits for them; a worker taking over a raw partition reads them back, so that
+replayed batches end where the first run's did, late events are judged alike and
+duplicates are still recognised. The windows stage skips the deltas it already applied
+by those batch ends (:mod:`pipeline.aggregate`), which makes the window counts exact.
 
 The deltas for the windows stage are packed: one record per deltas-topic partition
 and batch (:func:`pack_deltas`), every segment in the partition Kafka's default
