@@ -81,4 +81,7 @@ def phrase_matches(phrase: tuple[Forms, ...], text_forms: list[Forms], start: in
     """Whether ``phrase`` (forms per word) occurs in ``text_forms`` at ``start``."""
     if start + len(phrase) > len(text_forms):
         return False
-    return all(not want.isdisjoint(text_forms[start + k]) for k, want in enumerate(phrase))
+    for k, want in enumerate(phrase, start):  # noqa: SIM110 - cheaper than all() over a genexpr
+        if want.isdisjoint(text_forms[k]):
+            return False
+    return True

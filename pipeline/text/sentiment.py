@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
 
-from pipeline.text.normalize import Forms, forms, phrase_matches
+from pipeline.text.normalize import Forms, forms, phrase_matches, words
 from pipeline.text.vader_fast import FastVader
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -227,6 +229,28 @@ class ItalianLexiconScorer:
         return normalise_score(self.total(text))
 
 
+_RUN = re.compile(r"[^\W_]+")
+
+
+def _first_bigrams(phrases: Iterable[str]) -> frozenset[tuple[str, str]] | None:
+    """The first two words of each phrase, or None when a phrase is not words of letters
+    and digits joined by single spaces.
+
+    Why: a phrase found by the ``\b(?:phrase|...)\b`` pattern in the lower-cased text
+    starts at a word boundary and its words are separated by single spaces, so its first
+    two words are two consecutive runs of :func:`~pipeline.text.normalize.words` (runs of
+    letters and digits of the lower-cased text): a comment without any of these pairs
+    has none of the phrases, and the regex (~1.3 µs) need not run.
+    """
+    pairs: set[tuple[str, str]] = set()
+    for phrase in phrases:
+        parts = phrase.split(" ")
+        if len(parts) < 2 or not all(_RUN.fullmatch(part) for part in parts):
+            return None
+        pairs.add((parts[0], parts[1]))
+    return frozenset(pairs)
+
+
 class SentimentScorer:
     """Per-language sentiment: VADER (+ CX supplement) for English, the lexicon for Italian."""
 
@@ -258,13 +282,23 @@ class SentimentScorer:
             if self._en_phrases
             else None
         )
+        self._en_bigrams = _first_bigrams(self._en_phrases)
         self._italian = ItalianLexiconScorer(italian_lexicon)
 
-    def _english(self, text: str) -> float:
-        compound = self._vader.compound(text)
+    def _phrases_valence(self, text: str, text_words: list[str] | None) -> float:
+        """Summed valence of the supplement's phrases in ``text`` (0 if none)."""
         if self._en_pattern is None:
-            return compound
-        extra = sum(self._en_phrases[m.group()] for m in self._en_pattern.finditer(text.lower()))
+            return 0
+        if self._en_bigrams is not None:
+            if text_words is None:
+                text_words = words(text)
+            if self._en_bigrams.isdisjoint(pairwise(text_words)):
+                return 0  # no phrase can match (see _first_bigrams): the regex is skipped
+        return sum(map(self._en_phrases.__getitem__, self._en_pattern.findall(text.lower())))
+
+    def _english(self, text: str, text_words: list[str] | None = None) -> float:
+        compound = self._vader.compound(text)
+        extra = self._phrases_valence(text, text_words)
         if not extra:
             return compound
         # back to VADER's summed valence (inverse of its normalisation), add, normalise again
@@ -272,8 +306,11 @@ class SentimentScorer:
         total = compound * math.sqrt(_ALPHA / (1 - compound * compound))
         return normalise_score(total + extra)
 
-    def score(self, text: str, language: str | None) -> Sentiment:
-        """Sentiment of ``text`` in ``language`` (``"it"``: lexicon; anything else: VADER)."""
-        value = self._italian.score(text) if language == "it" else self._english(text)
+    def score(
+        self, text: str, language: str | None, text_words: list[str] | None = None
+    ) -> Sentiment:
+        """Sentiment of ``text`` in ``language`` (``"it"``: lexicon; anything else: VADER);
+        ``text_words``: :func:`~pipeline.text.normalize.words` of ``text`` if already known."""
+        value = self._italian.score(text) if language == "it" else self._english(text, text_words)
         value = round(value, 4)
         return Sentiment(label_of(value, self.threshold), value)

@@ -30,7 +30,8 @@ tests/bench/bench_text.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from itertools import compress
 from pathlib import Path
 from typing import Annotated
 
@@ -116,6 +117,8 @@ class ThemeMatcher:
         self._single: dict[str, dict[str, int]] = {}
         self._multi: dict[str, _Index] = {}
         self._words: dict[str, dict[str, _WordInfo]] = {}
+        #: per language: the cached words that start a keyword (a theme or a phrase)
+        self._hits: dict[str, set[str]] = {}
         for language in self.taxonomy.languages:
             single: dict[str, int] = {}
             multi: _Index = {}
@@ -130,6 +133,7 @@ class ThemeMatcher:
             self._single[language] = single
             self._multi[language] = multi
             self._words[language] = {}
+            self._hits[language] = set()
 
     def _info(self, word: str, language: str) -> _WordInfo:
         """What matching needs to know about ``word``, computed once per word and language
@@ -143,44 +147,66 @@ class ThemeMatcher:
             phrases = {entry for f in word_forms_ for entry in multi.get(f, ())}
             ordered = tuple(sorted(phrases, key=lambda entry: (-len(entry[0]), entry[1])))
             info = (word_forms_, min(positions, default=-1), ordered)
+            hits = self._hits[language]
             if len(cache) >= WORD_CACHE:
                 cache.clear()
+                hits.clear()
             cache[word] = info
+            if info[1] >= 0 or ordered:
+                hits.add(word)
         return info
 
-    def _match(self, text: str, language: str, found: set[int]) -> None:
+    def _match(self, text_words: list[str], language: str, found: set[int]) -> None:
         """Leftmost-longest matches: a phrase hides the shorter keywords inside it
         ("user friendly" is ease of use, not the staff's "friendly"). Between matches of
-        the same length at one word, the theme listed first wins."""
-        cache = self._words[language]
-        infos = [cache.get(word) or self._info(word, language) for word in words(text)]
+        the same length at one word, the theme listed first wins.
+
+        Only the words that start a keyword are visited (most words of a comment start
+        none), found with C-level lookups; ``start`` is the first word not yet covered
+        by a match."""
+        infos = list(map(self._words[language].get, text_words))
+        starts: Iterable[int]
+        if None in infos:  # new words (which may clear the cache and its hits meanwhile)
+            infos = [
+                info or self._info(word, language)
+                for word, info in zip(text_words, infos, strict=True)
+            ]
+            starts = [i for i, info in enumerate(infos) if info[1] >= 0 or info[2]]
+        else:  # every word cached: the hits say which start a keyword
+            starts = compress(range(len(infos)), map(self._hits[language].__contains__, text_words))
         text_forms: list[Forms] | None = None
-        i, n = 0, len(infos)
-        while i < n:
+        start = 0
+        for i in starts:
+            if i < start:
+                continue  # inside a phrase matched before
             _, single, phrases = infos[i]
+            start = i + 1
             if phrases:
                 if text_forms is None:
                     text_forms = [info[0] for info in infos]
                 for key, position in phrases:  # longest first
                     if phrase_matches(key, text_forms, i):
                         found.add(position)
-                        i += len(key)
+                        start = i + len(key)
                         break
                 else:
                     if single >= 0:
                         found.add(single)
-                    i += 1
                 continue
             if single >= 0:
                 found.add(single)
-            i += 1
 
-    def match(self, text: str, language: str | None) -> list[str]:
-        """Themes whose keywords occur in ``text`` (normalised for ``language``)."""
+    def match(
+        self, text: str, language: str | None, text_words: list[str] | None = None
+    ) -> list[str]:
+        """Themes whose keywords occur in ``text`` (normalised for ``language``);
+        ``text_words``: ``words(text)`` when the caller has them already."""
+        if text_words is None:
+            text_words = words(text)
         found: set[int] = set()
         if language in self._words:
-            self._match(text, language, found)
+            self._match(text_words, language, found)
         else:
             for known in self._words:
-                self._match(text, known, found)
+                self._match(text_words, known, found)
         return [self.themes[position] for position in sorted(found)]

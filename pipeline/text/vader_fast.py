@@ -23,6 +23,7 @@ so is the contrastive ``but`` rule (called as is, only when a comment has "but")
 from __future__ import annotations
 
 import string
+from itertools import compress
 
 from vaderSentiment.vaderSentiment import (
     BOOSTER_DICT,
@@ -31,7 +32,6 @@ from vaderSentiment.vaderSentiment import (
     NEGATE,
     SPECIAL_CASES,
     SentimentIntensityAnalyzer,
-    allcap_differential,
     normalize,
     scalar_inc_dec,
 )
@@ -134,55 +134,56 @@ class FastVader(SentimentIntensityAnalyzer):
             stripped if len(stripped := token.strip(_PUNCTUATION)) > 2 else token
             for token in text.split()
         ]
-        lower = [word.lower() for word in words]
+        lower = list(map(str.lower, words))
         lexicon = self.lexicon
-        if not any(word in lexicon for word in lower):
+        # where the lexicon words are (the only words with a valence: every other word's
+        # sentiment is 0), found without a Python-level loop over the comment's words
+        positions = list(compress(range(len(lower)), map(lexicon.__contains__, lower)))
+        if not positions:
             return 0.0
-        is_cap_diff = allcap_differential(words)
-        idioms = not _IDIOM_WORDS.isdisjoint(lower)
         n = len(words)
-        sentiments: list[float] = []
-        for i, item in enumerate(words):
+        allcaps = sum(map(str.isupper, words))
+        is_cap_diff = 0 < allcaps < n  # allcap_differential(words)
+        idioms = not _IDIOM_WORDS.isdisjoint(lower)
+        sentiments: list[float] = [0] * n
+        for i in positions:
             low = lower[i]
             if low in BOOSTER_DICT or (low == "kind" and i < n - 1 and lower[i + 1] == "of"):
-                sentiments.append(0)
                 continue
-            valence: float = 0
-            if low in lexicon:
-                valence = lexicon[low]
-                if low == "no" and i != n - 1 and lower[i + 1] in lexicon:
-                    valence = 0.0
-                if (
-                    (i > 0 and lower[i - 1] == "no")
-                    or (i > 1 and lower[i - 2] == "no")
-                    or (i > 2 and lower[i - 3] == "no" and lower[i - 1] in ("or", "nor"))
-                ):
-                    valence = lexicon[low] * N_SCALAR
-                if is_cap_diff and item.isupper():
-                    valence = valence + C_INCR if valence > 0 else valence - C_INCR
-                for start_i in range(3):
-                    before = i - (start_i + 1)
-                    if i > start_i and lower[before] not in lexicon:
-                        if lower[before] in BOOSTER_DICT:  # else scalar_inc_dec gives 0
-                            s = scalar_inc_dec(words[before], valence, is_cap_diff)
-                            if start_i == 1 and s != 0:
-                                s = s * 0.95
-                            if start_i == 2 and s != 0:
-                                s = s * 0.9
-                            valence = valence + s
-                        valence = _negation_check(valence, lower, start_i, i)
-                        if (
-                            start_i == 2
-                            and idioms
-                            and not _IDIOM_WORDS.isdisjoint(lower[i - 3 : i + 3])
-                        ):
-                            valence = _special_idioms_check(valence, lower, i)
-                if i > 1 and lower[i - 1] not in lexicon and lower[i - 1] == "least":
-                    if lower[i - 2] != "at" and lower[i - 2] != "very":
-                        valence = valence * N_SCALAR
-                elif i > 0 and lower[i - 1] not in lexicon and lower[i - 1] == "least":
+            valence: float = lexicon[low]
+            if low == "no" and i != n - 1 and lower[i + 1] in lexicon:
+                valence = 0.0
+            if (
+                (i > 0 and lower[i - 1] == "no")
+                or (i > 1 and lower[i - 2] == "no")
+                or (i > 2 and lower[i - 3] == "no" and lower[i - 1] in ("or", "nor"))
+            ):
+                valence = lexicon[low] * N_SCALAR
+            if is_cap_diff and words[i].isupper():
+                valence = valence + C_INCR if valence > 0 else valence - C_INCR
+            for start_i in range(3):
+                before = i - (start_i + 1)
+                if i > start_i and lower[before] not in lexicon:
+                    if lower[before] in BOOSTER_DICT:  # else scalar_inc_dec gives 0
+                        s = scalar_inc_dec(words[before], valence, is_cap_diff)
+                        if start_i == 1 and s != 0:
+                            s = s * 0.95
+                        if start_i == 2 and s != 0:
+                            s = s * 0.9
+                        valence = valence + s
+                    valence = _negation_check(valence, lower, start_i, i)
+                    if (
+                        start_i == 2
+                        and idioms
+                        and not _IDIOM_WORDS.isdisjoint(lower[i - 3 : i + 3])
+                    ):
+                        valence = _special_idioms_check(valence, lower, i)
+            if i > 1 and lower[i - 1] not in lexicon and lower[i - 1] == "least":
+                if lower[i - 2] != "at" and lower[i - 2] != "very":
                     valence = valence * N_SCALAR
-            sentiments.append(valence)
+            elif i > 0 and lower[i - 1] not in lexicon and lower[i - 1] == "least":
+                valence = valence * N_SCALAR
+            sentiments[i] = valence
         if "but" in lower:
             sentiments = self._but_check(words, sentiments)
         total = float(sum(sentiments))
