@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -131,21 +130,25 @@ class _PhraseIndex:
         for candidates in self._by_first.values():
             candidates.sort(key=lambda candidate: -len(candidate[0]))
 
-    def longest_at(self, text_forms: list[Forms], start: int) -> tuple[int, float] | None:
-        """(length, value) of the longest entry at ``start``, or None."""
+    def longest_at(
+        self, text_forms: list[Forms], start: int, end: int | None = None
+    ) -> tuple[int, float] | None:
+        """(length, value) of the longest entry at ``start`` (ending by ``end``), or None."""
+        limit = len(text_forms) if end is None else end
         best: tuple[int, float] | None = None
         for form in text_forms[start]:
             for key, value in self._by_first.get(form, ()):
                 if best is not None and len(key) <= best[0]:
                     break
-                if phrase_matches(key, text_forms, start):
+                if start + len(key) <= limit and phrase_matches(key, text_forms, start):
                     best = (len(key), value)
                     break
         return best
 
 
-@dataclass(frozen=True)
-class _Item:
+class _Item(NamedTuple):
+    """A lexicon match: words ``start`` to ``end`` (excluded) of the comment, its valence."""
+
     start: int
     end: int
     valence: float
@@ -161,24 +164,24 @@ class ItalianLexiconScorer:
         self._negators = _word_set(data.get("negators", []), path, "negators")
         self._contrast = _word_set(data.get("contrast", []), path, "contrast")
 
-    def _items(self, text_forms: list[Forms]) -> list[_Item]:
-        """Lexicon matches, leftmost-longest, without overlap."""
-        items: list[_Item] = []
+    def _items(self, text_forms: list[Forms], offset: int, items: list[_Item]) -> None:
+        """Lexicon matches of a clause, leftmost-longest, without overlap, appended to
+        ``items`` (positions shifted by ``offset``, where the clause starts)."""
+        lexicon = self._lexicon
         i, n = 0, len(text_forms)
         while i < n:
-            found = self._lexicon.longest_at(text_forms, i)
+            found = lexicon.longest_at(text_forms, i)
             if found is None:
                 i += 1
             else:
                 length, value = found
-                items.append(_Item(i, i + length, value))
+                items.append(_Item(offset + i, offset + i + length, value))
                 i += length
-        return items
 
     def _booster_before(self, text_forms: list[Forms], start: int, first: int) -> float:
         for length in (2, 1):
             if start - length >= first:
-                found = self._boosters.longest_at(text_forms[:start], start - length)
+                found = self._boosters.longest_at(text_forms, start - length, start)
                 if found is not None and found[0] == length:
                     return found[1]
         return 0.0
@@ -193,16 +196,13 @@ class ItalianLexiconScorer:
             clause_toks = forms(clause, "it")
             toks.extend(clause_toks)
             clause_of.extend([start] * len(clause_toks))
-            items.extend(
-                _Item(item.start + start, item.end + start, item.valence)
-                for item in self._items(clause_toks)
-            )
+            self._items(clause_toks, start, items)
         if not items:
             return 0.0
         covered = {k for item in items for k in range(item.start, item.end)}
-        contrast = max(
-            (k for k, t in enumerate(toks) if not t.isdisjoint(self._contrast)), default=-1
-        )
+        # the last word with a contrast form ("ma", "però"), -1 for none
+        apart = list(map(self._contrast.isdisjoint, toks))
+        contrast = len(apart) - 1 - apart[::-1].index(False) if False in apart else -1
         total = 0.0
         for item in items:
             value = item.valence

@@ -23,6 +23,7 @@ so is the contrastive ``but`` rule (called as is, only when a comment has "but")
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from itertools import compress
 
 from vaderSentiment.vaderSentiment import (
@@ -45,12 +46,34 @@ _IDIOM_WORDS = frozenset(
 )
 
 
+#: Words that let the rules change a sentiment word's valence when they are within three
+#: words before it (or, for idioms, two after): negations, boosters, "no", "least",
+#: "kind" (of), "never so/this", "without doubt", "so"/"this" (x1.25), and one word of
+#: each idiom or multi-word booster (its longest: an idiom matches only with all its
+#: words). A sentiment word with none of them around it (and a comment without "n't")
+#: keeps its lexicon valence (ALL CAPS aside): the rules are skipped for it.
+_RULE_WORDS = frozenset(
+    {
+        *_NEGATE,
+        *(key for key in BOOSTER_DICT if " " not in key),
+        *("no", "never", "without", "so", "this", "least", "kind"),
+        *(
+            max(reversed(key.split()), key=len)
+            for key in (*SPECIAL_CASES, *BOOSTER_DICT)
+            if " " in key
+        ),
+    }
+)
+#: Tokens remembered by :meth:`FastVader._split`, then the memory starts over.
+TOKEN_CACHE = 20_000
+
+
 def _negated(word: str) -> bool:
     """vaderSentiment's ``negated([word])`` for one lower-case word."""
     return word in _NEGATE or "n't" in word
 
 
-def _negation_check(valence: float, lower: list[str], start_i: int, i: int) -> float:
+def _negation_check(valence: float, lower: Sequence[str], start_i: int, i: int) -> float:
     """``SentimentIntensityAnalyzer._negation_check`` on pre-lowered words."""
     if start_i == 0:
         if _negated(lower[i - 1]):
@@ -75,7 +98,7 @@ def _negation_check(valence: float, lower: list[str], start_i: int, i: int) -> f
     return valence
 
 
-def _special_idioms_check(valence: float, lower: list[str], i: int) -> float:
+def _special_idioms_check(valence: float, lower: Sequence[str], i: int) -> float:
     """``SentimentIntensityAnalyzer._special_idioms_check`` on pre-lowered words (i > 2)."""
     onezero = f"{lower[i - 1]} {lower[i]}"
     twoonezero = f"{lower[i - 2]} {lower[i - 1]} {lower[i]}"
@@ -108,6 +131,28 @@ class FastVader(SentimentIntensityAnalyzer):
         super().__init__()
         # the ASCII shortcut of the emoji pass holds only if no emoji key is ASCII
         self._ascii_emoji_free = not any(key.isascii() for key in self.emojis)
+        #: token -> (word, lower-case word): see _split
+        self._tokens: dict[str, tuple[str, str]] = {}
+
+    def _split(self, text: str) -> tuple[Sequence[str], Sequence[str]]:
+        """The words of ``text`` (SentiText's tokens, punctuation stripped from a token
+        left with more than two characters) and their lower-case forms. A pure function
+        of each token, remembered per token: most tokens of a comment were seen before."""
+        tokens = text.split()
+        cache = self._tokens
+        entries = list(map(cache.get, tokens))
+        if None in entries:
+            if len(cache) >= TOKEN_CACHE:
+                cache.clear()
+            for k, token in enumerate(tokens):
+                if entries[k] is None:
+                    stripped = token.strip(_PUNCTUATION)
+                    word = stripped if len(stripped) > 2 else token
+                    entries[k] = cache[token] = (word, word.lower())
+        if not entries:
+            return (), ()
+        words, lower = zip(*entries, strict=True)  # type: ignore[misc]  # no None left
+        return words, lower
 
     def _without_emoji(self, text: str) -> str:
         if self._ascii_emoji_free and text.isascii():
@@ -129,12 +174,7 @@ class FastVader(SentimentIntensityAnalyzer):
     def compound(self, text: str) -> float:
         """``polarity_scores(text)["compound"]``, rounded to 4 decimals like VADER's."""
         text = self._without_emoji(text)
-        # SentiText._strip_punc_if_word: a token left with <= 2 characters stays as it was
-        words = [
-            stripped if len(stripped := token.strip(_PUNCTUATION)) > 2 else token
-            for token in text.split()
-        ]
-        lower = list(map(str.lower, words))
+        words, lower = self._split(text)
         lexicon = self.lexicon
         # where the lexicon words are (the only words with a valence: every other word's
         # sentiment is 0), found without a Python-level loop over the comment's words
@@ -145,12 +185,20 @@ class FastVader(SentimentIntensityAnalyzer):
         allcaps = sum(map(str.isupper, words))
         is_cap_diff = 0 < allcaps < n  # allcap_differential(words)
         idioms = not _IDIOM_WORDS.isdisjoint(lower)
+        # a word with "n't" negates (_negated) but is not in _RULE_WORDS
+        rules_anywhere = "n't" in " ".join(lower)
         sentiments: list[float] = [0] * n
         for i in positions:
             low = lower[i]
+            valence: float = lexicon[low]
+            if not rules_anywhere and _RULE_WORDS.isdisjoint(lower[i - 3 if i > 3 else 0 : i + 3]):
+                # no rule word around (nor itself): the rules below leave the valence as is
+                if is_cap_diff and words[i].isupper():
+                    valence = valence + C_INCR if valence > 0 else valence - C_INCR
+                sentiments[i] = valence
+                continue
             if low in BOOSTER_DICT or (low == "kind" and i < n - 1 and lower[i + 1] == "of"):
                 continue
-            valence: float = lexicon[low]
             if low == "no" and i != n - 1 and lower[i + 1] in lexicon:
                 valence = 0.0
             if (
