@@ -75,13 +75,3 @@ def word_forms(word: str, language: str | None) -> Forms:
 def forms(text: str, language: str | None) -> list[Forms]:
     """Per word of ``text``: its forms (see :func:`word_forms`)."""
     return [word_forms(word, language) for word in words(text)]
-
-
-def phrase_matches(phrase: tuple[Forms, ...], text_forms: list[Forms], start: int) -> bool:
-    """Whether ``phrase`` (forms per word) occurs in ``text_forms`` at ``start``."""
-    if start + len(phrase) > len(text_forms):
-        return False
-    for k, want in enumerate(phrase, start):  # noqa: SIM110 - cheaper than all() over a genexpr
-        if want.isdisjoint(text_forms[k]):
-            return False
-    return True

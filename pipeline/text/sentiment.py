@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from pipeline.text.normalize import Forms, forms, phrase_matches, words
+from pipeline.text.normalize import Forms, forms, words
 from pipeline.text.vader_fast import FastVader
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -138,10 +138,17 @@ class _PhraseIndex:
         best: tuple[int, float] | None = None
         for form in text_forms[start]:
             for key, value in self._by_first.get(form, ()):
-                if best is not None and len(key) <= best[0]:
+                size = len(key)
+                if best is not None and size <= best[0]:
                     break
-                if start + len(key) <= limit and phrase_matches(key, text_forms, start):
-                    best = (len(key), value)
+                if start + size > limit:
+                    continue
+                # the first word matches (``form`` is one of its forms): check the others
+                for k in range(1, size):
+                    if key[k].isdisjoint(text_forms[start + k]):
+                        break
+                else:
+                    best = (size, value)
                     break
         return best
 

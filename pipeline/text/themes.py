@@ -38,7 +38,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from pipeline.text.normalize import Forms, forms, phrase_matches, tokens, word_forms, words
+from pipeline.text.normalize import Forms, forms, tokens, word_forms, words
 
 DEFAULT_TAXONOMY = Path(__file__).parent / "data" / "themes.yaml"
 
@@ -108,6 +108,15 @@ _WordInfo = tuple[Forms, int, tuple[tuple[tuple[Forms, ...], int], ...]]
 WORD_CACHE = 100_000
 
 
+def _rest_matches(key: tuple[Forms, ...], infos: list[_WordInfo], start: int) -> bool:
+    """Whether the words after the first of the phrase ``key`` follow the word at
+    ``start`` (its first word matches: the phrase is one of that word's candidates)."""
+    for k in range(1, len(key)):  # noqa: SIM110 - cheaper than all() over a genexpr
+        if key[k].isdisjoint(infos[start + k][0]):
+            return False
+    return True
+
+
 class ThemeMatcher:
     """Themes of a comment, in taxonomy order, each at most once."""
 
@@ -174,27 +183,21 @@ class ThemeMatcher:
             starts = [i for i, info in enumerate(infos) if info[1] >= 0 or info[2]]
         else:  # every word cached: the hits say which start a keyword
             starts = compress(range(len(infos)), map(self._hits[language].__contains__, text_words))
-        text_forms: list[Forms] | None = None
+        n = len(infos)
         start = 0
         for i in starts:
             if i < start:
                 continue  # inside a phrase matched before
             _, single, phrases = infos[i]
             start = i + 1
-            if phrases:
-                if text_forms is None:
-                    text_forms = [info[0] for info in infos]
-                for key, position in phrases:  # longest first
-                    if phrase_matches(key, text_forms, i):
-                        found.add(position)
-                        start = i + len(key)
-                        break
-                else:
-                    if single >= 0:
-                        found.add(single)
-                continue
-            if single >= 0:
-                found.add(single)
+            for key, position in phrases:  # longest first
+                if i + len(key) <= n and _rest_matches(key, infos, i):
+                    found.add(position)
+                    start = i + len(key)
+                    break
+            else:
+                if single >= 0:
+                    found.add(single)
 
     def match(
         self, text: str, language: str | None, text_words: list[str] | None = None
