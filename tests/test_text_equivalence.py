@@ -46,7 +46,7 @@ from pipeline.text import vader_fast
 from pipeline.text.analyze import CommentAnalyzer
 from pipeline.text.insight import MAX_COMMENT, Insight, category_of, insight_of, read_comment
 from pipeline.text.language import _FUNCTION_WORDS, _TOKEN, LanguageDetector
-from pipeline.text.normalize import Forms, forms, word_forms, words
+from pipeline.text.normalize import _WORD, Forms, word_forms, words
 from pipeline.text.sentiment import (
     _CLAUSE,
     _EXCLAMATION,
@@ -71,6 +71,14 @@ from tests.test_text import LABELLED
 from tests.test_vader_fast import _built as built_for_vader
 
 # --- the code before (2e7cbc2), on the new objects' lexicons and taxonomy ----------------
+
+
+def old_words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def old_forms(text: str, language: str | None) -> list[Forms]:
+    return [word_forms(word, language) for word in old_words(text)]
 
 
 def old_phrase_matches(phrase: tuple[Forms, ...], text_forms: list[Forms], start: int) -> bool:
@@ -220,7 +228,7 @@ def old_italian_total(scorer: ItalianLexiconScorer, text: str) -> float:
     clause_of: list[int] = []
     for clause in _CLAUSE.split(text):
         start = len(toks)
-        clause_toks = forms(clause, "it")
+        clause_toks = old_forms(clause, "it")
         toks.extend(clause_toks)
         clause_of.extend([start] * len(clause_toks))
         items.extend((a + start, b + start, v) for a, b, v in items_of(clause_toks))
@@ -270,7 +278,7 @@ def old_theme_info(matcher: ThemeMatcher, word: str, language: str) -> tuple[Any
 
 def old_themes(matcher: ThemeMatcher, text: str, language: str | None) -> list[str]:
     def match_one(language: str, found: set[int]) -> None:
-        infos = [old_theme_info(matcher, word, language) for word in words(text)]
+        infos = [old_theme_info(matcher, word, language) for word in old_words(text)]
         text_forms = [info[0] for info in infos]
         i, n = 0, len(infos)
         while i < n:
@@ -366,6 +374,7 @@ _CATEGORIES = ("promoter", "passive", "detractor", "satisfied", "neutral", "unsa
 def assert_same(analyzer: CommentAnalyzer, text: str, category: str = "promoter") -> None:
     """Every part and the insight of ``text``, new against old, with and without hints."""
     detector, scorer = analyzer.detector, analyzer.sentiment
+    assert words(text) == old_words(text), text
     assert detector.detect(text) == old_detect(detector, text), text
     new_en, old_en = scorer._english(text), old_english(scorer, text)
     assert new_en == old_en and math.copysign(1, new_en) == math.copysign(1, old_en), text
