@@ -30,8 +30,7 @@ tests/bench/bench_text.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from itertools import compress
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -126,8 +125,6 @@ class ThemeMatcher:
         self._single: dict[str, dict[str, int]] = {}
         self._multi: dict[str, _Index] = {}
         self._words: dict[str, dict[str, _WordInfo]] = {}
-        #: per language: the cached words that start a keyword (a theme or a phrase)
-        self._hits: dict[str, set[str]] = {}
         for language in self.taxonomy.languages:
             single: dict[str, int] = {}
             multi: _Index = {}
@@ -142,7 +139,6 @@ class ThemeMatcher:
             self._single[language] = single
             self._multi[language] = multi
             self._words[language] = {}
-            self._hits[language] = set()
 
     def _info(self, word: str, language: str) -> _WordInfo:
         """What matching needs to know about ``word``, computed once per word and language
@@ -156,13 +152,9 @@ class ThemeMatcher:
             phrases = {entry for f in word_forms_ for entry in multi.get(f, ())}
             ordered = tuple(sorted(phrases, key=lambda entry: (-len(entry[0]), entry[1])))
             info = (word_forms_, min(positions, default=-1), ordered)
-            hits = self._hits[language]
             if len(cache) >= WORD_CACHE:
                 cache.clear()
-                hits.clear()
             cache[word] = info
-            if info[1] >= 0 or ordered:
-                hits.add(word)
         return info
 
     def _match(self, text_words: list[str], language: str, found: set[int]) -> None:
@@ -171,21 +163,16 @@ class ThemeMatcher:
         the same length at one word, the theme listed first wins.
 
         Only the words that start a keyword are visited (most words of a comment start
-        none), found with C-level lookups; ``start`` is the first word not yet covered
-        by a match."""
+        none); ``start`` is the first word not yet covered by a match."""
         infos = list(map(self._words[language].get, text_words))
-        starts: Iterable[int]
-        if None in infos:  # new words (which may clear the cache and its hits meanwhile)
+        if None in infos:  # words not seen yet
             infos = [
                 info or self._info(word, language)
                 for word, info in zip(text_words, infos, strict=True)
             ]
-            starts = [i for i, info in enumerate(infos) if info[1] >= 0 or info[2]]
-        else:  # every word cached: the hits say which start a keyword
-            starts = compress(range(len(infos)), map(self._hits[language].__contains__, text_words))
         n = len(infos)
         start = 0
-        for i in starts:
+        for i in [k for k, info in enumerate(infos) if info[1] >= 0 or info[2]]:
             if i < start:
                 continue  # inside a phrase matched before
             _, single, phrases = infos[i]
