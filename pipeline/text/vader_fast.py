@@ -57,20 +57,16 @@ _IDIOM_WORDS = frozenset(
 #: Words that let the rules change a sentiment word's valence when they are within three
 #: words before it (or, for idioms, two after): negations, boosters, "no", "least",
 #: "kind" (of), "never so/this", "without doubt", "so"/"this" (x1.25), and one word of
-#: each idiom or multi-word booster (its longest: an idiom matches only with all its
-#: words; "bad ass" -> "ass"). A sentiment word with none of them from three words before
-#: to two after (and a comment without "n't", which negates any word) keeps its lexicon
-#: valence, ALL CAPS aside: the rules are skipped for it.
+#: each idiom or multi-word booster (its first longest, "to die for" -> "die": an idiom
+#: matches only with all its words). A sentiment word with none of them from three words
+#: before to two after (and a comment without "n't", which negates any word) keeps its
+#: lexicon valence, ALL CAPS aside: the rules are skipped for it.
 _RULE_WORDS = frozenset(
     {
         *_NEGATE,
         *(key for key in BOOSTER_DICT if " " not in key),
         *("no", "never", "without", "so", "this", "least", "kind"),
-        *(
-            max(reversed(key.split()), key=len)
-            for key in (*SPECIAL_CASES, *BOOSTER_DICT)
-            if " " in key
-        ),
+        *(max(key.split(), key=len) for key in (*SPECIAL_CASES, *BOOSTER_DICT) if " " in key),
     }
 )
 #: Tokens remembered by :meth:`FastVader._split`, then the memory starts over.
