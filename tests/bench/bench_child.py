@@ -30,6 +30,7 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from itertools import count
 
 import orjson
 
@@ -42,6 +43,7 @@ from pipeline.text.themes import DEFAULT_TAXONOMY
 
 MAX_EVENT_BYTES = 256 * 1024
 _TICK = os.sysconf("SC_CLK_TCK")
+_BATCHES = count(1)
 
 
 def simulator_values(count: int, hints: bool, seed: int = 7) -> list[bytes]:
@@ -89,8 +91,9 @@ def child_us(child: AnalysisProcess, values: list[bytes], batch: int = 1000) -> 
     assert child._proc is not None
     pid = child._proc.pid
     before = _cpu_seconds(pid)
-    for number, i in enumerate(range(0, len(values), batch), start=int(time.time())):
+    for i in range(0, len(values), batch):
         chunk = values[i : i + batch]
+        number = next(_BATCHES)  # a new number per batch: the child starts it afresh
         child.submit(number, True, chunk)
         got = 0
         while True:
