@@ -236,11 +236,11 @@ class ItalianLexiconScorer:
         return normalise_score(self.total(text))
 
 
-_RUN = re.compile(r"[^\W_]+")
+_RUN = re.compile(r"[^\W_]+")  # a word of normalize.words: letters and digits
 
 
 def _first_bigrams(phrases: Iterable[str]) -> frozenset[tuple[str, str]] | None:
-    """The first two words of each phrase, or None when a phrase is not words of letters
+    r"""The first two words of each phrase, or None when a phrase is not words of letters
     and digits joined by single spaces.
 
     Why: a phrase found by the ``\b(?:phrase|...)\b`` pattern in the lower-cased text
