@@ -165,7 +165,7 @@ class ThemeMatcher:
         Only the words that start a keyword are visited (most words of a comment start
         none); ``start`` is the first word not yet covered by a match."""
         infos = list(map(self._words[language].get, text_words))
-        if None in infos:  # words not seen yet
+        if not all(infos):  # words not seen yet (None; an info is a non-empty tuple)
             infos = [
                 info or self._info(word, language)
                 for word, info in zip(text_words, infos, strict=True)

@@ -146,7 +146,7 @@ class FastVader(SentimentIntensityAnalyzer):
         tokens = text.split()
         cache = self._tokens
         entries = list(map(cache.get, tokens))
-        if None in entries:
+        if not all(entries):  # tokens not seen yet (None; an entry is a non-empty tuple)
             if len(cache) >= TOKEN_CACHE:
                 cache.clear()
             for k, token in enumerate(tokens):
