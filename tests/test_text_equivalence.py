@@ -404,12 +404,12 @@ def test_simulator_bench_labelled_and_naughty_comments_give_identical_results(
 ) -> None:
     labelled = [c["text"] for c in yaml.safe_load(LABELLED.read_text("utf-8"))["comments"]]
     texts = [
-        *simulator_comments(3000),
+        *simulator_comments(2000),
         *BENCH_COMMENTS,
         *labelled,
         *naughty_strings(),
-        *built_for_vader(3000, 17),
-        *pool_texts(4000, 19),
+        *built_for_vader(2000, 17),
+        *pool_texts(2500, 19),
     ]
     rng = random.Random(5)
     for i, text in enumerate(texts):
@@ -511,7 +511,7 @@ def comments(draw: st.DrawFn) -> str:
     return separator.join(parts)
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=comments(), category=st.sampled_from(_CATEGORIES))
 def test_generated_comments_give_identical_results(text: str, category: str) -> None:
     assert_same(_ANALYZER, text, category)
