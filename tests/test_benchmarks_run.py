@@ -19,6 +19,7 @@ import pytest
             "--memory-segments", "500", "--memory-buckets", "3",
         ],
         ["tests.bench.bench_text", "--count", "200", "--events", "2000", "--repeats", "1"],
+        ["tests.bench.bench_child", "--events", "2000", "--repeats", "1"],
         ["tests.bench.bench_stage1", "--events", "2000", "--repeats", "1"],
         ["tests.bench.bench_stage1", "--events", "1000", "--text", "--repeats", "1"],
         ["tests.bench.bench_stage2", "--events", "3000", "--segments", "300", "--repeats", "1"],

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pipeline.text.language import DEFAULT_LANGUAGES, LanguageDetector
+from pipeline.text.normalize import words
 from pipeline.text.sentiment import (
     DEFAULT_CLEAR,
     DEFAULT_THRESHOLD,
@@ -63,11 +64,17 @@ class CommentAnalyzer:
         self.themes = ThemeMatcher(Taxonomy.load(taxonomy_path))
         self.disagreement_clear = disagreement_clear
 
-    def language_of(self, comment: str, language_hint: str | None = None) -> str | None:
-        """The hint when it is a configured language, else the detected language."""
+    def language_of(
+        self,
+        comment: str,
+        language_hint: str | None = None,
+        comment_words: list[str] | None = None,
+    ) -> str | None:
+        """The hint when it is a configured language, else the detected language;
+        ``comment_words``: :func:`~pipeline.text.normalize.words` of ``comment`` if known."""
         if language_hint is not None and language_hint.lower() in self.detector.languages:
             return language_hint.lower()
-        return self.detector.detect(comment)
+        return self.detector.detect(comment, comment_words)
 
     def analyze(
         self,
@@ -83,8 +90,9 @@ class CommentAnalyzer:
         """
         if not comment or not comment.strip():
             return CommentAnalysis(None, _EMPTY_SENTIMENT, [], False)
-        language = self.language_of(comment, language_hint)
-        sentiment = self.sentiment.score(comment, language)
-        themes = self.themes.match(comment, language)
+        comment_words = words(comment)  # split once for detection, phrases and themes
+        language = self.language_of(comment, language_hint, comment_words)
+        sentiment = self.sentiment.score(comment, language, comment_words)
+        themes = self.themes.match(comment, language, comment_words)
         flag = category is not None and disagrees(category, sentiment, self.disagreement_clear)
         return CommentAnalysis(language, sentiment, themes, flag)

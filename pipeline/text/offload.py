@@ -56,7 +56,8 @@ RESTART_AFTER = 30.0
 #: Results per message: a small first chunk, then each a quarter larger up to the
 #: largest. The stage spends ~35 µs per event on the rest of its work (~58 µs per
 #: comment at 60% of the answers commented) and the child ~28 µs per comment measured
-#: alone (more while both run), so the stage reaches a chunk's first record after the
+#: alone (more while both run; ~18-27 µs of CPU since issue 11's cuts, see
+#: tests/bench/bench_child.py), so the stage reaches a chunk's first record after the
 #: child has sent it while each chunk is less than ~1.5-2 times the one before.
 FIRST_CHUNK, CHUNK = 8, 128
 

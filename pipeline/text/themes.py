@@ -37,7 +37,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from pipeline.text.normalize import Forms, forms, phrase_matches, tokens, word_forms, words
+from pipeline.text.normalize import Forms, forms, tokens, word_forms, words
 
 DEFAULT_TAXONOMY = Path(__file__).parent / "data" / "themes.yaml"
 
@@ -107,6 +107,15 @@ _WordInfo = tuple[Forms, int, tuple[tuple[tuple[Forms, ...], int], ...]]
 WORD_CACHE = 100_000
 
 
+def _rest_matches(key: tuple[Forms, ...], infos: list[_WordInfo], start: int) -> bool:
+    """Whether the words after the first of the phrase ``key`` follow the word at
+    ``start`` (its first word matches: the phrase is one of that word's candidates)."""
+    for k in range(1, len(key)):  # noqa: SIM110 - cheaper than all() over a genexpr
+        if key[k].isdisjoint(infos[start + k][0]):
+            return False
+    return True
+
+
 class ThemeMatcher:
     """Themes of a comment, in taxonomy order, each at most once."""
 
@@ -148,39 +157,46 @@ class ThemeMatcher:
             cache[word] = info
         return info
 
-    def _match(self, text: str, language: str, found: set[int]) -> None:
+    def _match(self, text_words: list[str], language: str, found: set[int]) -> None:
         """Leftmost-longest matches: a phrase hides the shorter keywords inside it
         ("user friendly" is ease of use, not the staff's "friendly"). Between matches of
-        the same length at one word, the theme listed first wins."""
-        cache = self._words[language]
-        infos = [cache.get(word) or self._info(word, language) for word in words(text)]
-        text_forms: list[Forms] | None = None
-        i, n = 0, len(infos)
-        while i < n:
-            _, single, phrases = infos[i]
-            if phrases:
-                if text_forms is None:
-                    text_forms = [info[0] for info in infos]
-                for key, position in phrases:  # longest first
-                    if phrase_matches(key, text_forms, i):
-                        found.add(position)
-                        i += len(key)
-                        break
-                else:
-                    if single >= 0:
-                        found.add(single)
-                    i += 1
-                continue
-            if single >= 0:
-                found.add(single)
-            i += 1
+        the same length at one word, the theme listed first wins.
 
-    def match(self, text: str, language: str | None) -> list[str]:
-        """Themes whose keywords occur in ``text`` (normalised for ``language``)."""
+        Only the words that start a keyword are visited (most words of a comment start
+        none); ``start`` is the first word not yet covered by a match."""
+        infos = list(map(self._words[language].get, text_words))
+        if not all(infos):  # words not seen yet (None; an info is a non-empty tuple)
+            infos = [
+                info or self._info(word, language)
+                for word, info in zip(text_words, infos, strict=True)
+            ]
+        n = len(infos)
+        start = 0
+        for i in [k for k, info in enumerate(infos) if info[1] >= 0 or info[2]]:
+            if i < start:
+                continue  # inside a phrase matched before
+            _, single, phrases = infos[i]
+            start = i + 1
+            for key, position in phrases:  # longest first
+                if i + len(key) <= n and _rest_matches(key, infos, i):
+                    found.add(position)
+                    start = i + len(key)
+                    break
+            else:
+                if single >= 0:
+                    found.add(single)
+
+    def match(
+        self, text: str, language: str | None, text_words: list[str] | None = None
+    ) -> list[str]:
+        """Themes whose keywords occur in ``text`` (normalised for ``language``);
+        ``text_words``: ``words(text)`` when the caller has them already."""
+        if text_words is None:
+            text_words = words(text)
         found: set[int] = set()
         if language in self._words:
-            self._match(text, language, found)
+            self._match(text_words, language, found)
         else:
             for known in self._words:
-                self._match(text, known, found)
+                self._match(text_words, known, found)
         return [self.themes[position] for position in sorted(found)]
