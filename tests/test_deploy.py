@@ -64,6 +64,8 @@ PIPELINE_METRICS = {
             "events_scored",
             "deadletters",
             "duplicates_dropped",
+            "revisions",
+            "pii_redacted",
         )
     ),
     *(
