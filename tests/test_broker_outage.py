@@ -257,8 +257,11 @@ def test_ingest_answers_503_while_the_broker_is_down_never_202(
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
-    # every 202 after the restart is on the topic; no "down-" event is
+    # every 202 after the restart is on the topic. Not asserted: that no "down-" event is.
+    # A 503 means "not confirmed", not "not written" (README, "nps-pipeline ingest"): the
+    # producer may still deliver what it buffered once the broker is back (seen once, on a
+    # slowed machine: down-4 arrived), and the sender's retry is then an exact duplicate
+    # the worker drops.
     records = consume(broker.bootstrap, topic, len(accepted), timeout=30)
     keys = [r.key.decode() for r in records]
     assert set(accepted) <= set(keys)
-    assert not [k for k in keys if k.startswith("down-")]
