@@ -361,8 +361,8 @@ class WindowState:
 
     def _write_pruned(self, partition: int, segment: str, windows: SegmentWindows) -> None:
         base = windows.pruned_values()
-        if base is not None:
-            self.pending[pruned_key(partition, segment)] = orjson.dumps(base)
+        if base is not None:  # owned: a rebuild may hold one per segment (pipeline.owned)
+            self.pending[pruned_key(partition, segment)] = owned(orjson.dumps(base))
 
     def take_pending(self) -> list[Change]:
         """Bucket deletions found outside a batch (by queries), to write now."""
