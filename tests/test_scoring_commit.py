@@ -19,14 +19,14 @@ from pipeline.batchio import BatchProducer
 from pipeline.bench.dataset import generate
 from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import ScoringConsumer
-from pipeline.settings import load_settings
+from pipeline.settings import Settings, load_settings
 from pipeline.topics import ensure_topics
 
 EVENTS = 600
 COMMIT_DELAY = 0.5
 
 
-def _settings(bootstrap: str, unique: str) -> Any:
+def _settings(bootstrap: str, unique: str) -> Settings:
     return load_settings(
         broker_url=bootstrap,
         app_id=f"nps-commit-{unique}",
