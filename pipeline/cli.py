@@ -439,6 +439,15 @@ def bench(
     workers: Annotated[
         str, typer.Option(help="Worker process counts to measure, e.g. 1 or 1,2 (scaling).")
     ] = "1",
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Repeat the pipeline runs this many times, interleaved over --workers "
+            "(1,2,1,2,...); prints each run, the median per worker count and the median of "
+            "the rounds' scaling ratios (steadier on a machine whose speed drifts).",
+        ),
+    ] = 1,
     naive_seconds: Annotated[
         float, typer.Option(min=0, help="How long to run the naive baseline (0 = skip).")
     ] = 30.0,
@@ -464,6 +473,7 @@ def bench(
         invalid_share=invalid_share,
         partitions=partitions,
         workers=_int_list(workers),
+        rounds=rounds,
         naive_seconds=naive_seconds,
         latency_seconds=latency_seconds,
         seed=seed,

@@ -14,7 +14,11 @@ Phases (each on topics of its own, so that runs never mix):
    of the topic. Throughput = records / (the moment the windows' overall all-time counts
    equal the ground truth - the moment the first record was consumed), polled every
    50 ms. Then every segment's all-time counts are compared with the ground truth: any
-   difference fails the run.
+   difference fails the run. With ``rounds`` > 1 the pipeline runs are repeated,
+   interleaved (1, 2, 1, 2, ... workers): each worker count is reported as the median of
+   its runs, and the scaling as the median of each round's ratio. The machine's speed
+   drifts between runs a minute apart (shared host), and a ratio of two neighbouring
+   runs is less exposed to that than a ratio of two single runs.
 5. **latency**: live events (event time = now) at half the measured throughput for
    ``latency_seconds``: produced -> visible on the scored topic, per event; and, for an
    incident injected in one department (detractor share 0.8 from 10 s in), each alert's
@@ -35,6 +39,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,6 +77,8 @@ class BenchConfig:
     invalid_share: float = 0.01
     partitions: int = 4
     workers: list[int] = field(default_factory=lambda: [1])
+    #: repeats of the pipeline runs, interleaved over ``workers`` (see the module doc)
+    rounds: int = 1
     naive_seconds: float = 30.0
     naive_max_hops: int = 12
     latency_seconds: float = 75.0
@@ -682,44 +689,83 @@ def run(cfg: BenchConfig) -> Figures:
             figures.naive = run_naive(bootstrap, topic, cfg, base)
             say(f"  {figures.naive.get('events_per_s') or 0:,.0f} events/s")
 
-        last_env: dict[str, str] | None = None
-        for count in cfg.workers:
-            say(f"pipeline, {count} worker(s) ...")
-            result, workers, env = run_pipeline(bootstrap, data, cfg, count, logdir)
-            figures.pipeline.append(result)
-            say(
-                f"  {result['events_per_s']:,.0f} events/s; "
-                f"{result['mismatch_count']} count mismatches"
-            )
-            if result["mismatch_count"]:
-                figures.errors.append(f"{count} worker(s): window counts differ from ground truth")
-            try:
-                if count == cfg.workers[0] and cfg.latency_seconds > 0:
-                    offered = result["events_per_s"] / 2
-                    say(f"latency at {offered:,.0f} events/s for {cfg.latency_seconds:.0f} s ...")
-                    figures.latency = asyncio.run(
-                        latency(bootstrap, env, offered, cfg.latency_seconds)
+        for round_ in range(1, cfg.rounds + 1):
+            for count in cfg.workers:
+                first_run = round_ == 1 and count == cfg.workers[0]
+                label = f" (round {round_} of {cfg.rounds})" if cfg.rounds > 1 else ""
+                say(f"pipeline, {count} worker(s){label} ...")
+                result, workers, env = run_pipeline(bootstrap, data, cfg, count, logdir)
+                result["round"] = round_
+                figures.pipeline.append(result)
+                say(
+                    f"  {result['events_per_s']:,.0f} events/s; "
+                    f"{result['mismatch_count']} count mismatches"
+                )
+                if result["mismatch_count"]:
+                    figures.errors.append(
+                        f"{count} worker(s){label}: window counts differ from ground truth"
                     )
-                    figures.latency["peak_rss_mib"] = [
-                        rss_kib(w.proc.pid, "VmHWM") / 1024 for w in workers
-                    ]
-            finally:
-                for worker in workers:
-                    worker.stop()
-            last_env = env
-        del last_env
+                try:
+                    if first_run and cfg.latency_seconds > 0:
+                        offered = result["events_per_s"] / 2
+                        say(
+                            f"latency at {offered:,.0f} events/s "
+                            f"for {cfg.latency_seconds:.0f} s ..."
+                        )
+                        figures.latency = asyncio.run(
+                            latency(bootstrap, env, offered, cfg.latency_seconds)
+                        )
+                        figures.latency["peak_rss_mib"] = [
+                            rss_kib(w.proc.pid, "VmHWM") / 1024 for w in workers
+                        ]
+                finally:
+                    for worker in workers:
+                        worker.stop()
     figures.verified = not figures.errors
-    one = figures.pipeline[0]["events_per_s"] if figures.pipeline else None
-    naive_rate = figures.naive.get("events_per_s")
-    figures.ratios = {
-        "pipeline_over_naive": one / naive_rate if one and naive_rate else None,
-        "pipeline_over_ceiling": one / figures.ceiling["events_per_s"] if one else None,
-    }
-    if len(figures.pipeline) > 1 and one:
-        figures.ratios["scaling"] = {
-            str(r["workers"]): r["events_per_s"] / one for r in figures.pipeline
-        }
+    figures.ratios = pipeline_ratios(figures.pipeline, figures.naive, figures.ceiling)
     return figures
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[int, float]:
+    """Median events/s per worker count, in the order the counts were first run."""
+    rates: dict[int, list[float]] = {}
+    for result in runs:
+        rates.setdefault(result["workers"], []).append(result["events_per_s"])
+    return {count: statistics.median(values) for count, values in rates.items()}
+
+
+def round_scaling(runs: list[dict[str, Any]]) -> list[dict[int, float]]:
+    """Per round, each worker count's events/s over the round's first count's."""
+    rounds: dict[int, list[dict[str, Any]]] = {}
+    for result in runs:
+        rounds.setdefault(result.get("round", 1), []).append(result)
+    return [
+        {r["workers"]: r["events_per_s"] / results[0]["events_per_s"] for r in results}
+        for _, results in sorted(rounds.items())
+    ]
+
+
+def pipeline_ratios(
+    runs: list[dict[str, Any]], naive_figures: dict[str, Any], ceiling_figures: dict[str, Any]
+) -> dict[str, Any]:
+    """pipeline/naive and pipeline/ceiling for the first worker count (its median), and
+    with several counts the scaling: the median over rounds of each round's ratio."""
+    if not runs:
+        return {"pipeline_over_naive": None, "pipeline_over_ceiling": None}
+    one = next(iter(medians(runs).values()))
+    naive_rate = naive_figures.get("events_per_s")
+    result: dict[str, Any] = {
+        "pipeline_over_naive": one / naive_rate if naive_rate else None,
+        "pipeline_over_ceiling": one / ceiling_figures["events_per_s"],
+    }
+    per_round = round_scaling(runs)
+    if len(per_round[0]) > 1:
+        result["scaling"] = {
+            str(count): statistics.median(r[count] for r in per_round if count in r)
+            for count in per_round[0]
+        }
+        result["scaling_rounds"] = [{str(k): v for k, v in r.items()} for r in per_round]
+    return result
 
 
 def report(figures: Figures) -> str:
@@ -738,15 +784,21 @@ def report(figures: Figures) -> str:
             f"naive     {figures.naive['events_per_s']:>10,.0f} events/s  "
             f"(Faust agent + hopping tables, <= {figures.naive['max_hops']} hops per window)"
         )
+    rounds = max((r.get("round", 1) for r in figures.pipeline), default=1)
     for result in figures.pipeline:
+        label = f"round {result.get('round', 1)}, " if rounds > 1 else ""
         lines.append(
-            f"pipeline  {result['events_per_s']:>10,.0f} events/s  ({result['workers']} worker(s), "
+            f"pipeline  {result['events_per_s']:>10,.0f} events/s  ({label}"
+            f"{result['workers']} worker(s), "
             f"full workload, text analytics {result.get('text_analytics', 'on')}; "
             f"RSS ready {sum(result['ready_rss_mib']):.0f} MiB, end "
             f"{sum(result['end_rss_mib']):.0f} MiB, peak {sum(result['peak_rss_mib']):.0f} MiB "
             f"({sum(result.get('peak_rss_with_checks_mib', result['peak_rss_mib'])):.0f} with "
             f"the API checks); {result['rss_per_10k_segments_mib']:.0f} MiB per 10k segments)"
         )
+    if rounds > 1:
+        for count, rate in medians(figures.pipeline).items():
+            lines.append(f"median    {rate:>10,.0f} events/s  ({count} worker(s), {rounds} rounds)")
     ratios = figures.ratios
     if ratios.get("pipeline_over_naive"):
         lines.append(f"ratio     pipeline/naive {ratios['pipeline_over_naive']:.1f}x")
@@ -754,6 +806,12 @@ def report(figures: Figures) -> str:
         lines.append(f"ratio     pipeline/ceiling {ratios['pipeline_over_ceiling']:.2f}")
     if ratios.get("scaling"):
         scaling = ", ".join(f"{k} workers {v:.2f}x" for k, v in ratios["scaling"].items())
+        if rounds > 1:
+            each = ", ".join(
+                f"{k} workers " + " / ".join(f"{r[k]:.2f}x" for r in ratios["scaling_rounds"])
+                for k in list(ratios["scaling"])[1:]
+            )
+            scaling += f" (median over {rounds} rounds; each round: {each})"
         lines.append(f"scaling   {scaling}")
     if figures.latency:
         lat = figures.latency

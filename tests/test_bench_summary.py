@@ -1,0 +1,83 @@
+"""How ``nps-pipeline bench`` summarises repeated, interleaved pipeline runs
+(``--rounds``): the median per worker count, and the scaling as the median of each
+round's own ratio (a ratio of two neighbouring runs, not of two medians)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pipeline.bench.run import Figures, medians, pipeline_ratios, report, round_scaling
+
+
+def _run(workers: int, rate: float, round_: int) -> dict[str, Any]:
+    return {
+        "workers": workers,
+        "events_per_s": rate,
+        "round": round_,
+        "ready_rss_mib": [100.0] * workers,
+        "end_rss_mib": [200.0] * workers,
+        "peak_rss_mib": [210.0] * workers,
+        "rss_per_10k_segments_mib": 100.0,
+        "mismatch_count": 0,
+    }
+
+
+# the machine slows in round 2 and recovers in round 3: each round's ratio stays ~1.6-1.7
+RUNS = [
+    _run(1, 13_000, 1), _run(2, 21_000, 1),
+    _run(1, 10_000, 2), _run(2, 17_000, 2),
+    _run(1, 12_500, 3), _run(2, 20_000, 3),
+]  # fmt: skip
+
+
+def test_medians_per_worker_count_in_run_order() -> None:
+    assert medians(RUNS) == {1: 12_500, 2: 20_000}
+
+
+def test_each_rounds_ratio_is_against_that_rounds_first_count() -> None:
+    assert round_scaling(RUNS) == [
+        {1: 1.0, 2: pytest.approx(21_000 / 13_000)},
+        {1: 1.0, 2: pytest.approx(1.7)},
+        {1: 1.0, 2: pytest.approx(1.6)},
+    ]
+
+
+def test_scaling_is_the_median_of_the_rounds_ratios() -> None:
+    ratios = pipeline_ratios(RUNS, {"events_per_s": 50.0}, {"events_per_s": 250_000.0})
+    # median of 1.615, 1.7, 1.6 -- not the ratio of the medians (20,000 / 12,500 = 1.6)
+    assert ratios["scaling"] == {"1": 1.0, "2": pytest.approx(21_000 / 13_000)}
+    assert ratios["pipeline_over_naive"] == pytest.approx(12_500 / 50)
+    assert ratios["pipeline_over_ceiling"] == pytest.approx(0.05)
+    assert [r["2"] for r in ratios["scaling_rounds"]] == [
+        pytest.approx(21_000 / 13_000), pytest.approx(1.7), pytest.approx(1.6)
+    ]  # fmt: skip
+
+
+def test_one_worker_count_has_no_scaling() -> None:
+    ratios = pipeline_ratios(RUNS[::2], {}, {"events_per_s": 250_000.0})
+    assert "scaling" not in ratios
+    assert ratios["pipeline_over_naive"] is None
+    assert ratios["pipeline_over_ceiling"] == pytest.approx(12_500 / 250_000)
+
+
+def test_report_lists_every_run_the_medians_and_each_rounds_ratio() -> None:
+    figures = Figures(
+        started_at="2026-11-26T10:00:00+00:00",
+        machine={"cpu": "test", "cores": 2, "python": "3.11", "git": "abc"},
+        config={},
+        dataset={"records": 1000, "invalid": 10, "segments": 300},
+        ceiling={"events_per_s": 250_000.0},
+        pipeline=RUNS,
+        verified=True,
+    )
+    figures.ratios = pipeline_ratios(RUNS, {}, figures.ceiling)
+    text = report(figures)
+    assert "(round 2, 1 worker(s)" in text
+    assert "median        12,500 events/s  (1 worker(s), 3 rounds)" in text
+    assert "median        20,000 events/s  (2 worker(s), 3 rounds)" in text
+    assert (
+        "scaling   1 workers 1.00x, 2 workers 1.62x "
+        "(median over 3 rounds; each round: 2 workers 1.62x / 1.70x / 1.60x)"
+    ) in text
