@@ -66,3 +66,23 @@ def test_bench_command_smoke(broker, tmp_path) -> None:
     assert f"median    {median:>10,.0f} events/s  (1 worker(s), 2 rounds)" in done.stdout
     assert figures["latency"]["scored_seen"] == figures["latency"]["events"] > 0
     assert figures["latency"]["scored_ms"]["p99"] is not None
+
+
+def test_cpu_split_reads_every_process_of_a_running_bench() -> None:
+    """``tests.bench.cpu_split`` samples the broker, the worker and its analysis child
+    while a real ``nps-pipeline bench`` runs, and the bench still verifies its counts."""
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "tests.bench.cpu_split",
+            "--events", "200000", "--seconds", "1",
+        ],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    processes = done.stdout.split("per process:")[1]
+    rows = [line.split() for line in processes.splitlines() if line.strip()[:1].isdigit()]
+    roles = {row[1] for row in rows if len(row) == 3}
+    assert roles >= {"broker", "worker", "child"}, done.stdout
+    worker = next(row for row in rows if len(row) == 3 and row[1] == "worker")
+    assert float(worker[0].rstrip("%")) > 10.0  # at load: far from idle
+    assert "window counts equal the ground truth" in done.stdout
