@@ -21,27 +21,21 @@ from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import ScoringConsumer
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import ensure_topics
+from tests.conftest import worker_environment
 
 EVENTS = 600
 COMMIT_DELAY = 0.5
 
 
 def _settings(bootstrap: str, unique: str) -> Settings:
-    return load_settings(
-        broker_url=bootstrap,
-        app_id=f"nps-commit-{unique}",
-        topic_raw=f"raw-{unique}",
-        topic_scored=f"scored-{unique}",
-        topic_deadletter=f"dead-{unique}",
-        topic_deltas=f"deltas-{unique}",
-        topic_windows=f"windows-{unique}",
-        topic_alerts=f"alerts-{unique}",
-        topic_partitions=2,
-        batch_size=100,
-        batch_within_seconds=0.05,
-        text_analytics=False,
-        broker_session_timeout_seconds=6,
+    """A worker's settings (topics and group of its own, as ``worker_environment``
+    gives them), with small batches and no comment analytics."""
+    env = worker_environment(bootstrap, unique, prefix="commit-")
+    fields: dict[str, object] = {k[4:].lower(): v for k, v in env.items() if k.startswith("NPS_")}
+    fields.update(
+        topic_partitions=2, batch_size=100, batch_within_seconds=0.05, text_analytics=False
     )
+    return load_settings(**fields)
 
 
 def _committed(bootstrap: str, group: str, topic: str) -> int:
