@@ -410,6 +410,10 @@ def _int_list(text: str) -> list[int]:
         raise typer.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
     if not values or min(values) < 1:
         raise typer.BadParameter("worker counts must be positive integers, e.g. 1 or 1,2")
+    if len(set(values)) < len(values):
+        raise typer.BadParameter(
+            f"{text!r} repeats a worker count: give each once (--rounds repeats the runs)"
+        )
     return values
 
 

@@ -1,14 +1,17 @@
 """How ``nps-pipeline bench`` summarises repeated, interleaved pipeline runs
 (``--rounds``): the median per worker count, and the scaling as the median of each
-round's own ratio (a ratio of two neighbouring runs, not of two medians)."""
+round's own ratio (a ratio of two neighbouring runs, not of two medians); and the
+checks of its ``--workers`` and ``--rounds`` options."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from pipeline.bench.run import Figures, medians, pipeline_ratios, report, round_scaling
+from pipeline.cli import app
 
 
 def _run(workers: int, rate: float, round_: int) -> dict[str, Any]:
@@ -81,3 +84,25 @@ def test_report_lists_every_run_the_medians_and_each_rounds_ratio() -> None:
         "scaling   1 workers 1.00x, 2 workers 1.62x "
         "(median over 3 rounds; each round: 2 workers 1.62x / 1.70x / 1.60x)"
     ) in text
+
+
+@pytest.mark.parametrize(
+    ("workers", "message"),
+    [
+        ("1,1", "repeats a worker count"),
+        ("1,0", "positive integers"),
+        ("one", "not a comma-separated list of integers"),
+    ],
+)
+def test_bench_rejects_bad_worker_counts_before_starting_anything(
+    workers: str, message: str
+) -> None:
+    result = CliRunner().invoke(app, ["bench", "--workers", workers])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())  # the error box wraps lines
+
+
+def test_bench_rejects_zero_rounds() -> None:
+    result = CliRunner().invoke(app, ["bench", "--rounds", "0"])
+    assert result.exit_code == 2
+    assert "--rounds" in result.output
