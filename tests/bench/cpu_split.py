@@ -8,13 +8,14 @@ Run from the repository root (Linux only)::
 It starts ``nps-pipeline bench --events N --workers W --naive-seconds 0
 --latency-seconds 0``, waits for the pipeline's first progress line (the workers have
 been at full load for ~5 s then), and reads ``/proc/<pid>/task/<tid>/stat`` and
-``status`` of the broker, the workers and their analysis children at the start and the
-end of a ``--seconds`` window. Printed per thread: CPU share of one core (user +
-system), voluntary and involuntary context switches (involuntary ones: the thread was
-runnable and preempted, i.e. waited for a CPU); then per process and the total against
-the machine's cores. A thread or process that exited inside the window is reported:
-the window then overlapped the end of the run, and its figures are not the steady
-state (use more ``--events`` or fewer ``--seconds``).
+``status`` of the broker, the workers and their analysis children (the processes that
+bench started, none other) at the start and the end of a ``--seconds`` window.
+
+Printed per thread: CPU share of one core (user + system), voluntary and involuntary
+context switches (involuntary ones: the thread was runnable and preempted, i.e. waited
+for a CPU); then per process, and the total against the machine's cores. A process that
+exited inside the window is reported: the window then overlapped the end of the run,
+and its figures are not the steady state (use more ``--events`` or fewer ``--seconds``).
 """
 
 from __future__ import annotations
@@ -57,13 +58,36 @@ def _role(pid: int) -> str | None:
     return None
 
 
-def sample() -> dict[tuple[int, int], Sample]:
-    """Every thread of the measured processes, keyed by (pid, tid)."""
-    found: dict[tuple[int, int], Sample] = {}
+def descendants(root: int) -> set[int]:
+    """The processes started, directly or not, by ``root`` (from each one's parent pid)."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or (role := _role(int(entry.name))) is None:
+        if not entry.name.isdigit():
             continue
-        pid = int(entry.name)
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    pending = [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+def sample(root: int) -> dict[tuple[int, int], Sample]:
+    """Every thread of the measured processes under ``root``, keyed by (pid, tid) (other
+    brokers and workers on the machine, e.g. of tests running meanwhile, are not read)."""
+    found: dict[tuple[int, int], Sample] = {}
+    for pid in sorted(descendants(root)):
+        if (role := _role(pid)) is None:
+            continue
+        entry = Path(f"/proc/{pid}")
         for task in (entry / "task").glob("*"):
             try:
                 stat = (task / "stat").read_text()
@@ -142,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             print("".join(output[-20:]), file=sys.stderr)
             print("the run ended before its first progress line: use more --events")
             return 1
-        before, started = sample(), time.monotonic()
+        before, started = sample(bench.pid), time.monotonic()
         time.sleep(args.seconds)
-        after, seconds = sample(), time.monotonic() - started
+        after, seconds = sample(bench.pid), time.monotonic() - started
         print("\n".join(report(before, after, seconds)))
         output.extend(bench.stdout)
     finally:
