@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.bench.run import Figures, medians, pipeline_ratios, report, round_scaling
+from pipeline.bench.run import (
+    Figures,
+    medians,
+    pipeline_ratios,
+    report,
+    round_scaling,
+    speed_check,
+    speed_note,
+)
 from pipeline.cli import app
 
 
@@ -106,3 +114,27 @@ def test_bench_rejects_zero_rounds() -> None:
     result = CliRunner().invoke(app, ["bench", "--rounds", "0"])
     assert result.exit_code == 2
     assert "--rounds" in result.output
+
+
+def test_each_run_reports_the_machine_speed_before_and_after_it() -> None:
+    runs = [{**RUNS[0], "speed_check_s": [0.2049, 0.31]}, RUNS[1]]
+    assert speed_note(runs[0]) == "; speed check 0.20 / 0.31 s"
+    assert speed_note(runs[1]) == ""  # JSON of an older run: nothing claimed
+    figures = Figures(
+        started_at="2026-11-26T10:00:00+00:00",
+        machine={"cpu": "test", "cores": 2, "python": "3.11", "git": "abc"},
+        config={},
+        dataset={"records": 1000, "invalid": 10, "segments": 300},
+        ceiling={"events_per_s": 250_000.0},
+        pipeline=runs,
+        verified=True,
+    )
+    figures.ratios = pipeline_ratios(runs, {}, figures.ceiling)
+    first, second = (line for line in report(figures).splitlines() if line.startswith("pipeline"))
+    assert first.endswith("100 MiB per 10k segments; speed check 0.20 / 0.31 s)")
+    assert second.endswith("100 MiB per 10k segments)")
+
+
+def test_speed_check_times_a_real_loop() -> None:
+    seconds = speed_check()
+    assert 0.001 < seconds < 30

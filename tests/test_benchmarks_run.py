@@ -60,6 +60,7 @@ def test_bench_command_smoke(broker, tmp_path) -> None:
     assert (first["round"], second["round"]) == (1, 2)
     for pipeline in (first, second):
         assert pipeline["mismatch_count"] == 0
+        assert len(pipeline["speed_check_s"]) == 2 and min(pipeline["speed_check_s"]) > 0
         assert pipeline["events_per_s"] > figures["naive"]["events_per_s"]
     median = (first["events_per_s"] + second["events_per_s"]) / 2
     assert figures["ratios"]["pipeline_over_naive"] == median / figures["naive"]["events_per_s"]

@@ -18,7 +18,9 @@ Phases (each on topics of its own, so that runs never mix):
    interleaved (1, 2, 1, 2, ... workers): each worker count is reported as the median of
    its runs, and the scaling as the median of each round's ratio. The machine's speed
    drifts between runs a minute apart (shared host), and a ratio of two neighbouring
-   runs is less exposed to that than a ratio of two single runs.
+   runs is less exposed to that than a ratio of two single runs. Before and after each
+   run a fixed plain-Python loop is timed (:func:`speed_check`): runs are comparable
+   only at similar values.
 5. **latency**: live events (event time = now) at half the measured throughput for
    ``latency_seconds``: produced -> visible on the scored topic, per event; and, for an
    incident injected in one department (detractor share 0.8 from 10 s in), each alert's
@@ -626,6 +628,21 @@ def broker_for(cfg: BenchConfig) -> Iterator[str]:
         yield broker.bootstrap
 
 
+#: Iterations of the speed check (a plain Python loop, ~0.2 s on this project's machine).
+SPEED_CHECK_LOOPS = 3_000_000
+
+
+def speed_check() -> float:
+    """Seconds this process takes for a fixed plain-Python loop, now: how fast the
+    machine runs Python at the moment (a shared host's speed drifts by tens of percent
+    within minutes; compare runs only at similar values)."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(SPEED_CHECK_LOOPS):
+        total += i
+    return time.perf_counter() - started
+
+
 def machine() -> dict[str, Any]:
     cpu = ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
@@ -694,6 +711,7 @@ def run(cfg: BenchConfig) -> Figures:
                 first_run = round_ == 1 and count == cfg.workers[0]
                 label = f" (round {round_} of {cfg.rounds})" if cfg.rounds > 1 else ""
                 say(f"pipeline, {count} worker(s){label} ...")
+                before = speed_check()
                 result, workers, env = run_pipeline(bootstrap, data, cfg, count, logdir)
                 result["round"] = round_
                 figures.pipeline.append(result)
@@ -721,6 +739,7 @@ def run(cfg: BenchConfig) -> Figures:
                 finally:
                     for worker in workers:
                         worker.stop()
+                result["speed_check_s"] = [before, speed_check()]
     figures.verified = not figures.errors
     figures.ratios = pipeline_ratios(figures.pipeline, figures.naive, figures.ceiling)
     return figures
@@ -794,7 +813,9 @@ def report(figures: Figures) -> str:
             f"RSS ready {sum(result['ready_rss_mib']):.0f} MiB, end "
             f"{sum(result['end_rss_mib']):.0f} MiB, peak {sum(result['peak_rss_mib']):.0f} MiB "
             f"({sum(result.get('peak_rss_with_checks_mib', result['peak_rss_mib'])):.0f} with "
-            f"the API checks); {result['rss_per_10k_segments_mib']:.0f} MiB per 10k segments)"
+            f"the API checks); {result['rss_per_10k_segments_mib']:.0f} MiB per 10k segments"
+            + speed_note(result)
+            + ")"
         )
     if rounds > 1:
         for count, rate in medians(figures.pipeline).items():
@@ -834,6 +855,14 @@ def report(figures: Figures) -> str:
         )
     )
     return "\n".join(lines)
+
+
+def speed_note(result: dict[str, Any]) -> str:
+    """``; speed check 0.21 / 0.22 s`` (before / after the run), when it was taken."""
+    checks = result.get("speed_check_s")
+    if not checks:
+        return ""
+    return "; speed check " + " / ".join(f"{seconds:.2f}" for seconds in checks) + " s"
 
 
 def fmt(value: float | None) -> str:
