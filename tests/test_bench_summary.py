@@ -43,6 +43,21 @@ RUNS = [
 ]  # fmt: skip
 
 
+def _report(runs: list[dict[str, Any]]) -> str:
+    """The bench's printed report of ``runs`` (no naive baseline, no latency phase)."""
+    figures = Figures(
+        started_at="2026-11-26T10:00:00+00:00",
+        machine={"cpu": "test", "cores": 2, "python": "3.11", "git": "abc"},
+        config={},
+        dataset={"records": 1000, "invalid": 10, "segments": 300},
+        ceiling={"events_per_s": 250_000.0},
+        pipeline=runs,
+        verified=True,
+    )
+    figures.ratios = pipeline_ratios(runs, {}, figures.ceiling)
+    return report(figures)
+
+
 def test_medians_per_worker_count_in_run_order() -> None:
     assert medians(RUNS) == {1: 12_500, 2: 20_000}
 
@@ -74,17 +89,7 @@ def test_one_worker_count_has_no_scaling() -> None:
 
 
 def test_report_lists_every_run_the_medians_and_each_rounds_ratio() -> None:
-    figures = Figures(
-        started_at="2026-11-26T10:00:00+00:00",
-        machine={"cpu": "test", "cores": 2, "python": "3.11", "git": "abc"},
-        config={},
-        dataset={"records": 1000, "invalid": 10, "segments": 300},
-        ceiling={"events_per_s": 250_000.0},
-        pipeline=RUNS,
-        verified=True,
-    )
-    figures.ratios = pipeline_ratios(RUNS, {}, figures.ceiling)
-    text = report(figures)
+    text = _report(RUNS)
     assert "(round 2, 1 worker(s)" in text
     assert "median        12,500 events/s  (1 worker(s), 3 rounds)" in text
     assert "median        20,000 events/s  (2 worker(s), 3 rounds)" in text
@@ -120,17 +125,7 @@ def test_each_run_reports_the_machine_speed_before_and_after_it() -> None:
     runs = [{**RUNS[0], "speed_check_s": [0.2049, 0.31]}, RUNS[1]]
     assert speed_note(runs[0]) == "; speed check 0.20 / 0.31 s"
     assert speed_note(runs[1]) == ""  # JSON of an older run: nothing claimed
-    figures = Figures(
-        started_at="2026-11-26T10:00:00+00:00",
-        machine={"cpu": "test", "cores": 2, "python": "3.11", "git": "abc"},
-        config={},
-        dataset={"records": 1000, "invalid": 10, "segments": 300},
-        ceiling={"events_per_s": 250_000.0},
-        pipeline=runs,
-        verified=True,
-    )
-    figures.ratios = pipeline_ratios(runs, {}, figures.ceiling)
-    first, second = (line for line in report(figures).splitlines() if line.startswith("pipeline"))
+    first, second = (line for line in _report(runs).splitlines() if line.startswith("pipeline"))
     assert first.endswith("100 MiB per 10k segments; speed check 0.20 / 0.31 s)")
     assert second.endswith("100 MiB per 10k segments)")
 
