@@ -289,7 +289,8 @@ def test_unreachable_alertmanager_backs_off_and_gets_the_alert_once_up(
                 began = time.perf_counter()
                 sink.fire(f"spike/{i}", labels_for(test_id, f"agent=agent-{i:03}"), {}, starts_at)
                 slowest = max(slowest, time.perf_counter() - began)
-            assert slowest < 0.005
+            # no I/O in fire(): well under a time slice or two of a busy machine
+            assert slowest < 0.05
 
             errors = posts("error")
             await asyncio.sleep(2.6)
@@ -341,7 +342,8 @@ def test_hanging_alertmanager_times_out_without_blocking_fire(caplog, test_id):
                 await asyncio.sleep(0.05)  # the first POST is in flight now
                 began = time.perf_counter()
                 sink.fire("x", labels_for(test_id), {}, datetime.now(UTC))
-                assert time.perf_counter() - began < 0.005
+                # a fire() that waited on the POST would take its 0.3 s timeout
+                assert time.perf_counter() - began < 0.1
                 await asyncio.sleep(0.9)
             assert 2 <= posts("error") - errors <= 3  # 0.3 s each plus a short backoff
             assert "TimeoutError" in caplog.text
