@@ -33,7 +33,7 @@ from pipeline.redact import Redactor
 from pipeline.segments import SegmentKeyCache
 from pipeline.settings import Settings
 from pipeline.sparseadd import Adder, adder_for
-from pipeline.text.insights import NO_INSIGHT, THEME_DIMENSION, TextAnalytics, theme_keys
+from pipeline.text.stage_analytics import NO_INSIGHT, THEME_DIMENSION, TextAnalytics, theme_keys
 from pipeline.validate import RawRecord, Rejection, dead_letter, parse_feedback
 from pipeline.windows import Counts
 from schemas import Category, Reason, ScoredEvent, SourcePosition, categorize
@@ -126,7 +126,7 @@ class ScoringStage:
         consumed: Counter[str] = Counter(map(_TOPIC, records))
         for topic, count in consumed.items():
             metrics.EVENTS_CONSUMED.labels(topic).inc(count)
-        if self.text is not None:  # the batch's comments back to back (see text.insights)
+        if self.text is not None:  # the batch's comments back to back (see text.stage_analytics)
             self.text.prepare(records)
         for record in records:
             try:

@@ -31,7 +31,7 @@ from pydantic_settings import (
 from schemas.feedback import SEGMENT_FIELDS
 
 #: Dimensions derived by the pipeline rather than read from the event: ``theme`` (the
-#: themes of the comment, with NPS_TEXT_ANALYTICS; see pipeline.text.insights).
+#: themes of the comment, with NPS_TEXT_ANALYTICS; see pipeline.text.stage_analytics).
 DERIVED_DIMENSIONS: tuple[str, ...] = ("theme",)
 
 _HOSTPORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")

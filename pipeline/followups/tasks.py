@@ -44,7 +44,7 @@ class TaskBuilder:
         rules = load_followup_rules(settings.followup_rules_file)
         analyzer = None
         if settings.followup_analyze_comments:  # the scoring stage's analyzer, built once
-            from pipeline.text.insights import shared_analyzer
+            from pipeline.text.stage_analytics import shared_analyzer
             from pipeline.text.themes import DEFAULT_TAXONOMY
 
             analyzer = shared_analyzer(settings.text_taxonomy_file or DEFAULT_TAXONOMY)

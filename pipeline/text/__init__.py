@@ -2,7 +2,7 @@
 
 Pure, offline and built once: :class:`~pipeline.text.analyze.CommentAnalyzer` puts the
 parts together; each part is usable alone (:mod:`.language`, :mod:`.sentiment`,
-:mod:`.themes`, :mod:`.normalize`). In the stream: :mod:`.insights` (the scoring stage's
+:mod:`.themes`, :mod:`.normalize`). In the stream: :mod:`.stage_analytics` (the scoring stage's
 insights and theme segments) and :mod:`.emerging` (emerging topics of alerts).
 """
 

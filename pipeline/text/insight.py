@@ -1,6 +1,6 @@
 """Reading a raw record's comment and turning its analysis into the scored event's ``text``.
 
-Shared by the scoring stage (:mod:`pipeline.text.insights`) and the analysis child
+Shared by the scoring stage (:mod:`pipeline.text.stage_analytics`) and the analysis child
 (:mod:`pipeline.text.offload`), and kept apart from both so that the child imports no
 more than it needs: no Prometheus client, settings or stage (~9 MiB less per child).
 """

@@ -4,7 +4,7 @@ The scoring stage spends about 20 µs per comment in the analyzer (sentiment, th
 language) and the rest of its work -- validation, dedupe, scoring, fan-out, output -- is
 about 35 µs per event, all in one Python thread (see tests/bench/bench_text.py). On a
 machine with a second core the analysis can run beside it: :meth:`TextAnalytics.prepare
-<pipeline.text.insights.TextAnalytics.prepare>` hands the batch's commented records to
+<pipeline.text.stage_analytics.TextAnalytics.prepare>` hands the batch's commented records to
 an :class:`AnalysisProcess` at the start of the batch, and the stage picks each insight
 up when it reaches the record, by then long computed (the analysis of a batch takes
 about a third of the time the stage needs for it).

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from pipeline.settings import load_settings
-from pipeline.text.insights import NO_INSIGHT, TextAnalytics, theme_keys
+from pipeline.text.stage_analytics import NO_INSIGHT, TextAnalytics, theme_keys
 from pipeline.validate import RawRecord
 from schemas import FeedbackEvent, categorize
 from schemas.feedback import example_event
@@ -152,17 +152,17 @@ def test_the_child_process_gives_the_stage_exactly_the_inline_results(monkeypatc
         )
     ]
     from pipeline import metrics
-    from pipeline.text import insights
+    from pipeline.text import stage_analytics
 
     failures = metrics.TEXT_PROCESS_FAILURES._value.get()
     inline = []  # comments the worker analysed itself instead of the child
-    real = insights.insight_of
+    real = stage_analytics.insight_of
 
-    def counted(*args: object) -> insights.Insight:
+    def counted(*args: object) -> stage_analytics.Insight:
         inline.append(args[2])
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(insights, "insight_of", counted)
+    monkeypatch.setattr(stage_analytics, "insight_of", counted)
     in_child = _stage_run(records, True)
     monkeypatch.undo()
     in_thread = _stage_run(records, False)
@@ -206,7 +206,7 @@ def test_a_dead_child_is_replaced_and_nothing_is_lost(monkeypatch, caplog) -> No
 def test_the_child_exits_when_its_worker_is_killed() -> None:
     script = (
         "import time, orjson\n"
-        "from pipeline.text.insights import TextAnalytics\n"
+        "from pipeline.text.stage_analytics import TextAnalytics\n"
         "from pipeline.validate import RawRecord\n"
         "from schemas.feedback import example_event\n"
         "text = TextAnalytics(offload=True)\n"
