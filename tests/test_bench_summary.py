@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from pipeline.bench.run import (
     Figures,
     medians,
+    pipeline_rate,
     pipeline_ratios,
     report,
     round_scaling,
@@ -133,3 +134,24 @@ def test_each_run_reports_the_machine_speed_before_and_after_it() -> None:
 def test_speed_check_times_a_real_loop() -> None:
     seconds = speed_check()
     assert 0.001 < seconds < 30
+
+
+def test_pipeline_rate_counts_only_what_was_done_after_production() -> None:
+    # 200,000 answers; 6,000 counted while the bench produced (2.0 s after the first
+    # record sent), the rest in the next 18.8 s: 194,000 / 18.8, not 200,000 / 18.8
+    rate = pipeline_rate(200_000, 6_000, sent=100.0, clock=102.0, done=120.8)
+    assert rate["events"] == 194_000
+    assert rate["seconds"] == pytest.approx(18.8)
+    assert rate["events_per_s"] == pytest.approx(10_319.1, abs=0.1)
+    assert rate["measured_from"] == "last record produced"
+    assert rate["produce_seconds"] == pytest.approx(2.0)
+    assert rate["answers_before_clock"] == 6_000
+
+
+def test_pipeline_rate_of_a_run_mostly_done_during_production_is_the_whole_run() -> None:
+    # a small run: 1,500 of 2,000 answers counted before the last record was produced
+    rate = pipeline_rate(2_000, 1_500, sent=10.0, clock=10.2, done=10.5)
+    assert rate["events"] == 2_000
+    assert rate["seconds"] == pytest.approx(0.5)
+    assert rate["events_per_s"] == pytest.approx(4_000)
+    assert rate["measured_from"] == "first record produced"
