@@ -41,9 +41,9 @@ test: $(STAMP) tools
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 ## The end-to-end benchmark (not part of `make test`): figures printed and in bench.json.
-## One and two workers, three interleaved rounds (the scaling as the median ratio);
+## One and two workers, five interleaved rounds (the scaling as the median ratio);
 ## e.g. `make bench BENCH_ARGS=` for one worker once.
-BENCH_ARGS ?= --workers 1,2 --rounds 3
+BENCH_ARGS ?= --workers 1,2 --rounds 5
 bench: $(STAMP)
 	$(BIN)/nps-pipeline bench --json bench.json $(BENCH_ARGS)
 
