@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector
 
 from pipeline.segments import OVERALL, segment_labels
 from pipeline.windows import Counts, SegmentWindows
+from schemas.windowstats import WindowStats
 
 if TYPE_CHECKING:
     from pipeline.aggregate import WindowState
@@ -237,34 +238,38 @@ class WindowGauges(Collector):
 
     #: segments ranked between two yields of the event loop in :meth:`refresh` (~10 ms)
     STEP = 2_000
+    #: exported segments whose window statistics are computed between two yields
+    STATS_STEP = 100
 
     def __init__(self) -> None:
         self.state: WindowState | None = None
         self.max_segments = 0
         self.dimensions: tuple[str, ...] = ()
-        self._chosen: tuple[list[_Chosen], int] | None = None  # from refresh, for collect
+        #: from refresh, for the next collect: (labels, stats) rows, segments left out
+        self._prepared: tuple[list[_Row], int] | None = None
 
     def attach(self, state: WindowState, max_segments: int, dimensions: Sequence[str]) -> None:
         self.state = state
         self.max_segments = max_segments
         self.dimensions = tuple(dimensions)
-        self._chosen = None
+        self._prepared = None
 
     async def refresh(self) -> None:
-        """Choose the exported segments for the next :meth:`collect`, in steps."""
+        """Compute the next :meth:`collect`'s gauges, in steps with the loop free between."""
         state = self.state
         if state is None:
             return
-        segments = [
-            (partition, segment)
-            for partition, pstate in state.partitions.items()
-            for segment in pstate.segments
-        ]
+        segments = _segments_of(state)
         ranked: list[_Ranked] = []
         for i in range(0, len(segments), self.STEP):
             ranked += self._rank(state, segments[i : i + self.STEP])
             await asyncio.sleep(0)
-        self._chosen = self._top(ranked)
+        chosen, left_out = self._top(ranked)
+        rows: list[_Row] = []
+        for i in range(0, len(chosen), self.STATS_STEP):
+            rows += self._rows(state, chosen[i : i + self.STATS_STEP])
+            await asyncio.sleep(0)
+        self._prepared = (rows, left_out)
 
     def describe(self) -> Iterable[Metric]:
         return []  # the families are created at collect time; no registration-time check
@@ -285,27 +290,27 @@ class WindowGauges(Collector):
             dropped.add_metric([], 0)
             yield from (*families.values(), dropped)
             return
-        chosen, left_out = self._chosen or self._choose(state)
-        self._chosen = None
-        for dimension, segment, windows in chosen:
-            for length in state.windows:
-                stats = windows.stats(length)
-                labels = [dimension, segment, stats.window]
-                families["responses"].add_metric(labels, stats.responses)
-                for name in ("nps", "nps_low", "nps_high", "detractor_share"):
-                    value = getattr(stats, name)
-                    if value is not None:
-                        families[name].add_metric(labels, value)
+        if self._prepared is None:
+            chosen, left_out = self._top(self._rank(state, _segments_of(state)))
+            rows = self._rows(state, chosen)
+        else:
+            (rows, left_out), self._prepared = self._prepared, None
+        for labels, stats in rows:
+            families["responses"].add_metric(labels, stats.responses)
+            for name in ("nps", "nps_low", "nps_high", "detractor_share"):
+                value = getattr(stats, name)
+                if value is not None:
+                    families[name].add_metric(labels, value)
         dropped.add_metric([], left_out)
         yield from (*families.values(), dropped)
 
-    def _choose(self, state: WindowState) -> tuple[list[_Chosen], int]:
-        segments = [
-            (partition, segment)
-            for partition, pstate in state.partitions.items()
-            for segment in pstate.segments
+    @staticmethod
+    def _rows(state: WindowState, chosen: list[_Chosen]) -> list[_Row]:
+        return [
+            ([dimension, segment, (stats := windows.stats(length)).window], stats)
+            for dimension, segment, windows in chosen
+            for length in state.windows
         ]
-        return self._top(self._rank(state, segments))
 
     def _rank(self, state: WindowState, segments: list[tuple[int, str]]) -> list[_Ranked]:
         """Rank rows of the ``(partition, segment)`` pairs still held, their windows moved
@@ -335,7 +340,17 @@ class WindowGauges(Collector):
 _Ranked = tuple[int, int, str, str, SegmentWindows]
 #: (dimension, segment, windows) of an exported segment
 _Chosen = tuple[str, str, SegmentWindows]
+#: ([dimension, segment, window label], its statistics) of one exported window
+_Row = tuple[list[str], WindowStats]
 _RANK_ORDER = itemgetter(0, 1, 2, 3)
+
+
+def _segments_of(state: WindowState) -> list[tuple[int, str]]:
+    return [
+        (partition, segment)
+        for partition, pstate in state.partitions.items()
+        for segment in pstate.segments
+    ]
 
 
 class ConsumerLag(Collector):

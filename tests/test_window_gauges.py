@@ -114,4 +114,4 @@ def test_a_scrape_ranks_in_steps_and_lets_the_loop_run() -> None:
     # 5,001 segments, 2,000 per step: the loop ran other work between the steps
     assert asyncio.run(scrape()) >= 2
     assert exported(gauges) == want  # the refreshed choice, used by the next collect
-    assert gauges._chosen is None  # and used once: a later plain collect ranks anew
+    assert gauges._prepared is None  # and used once: a later plain collect ranks anew
