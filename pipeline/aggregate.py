@@ -40,7 +40,7 @@ import orjson
 
 from pipeline.owned import owned
 from pipeline.scoring import decode_deltas
-from pipeline.segments import segment_labels
+from pipeline.segments import OVERALL, segment_labels
 from pipeline.settings import Settings
 from pipeline.windows import Counts, SegmentWindows
 
@@ -98,6 +98,24 @@ def complete_publishes(
 def dimension_of(segment: str) -> str:
     """``"agent"`` for ``agent=a1``, ``"department,channel"`` for a combination."""
     return segment_labels(segment)[0]
+
+
+def dimension_test(dimension: str) -> Callable[[str], bool]:
+    """A test equal to ``dimension_of(key) == dimension`` for every key made by
+    :func:`pipeline.segments.segment_key`, ~20x faster: a value's ``|`` and ``=`` are
+    escaped there, so the key's parts and their field names can be read off directly."""
+    if dimension == OVERALL:
+        return OVERALL.__eq__
+    prefixes = tuple(f"{name}=" for name in dimension.split(","))
+    if len(prefixes) == 1:
+        (prefix,) = prefixes
+        return lambda key: key.startswith(prefix) and "|" not in key
+
+    def test(key: str) -> bool:
+        parts = key.split("|")
+        return len(parts) == len(prefixes) and all(map(str.startswith, parts, prefixes))
+
+    return test
 
 
 #: what :meth:`WindowState._apply` reads: (partition, segment or None, its bucket deltas
@@ -340,6 +358,33 @@ class WindowState:
                     self.advance(partition, segment, windows, clock)
                 return windows
         return None
+
+    def keys(self, dimension: str | None = None) -> list[tuple[int, str]]:
+        """(partition, segment) of every segment held now, or of ``dimension``'s only.
+
+        A list, taken at once: a caller that lets the event loop run while it goes
+        through them (the API, ``/metrics``) reads each with :meth:`advanced`, which
+        skips what went away meanwhile. ``dimension`` is tested on the key's field names
+        (:func:`dimension_test`), without parsing every key: listing a dimension of 5
+        segments among 100,000 agents took ~0.24 s when every key was parsed and advanced.
+        """
+        if dimension is None:
+            return [(p, key) for p, state in self.partitions.items() for key in state.segments]
+        test = dimension_test(dimension)
+        return [
+            (partition, segment)
+            for partition, state in self.partitions.items()
+            for segment in filter(test, state.segments)
+        ]
+
+    def advanced(self, partition: int, segment: str, clock: float | None) -> SegmentWindows | None:
+        """A segment's windows moved to ``clock`` (the worker :attr:`clock`, read once by
+        the caller), or None when its partition or the segment is no longer held."""
+        state = self.partitions.get(partition)
+        windows = None if state is None else state.segments.get(segment)
+        if windows is not None and clock is not None:
+            self.advance(partition, segment, windows, clock)
+        return windows
 
     def advanced_segments(self) -> Iterator[tuple[str, SegmentWindows]]:
         """Every segment, its windows moved to the worker clock."""

@@ -259,7 +259,7 @@ class WindowGauges(Collector):
         state = self.state
         if state is None:
             return
-        segments = _segments_of(state)
+        segments = state.keys()
         ranked: list[_Ranked] = []
         for i in range(0, len(segments), self.STEP):
             ranked += self._rank(state, segments[i : i + self.STEP])
@@ -291,7 +291,7 @@ class WindowGauges(Collector):
             yield from (*families.values(), dropped)
             return
         if self._prepared is None:
-            chosen, left_out = self._top(self._rank(state, _segments_of(state)))
+            chosen, left_out = self._top(self._rank(state, state.keys()))
             rows = self._rows(state, chosen)
         else:
             (rows, left_out), self._prepared = self._prepared, None
@@ -320,12 +320,9 @@ class WindowGauges(Collector):
         order = {d: i for i, d in enumerate(self.dimensions)}
         ranked: list[_Ranked] = []
         for partition, key in segments:
-            pstate = state.partitions.get(partition)
-            windows = None if pstate is None else pstate.segments.get(key)
+            windows = state.advanced(partition, key, clock)
             if windows is None:
                 continue
-            if clock is not None:
-                state.advance(partition, key, windows, clock)
             dimension, segment = segment_labels(key)
             rank = -1 if dimension == OVERALL else order.get(dimension, len(order))
             ranked.append((rank, -windows.peek(longest).responses, dimension, segment, windows))
@@ -343,14 +340,6 @@ _Chosen = tuple[str, str, SegmentWindows]
 #: ([dimension, segment, window label], its statistics) of one exported window
 _Row = tuple[list[str], WindowStats]
 _RANK_ORDER = itemgetter(0, 1, 2, 3)
-
-
-def _segments_of(state: WindowState) -> list[tuple[int, str]]:
-    return [
-        (partition, segment)
-        for partition, pstate in state.partitions.items()
-        for segment in pstate.segments
-    ]
 
 
 class ConsumerLag(Collector):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from pipeline.aggregate import WindowState, dimension_of
+from pipeline.aggregate import WindowState
 from pipeline.scoring import ScoringStage
 from pipeline.windows import window_label
 
@@ -31,8 +31,10 @@ class StatusLine:
             f"duplicates {totals.duplicates:,}"
         )
         departments = []
-        for segment, windows in self.state.advanced_segments():
-            if dimension_of(segment) != "department":
+        clock = self.state.clock
+        for partition, segment in self.state.keys("department"):
+            windows = self.state.advanced(partition, segment, clock)
+            if windows is None:
                 continue
             stats = windows.stats(self.window)
             if stats.nps is not None:

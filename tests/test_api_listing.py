@@ -1,14 +1,21 @@
-"""The segment listing keeps only the first ``limit`` rows while it ranks a dimension:
-its total and rows equal a full sort of every segment (hypothesis, brute force)."""
+"""The segment listing keeps only the first ``limit`` rows while it ranks a dimension, in
+steps with the event loop free between them: its total and rows equal a full sort of
+every segment (hypothesis, brute force). It finds a dimension's segments by their keys'
+field names, without parsing every key: the same as parsing them."""
 
 from __future__ import annotations
+
+import asyncio
+from unittest.mock import patch
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.aggregate import WindowState
+from pipeline import api
+from pipeline.aggregate import WindowState, dimension_of, dimension_test
 from pipeline.api import SORTS, sort_rows, top_rows
 from pipeline.scoring import encode_deltas
+from pipeline.segments import OVERALL, segment_key
 from pipeline.settings import load_settings
 from pipeline.windows import Counts
 from schemas.windows import SegmentRow
@@ -46,6 +53,7 @@ answer = st.tuples(
     window=st.sampled_from(["5m", "1h", "24h", "all"]),
     limit=st.integers(1, 12),
     min_responses=st.integers(0, 3),
+    step=st.sampled_from([1, 3, 1_000]),
 )
 def test_first_rows_equal_a_full_sort(
     answers: list[tuple[int, str, int]],
@@ -54,6 +62,7 @@ def test_first_rows_equal_a_full_sort(
     window: str,
     limit: int,
     min_responses: int,
+    step: int,
 ) -> None:
     state = state_of(answers)
     every = []  # brute force: every segment's row, sorted whole
@@ -63,9 +72,29 @@ def test_first_rows_equal_a_full_sort(
         stats = windows.stats(None if window == "all" else window)
         if stats.responses + stats.csat_responses + stats.ces_responses >= min_responses:
             every.append(SegmentRow(segment=segment, fields={"agent": segment[6:]}, stats=stats))
-    total, rows = top_rows(state, "agent", window, min_responses, sort, order, limit)
+    with patch.object(api, "LISTING_STEP", step):  # the event loop runs every `step` segments
+        total, rows = asyncio.run(
+            top_rows(state, "agent", window, min_responses, sort, order, limit)
+        )
     assert total == len(every)
     assert rows == sort_rows(every, sort, order)[:limit]
     # merging workers' parts: the first rows of the union are among each part's first
     half = len(rows) // 2
     assert sort_rows(rows[half:] + rows[:half], sort, order) == rows
+
+
+field_value = st.text(min_size=1, max_size=6, alphabet=st.sampled_from("ab|=%2 é"))
+fields = st.dictionaries(
+    st.sampled_from(["department", "agent", "channel", "dep"]), field_value, max_size=3
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=fields, other=fields)
+def test_the_dimension_test_equals_parsing_the_key(
+    fields: dict[str, str], other: dict[str, str]
+) -> None:
+    key = segment_key(fields)
+    for dimension in {dimension_of(key), dimension_of(segment_key(other)), "department",
+                      "dep", "department,channel", "agent,channel", OVERALL}:  # fmt: skip
+        assert dimension_test(dimension)(key) == (dimension_of(key) == dimension), dimension

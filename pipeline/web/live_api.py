@@ -14,6 +14,7 @@ the segment listing, so the page works against any worker of a group.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 import faust
@@ -21,7 +22,7 @@ from faust.web import Request, Response, View
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import metrics
-from pipeline.aggregate import WindowState, dimension_of
+from pipeline.aggregate import WindowState
 from pipeline.api import ApiError, as_of, parse_list_query
 from pipeline.settings import Settings
 from pipeline.web.alert_feed import AlertFeed, merge_firing, merge_recent
@@ -132,13 +133,17 @@ def register(app: faust.App, settings: Settings, feed: AlertFeed) -> None:
                 return error(self, str(exc))
             wanted = set(query.getall("segment", []))
             seconds = parse_window_label(window)
+            keys = state.keys(dimension)
+            if wanted:
+                keys = [(partition, segment) for partition, segment in keys if segment in wanted]
+            else:  # no list given: a bounded answer, the first segments by name
+                keys = sorted(keys, key=itemgetter(1))[:limit]
             series = {}
-            for segment, windows in state.advanced_segments():
-                if dimension_of(segment) != dimension or (wanted and segment not in wanted):
-                    continue
-                series[segment] = segment_trend(segment, windows, seconds, points)
-            if not wanted:  # no list given: a bounded answer
-                series = dict(sorted(series.items())[:limit])
+            clock = state.clock
+            for partition, segment in keys:
+                windows = state.advanced(partition, segment, clock)
+                if windows is not None:
+                    series[segment] = segment_trend(segment, windows, seconds, points)
             failed = 0
             if not is_local(query):
                 answers, failed = await gather_remote(app, segment_topics, request.path, query)
