@@ -38,7 +38,7 @@ import bisect
 import operator
 import re
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import ClassVar, Self
 
@@ -704,9 +704,10 @@ class SegmentWindows:
             self.advance(now)
         return self._sums[index].copy()
 
-    def peek(self, window: int) -> Counts:
-        """The running sum of a window (seconds), not a copy: read it, never change it."""
-        return self._sums[self._shape.index[window]]
+    def peek(self, window: int | None) -> Counts:
+        """The running sum of a window (seconds; None: all time), not a copy: read it,
+        never change it."""
+        return self._total if window is None else self._sums[self._shape.index[window]]
 
     def window_bounds(self, window: int | str) -> tuple[int, int] | None:
         """Event-time range ``[start, end)`` of a window at the clock; None before any."""
@@ -875,21 +876,56 @@ def window_stats(
         promoters=c.promoters,
         passives=c.passives,
         detractors=c.detractors,
-        nps=nps(c.promoters, c.detractors, n),
+        nps=_nps(c),
         nps_low=nps_low,
         nps_high=nps_high,
-        detractor_share=c.detractors / n if n else None,
+        detractor_share=_detractor_share(c),
         detractor_share_low=share_low,
         detractor_share_high=share_high,
         csat_responses=c.csat_n,
-        csat_satisfied_share=c.csat_satisfied / c.csat_n if c.csat_n else None,
-        csat_mean=c.csat_sum / c.csat_n if c.csat_n else None,
+        csat_satisfied_share=_csat_satisfied_share(c),
+        csat_mean=_csat_mean(c),
         ces_responses=c.ces_n,
-        ces_mean=c.ces_sum / c.ces_n if c.ces_n else None,
+        ces_mean=_ces_mean(c),
         revenue_responses=c.rev_n,
-        revenue_weighted_nps=(
-            100.0 * (c.rev_promoters - c.rev_detractors) / c.rev_weight
-            if c.rev_n and c.rev_weight > 0
-            else None
-        ),
+        revenue_weighted_nps=_revenue_weighted_nps(c),
     )
+
+
+def _nps(c: Counts) -> float | None:
+    return nps(c.promoters, c.detractors, c.responses)
+
+
+def _detractor_share(c: Counts) -> float | None:
+    return c.detractors / c.responses if c.responses else None
+
+
+def _csat_satisfied_share(c: Counts) -> float | None:
+    return c.csat_satisfied / c.csat_n if c.csat_n else None
+
+
+def _csat_mean(c: Counts) -> float | None:
+    return c.csat_sum / c.csat_n if c.csat_n else None
+
+
+def _ces_mean(c: Counts) -> float | None:
+    return c.ces_sum / c.ces_n if c.ces_n else None
+
+
+def _revenue_weighted_nps(c: Counts) -> float | None:
+    if c.rev_n and c.rev_weight > 0:
+        return 100.0 * (c.rev_promoters - c.rev_detractors) / c.rev_weight
+    return None
+
+
+#: field of :class:`WindowStats` -> its value from a window's counts, as
+#: :func:`window_stats` computes it (for ranking segments without building their stats)
+KPIS: dict[str, Callable[[Counts], float | None]] = {
+    "nps": _nps,
+    "detractor_share": _detractor_share,
+    "responses": operator.attrgetter("responses"),
+    "csat_satisfied_share": _csat_satisfied_share,
+    "csat_mean": _csat_mean,
+    "ces_mean": _ces_mean,
+    "revenue_weighted_nps": _revenue_weighted_nps,
+}
