@@ -68,6 +68,10 @@ def test_bench_command_smoke(broker, tmp_path) -> None:
     assert f"median    {median:>10,.0f} events/s  (1 worker(s), 2 rounds)" in done.stdout
     assert figures["latency"]["scored_seen"] == figures["latency"]["events"] > 0
     assert figures["latency"]["scored_ms"]["p99"] is not None
+    # the worker's /metrics was scraped as Prometheus would, once at the start of 4 s
+    assert figures["latency"]["metrics_scrapes"] == 1
+    assert figures["latency"]["metrics_scrape_ms_max"] > 0
+    assert "1 /metrics scrape(s) meanwhile" in done.stdout
 
 
 def test_cpu_split_reads_every_process_of_a_running_bench() -> None:

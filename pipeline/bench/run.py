@@ -27,7 +27,9 @@ Phases (each on topics of its own, so that runs never mix):
    ``latency_seconds``: produced -> visible on the scored topic, per event; and, for an
    incident injected in one department (detractor share 0.8 from 10 s in), each alert's
    ``fired_at`` (the event time of the round that decided it, which is the wall time at
-   which the deciding events were produced) -> visible on the alerts topic.
+   which the deciding events were produced) -> visible on the alerts topic. Meanwhile
+   each worker's ``/metrics`` is scraped every 15 s, as the shipped Prometheus
+   configuration does.
 
 Memory: the workers' resident set (with their comment analysis processes) when they
 report ready (before any record), at the end of the throughput phase, and their peak
@@ -57,6 +59,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -545,9 +548,33 @@ def live_event(i: int, run: str, now: float, incident: bool, rng_value: int) -> 
     )
 
 
+#: seconds between two scrapes of each worker's /metrics in the latency phase, as the
+#: shipped Prometheus configuration scrapes (deploy/prometheus/prometheus.yml)
+SCRAPE_INTERVAL_SECONDS = 15.0
+
+
+async def scrape_metrics(urls: list[str], durations: list[float], stop: asyncio.Event) -> None:
+    """GET every ``urls`` (the workers' /metrics) now and then every
+    :data:`SCRAPE_INTERVAL_SECONDS` until ``stop``, as Prometheus would; each GET's
+    seconds into ``durations``."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        while not stop.is_set():
+            for url in urls:
+                began = time.perf_counter()
+                async with session.get(url) as resp:
+                    resp.raise_for_status()
+                    await resp.read()
+                durations.append(time.perf_counter() - began)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SCRAPE_INTERVAL_SECONDS)
+
+
 async def latency(
-    bootstrap: str, env: dict[str, str], rate: float, seconds: float
+    bootstrap: str, env: dict[str, str], rate: float, seconds: float, metrics_urls: list[str]
 ) -> dict[str, Any]:
+    """Latencies at ``rate`` events/s of live events for ``seconds``, the workers'
+    ``metrics_urls`` scraped meanwhile as Prometheus would (a scrape takes the worker's
+    event loop for a moment, and production workers are scraped)."""
     run = uuid.uuid4().hex[:6]
     raw, scored, alerts = env["NPS_TOPIC_RAW"], env["NPS_TOPIC_SCORED"], env["NPS_TOPIC_ALERTS"]
     partitions = int(env["NPS_TOPIC_PARTITIONS"])
@@ -591,6 +618,8 @@ async def latency(
 
     done_at = [0.0]
     reader = asyncio.create_task(read())
+    scrapes: list[float] = []
+    scraper = asyncio.create_task(scrape_metrics(metrics_urls, scrapes, done))
     started = time.time()
     tick = 0.01
     i = 0
@@ -610,6 +639,7 @@ async def latency(
     done_at[0] = time.time()
     done.set()
     await reader
+    await scraper
     await producer.stop()
     await consumer.stop()
     scored_latency.sort()
@@ -621,6 +651,8 @@ async def latency(
         "scored_ms": percentiles(scored_latency),
         "alerts": alert_latency,
         "alert_ms": percentiles(sorted(a["seconds"] for a in alert_latency)),
+        "metrics_scrapes": len(scrapes),
+        "metrics_scrape_ms_max": max(scrapes, default=0.0) * 1000,
     }
 
 
@@ -752,7 +784,13 @@ def run(cfg: BenchConfig) -> Figures:
                             f"for {cfg.latency_seconds:.0f} s ..."
                         )
                         figures.latency = asyncio.run(
-                            latency(bootstrap, env, offered, cfg.latency_seconds)
+                            latency(
+                                bootstrap,
+                                env,
+                                offered,
+                                cfg.latency_seconds,
+                                [f"{w.url}/metrics" for w in workers],
+                            )
                         )
                         figures.latency["peak_rss_mib"] = [
                             rss_kib(w.proc.pid, "VmHWM") / 1024 for w in workers
@@ -861,7 +899,9 @@ def report(figures: Figures) -> str:
         lines.append(
             f"latency   at {lat['offered_events_per_s']:,.0f} events/s: event -> scored "
             f"p50 {fmt(s['p50'])} p95 {fmt(s['p95'])} p99 {fmt(s['p99'])} max {fmt(s['max'])} ms "
-            f"({lat['scored_seen']:,}/{lat['events']:,} seen)"
+            f"({lat['scored_seen']:,}/{lat['events']:,} seen; "
+            f"{lat.get('metrics_scrapes', 0)} /metrics scrape(s) meanwhile, the longest "
+            f"{lat.get('metrics_scrape_ms_max', 0.0):,.0f} ms)"
         )
         lines.append(
             f"          decision -> alert visible: {len(lat['alerts'])} alerts, "
