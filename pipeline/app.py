@@ -390,8 +390,7 @@ def _add_pages(
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            await metrics.WINDOW_GAUGES.refresh()  # the ranking, with the loop free between steps
-            body, content_type = metrics.render(counters.after_scrape)
+            body, content_type = await metrics.scrape(counters.after_scrape)
             return self.bytes(body, content_type=content_type.split(";")[0])
 
     @app.page("/healthz")

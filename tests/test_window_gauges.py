@@ -10,6 +10,7 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline import metrics
 from pipeline.aggregate import WindowState
 from pipeline.metrics import WindowGauges
 from pipeline.scoring import encode_deltas
@@ -115,3 +116,39 @@ def test_a_scrape_ranks_in_steps_and_lets_the_loop_run() -> None:
     assert asyncio.run(scrape()) >= 2
     assert exported(gauges) == want  # the refreshed choice, used by the next collect
     assert gauges._prepared is None  # and used once: a later plain collect ranks anew
+
+
+def test_a_scrape_writes_what_a_plain_render_writes_and_lets_the_loop_run() -> None:
+    state = state_of([(f"agent=a{i}", i % 11) for i in range(5_000)])
+    metrics.WINDOW_GAUGES.attach(state, 500, DIMENSIONS)
+    try:
+        want = _window_lines(metrics.render()[0])
+
+        async def scrape() -> tuple[bytes, int]:
+            turns = 0
+
+            async def other_work() -> None:
+                nonlocal turns
+                while True:
+                    await asyncio.sleep(0)
+                    turns += 1
+
+            task = asyncio.create_task(other_work())
+            await asyncio.sleep(0)
+            started = turns
+            body, _ = await metrics.scrape()
+            task.cancel()
+            return body, turns - started
+
+        body, turns = asyncio.run(scrape())
+        assert _window_lines(body) == want
+        assert len(want) > 500 * 3  # 500 segments x 3 windows of gauges, at least
+        # ranked in 3 steps, statistics in 5, then the text written in a thread while
+        # the loop runs (in one go on the loop, it would be those 8 turns and no more)
+        assert turns > 8 + 20, turns
+    finally:
+        metrics.WINDOW_GAUGES.state = None
+
+
+def _window_lines(body: bytes) -> list[str]:
+    return [line for line in body.decode().splitlines() if "nps_pipeline_window_" in line]
