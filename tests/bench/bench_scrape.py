@@ -8,11 +8,11 @@ Run from the repository root::
 
 The records of :func:`pipeline.bench.dataset.generate` go through ``ScoringStage`` and
 ``WindowState.apply_packed`` in process (as ``tests.bench.bench_memory`` does, the
-worker's collector thresholds set), then the window gauges are attached as in the
-worker and a scrape is timed ``--repeats`` times two ways: in one go
-(``metrics.render()``, the ranking of every segment inside it), and as ``/metrics``
-does it (``await WindowGauges.refresh()`` then ``render``), with a task beside it
-counting event-loop turns: the longest time between two turns is how long the scrape
+worker's collector thresholds set), then the window gauges are attached as in the worker
+and a scrape is timed ``--repeats`` times two ways: in one go (``metrics.render()``, the
+ranking of every segment inside it), and as ``/metrics`` does it (``await
+metrics.scrape()``: ranking in steps, the text written in a thread), with a task beside
+it counting event-loop turns: the longest time between two turns is how long the scrape
 held the loop.
 """
 
@@ -79,9 +79,8 @@ async def stepped_scrape(counters: metrics.SegmentCounters) -> tuple[float, floa
     task = asyncio.create_task(other_work())
     await asyncio.sleep(0)
     started = time.perf_counter()
-    await metrics.WINDOW_GAUGES.refresh()
-    body, _ = metrics.render(counters.after_scrape)
-    await asyncio.sleep(0)  # the turn after the render: its hold is measured too
+    body, _ = await metrics.scrape(counters.after_scrape)
+    await asyncio.sleep(0)  # the turn after the scrape: its last hold is measured too
     seconds = time.perf_counter() - started
     task.cancel()
     return seconds, max(holds), len(holds), len(body)
