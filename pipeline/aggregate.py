@@ -102,8 +102,9 @@ def dimension_of(segment: str) -> str:
 
 def dimension_test(dimension: str) -> Callable[[str], bool]:
     """A test equal to ``dimension_of(key) == dimension`` for every key made by
-    :func:`pipeline.segments.segment_key`, ~20x faster: a value's ``|`` and ``=`` are
-    escaped there, so the key's parts and their field names can be read off directly."""
+    :func:`pipeline.segments.segment_key`, ~8x faster (0.09 against 0.74 µs a key): a
+    value's ``|`` and ``=`` are escaped there, so the key's parts and their field names
+    can be read off directly."""
     if dimension == OVERALL:
         return OVERALL.__eq__
     prefixes = tuple(f"{name}=" for name in dimension.split(","))

@@ -6,6 +6,8 @@ with the event loop free in between (a scrape at 100,000 segments held the loop
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +22,7 @@ from pipeline.windows import Counts
 
 SETTINGS = load_settings()
 NOW = 1_800_000_000.0
+T = TypeVar("T")
 DIMENSIONS = ("department", "channel")
 
 
@@ -96,24 +99,9 @@ def test_a_scrape_ranks_in_steps_and_lets_the_loop_run() -> None:
     gauges.attach(state, 50, DIMENSIONS)
     want = exported(gauges)
 
-    async def scrape() -> int:
-        turns = 0
-
-        async def other_work() -> None:  # e.g. the scoring stage, waiting for its turn
-            nonlocal turns
-            while True:
-                await asyncio.sleep(0)
-                turns += 1
-
-        task = asyncio.create_task(other_work())
-        await asyncio.sleep(0)
-        started = turns
-        await gauges.refresh()
-        task.cancel()
-        return turns - started
-
     # 5,001 segments, 2,000 per step: the loop ran other work between the steps
-    assert asyncio.run(scrape()) >= 2
+    _, turns = asyncio.run(with_other_work(gauges.refresh()))
+    assert turns >= 2
     assert exported(gauges) == want  # the refreshed choice, used by the next collect
     assert gauges._prepared is None  # and used once: a later plain collect ranks anew
 
@@ -124,23 +112,7 @@ def test_a_scrape_writes_what_a_plain_render_writes_and_lets_the_loop_run() -> N
     try:
         want = _window_lines(metrics.render()[0])
 
-        async def scrape() -> tuple[bytes, int]:
-            turns = 0
-
-            async def other_work() -> None:
-                nonlocal turns
-                while True:
-                    await asyncio.sleep(0)
-                    turns += 1
-
-            task = asyncio.create_task(other_work())
-            await asyncio.sleep(0)
-            started = turns
-            body, _ = await metrics.scrape()
-            task.cancel()
-            return body, turns - started
-
-        body, turns = asyncio.run(scrape())
+        (body, _), turns = asyncio.run(with_other_work(metrics.scrape()))
         assert _window_lines(body) == want
         assert len(want) > 500 * 3  # 500 segments x 3 windows of gauges, at least
         # ranked in 3 steps, statistics in 5, then the text written in a thread while
@@ -152,3 +124,22 @@ def test_a_scrape_writes_what_a_plain_render_writes_and_lets_the_loop_run() -> N
 
 def _window_lines(body: bytes) -> list[str]:
     return [line for line in body.decode().splitlines() if "nps_pipeline_window_" in line]
+
+
+async def with_other_work(work: Awaitable[T]) -> tuple[T, int]:
+    """``work``'s result and how many turns another task (e.g. the scoring stage,
+    waiting for its turn) got on the event loop while it ran."""
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    task = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    started = turns
+    result = await work
+    task.cancel()
+    return result, turns - started

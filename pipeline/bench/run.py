@@ -677,7 +677,8 @@ def broker_for(cfg: BenchConfig) -> Iterator[str]:
         yield broker.bootstrap
 
 
-#: Iterations of the speed check (a plain Python loop, ~0.2 s on this project's machine).
+#: Iterations of the speed check: a plain Python loop, 0.08-0.10 s on this project's
+#: machine when it is quiet.
 SPEED_CHECK_LOOPS = 3_000_000
 
 

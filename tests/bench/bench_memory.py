@@ -40,7 +40,7 @@ from pipeline.bench.dataset import CHANNELS, DEPARTMENTS, PRODUCTS, REGIONS, age
 from pipeline.dedupe import DuplicateFilter, content_digest, make_entry
 from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import pack_deltas
-from pipeline.settings import load_settings
+from pipeline.settings import Settings, load_settings
 from pipeline.text.emerging import EmergingTopics
 from pipeline.validate import RawRecord
 
@@ -85,6 +85,36 @@ def dedupe_bytes_per_id(count: int) -> None:
     print(f"dedupe: {held / count:.0f} bytes per remembered id ({count:,} ids)")
 
 
+def raw_records(values: list[bytes], partitions: int) -> list[RawRecord]:
+    """``values`` as records of the raw topic, spread round-robin over ``partitions``."""
+    return [
+        RawRecord(RAW_TOPIC, i % partitions, i // partitions, None, value)
+        for i, value in enumerate(values)
+    ]
+
+
+def through_both_stages(
+    raw: list[RawRecord],
+    stage: ScoringStage,
+    state: WindowState,
+    engine: AlertEngine,
+    settings: Settings,
+) -> None:
+    """``raw`` through ``stage`` in batches of ``NPS_BATCH_SIZE``, each batch's deltas
+    packed per deltas partition and applied to ``state`` as the worker does."""
+    size, partitions = settings.batch_size, settings.topic_partitions
+    for i in range(0, len(raw), size):
+        out = stage.process(raw[i : i + size])
+        per_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, value in out.deltas:
+            per_partition.setdefault(partition_of(key, partitions), []).append((key, value))
+        clock = out.clock if out.clock is not None else 0.0
+        for partition, items in per_partition.items():
+            record = pack_deltas([(0, i + size, items)], clock)
+            state.apply_packed([(partition, record)], engine.note_comments)
+        state.take_dirty()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=300_000)
@@ -102,11 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     settings = load_settings(text_analytics=args.text)
     data = generate(args.events, args.segments, end=time.time() - 60)
-    partitions = settings.topic_partitions
-    raw = [
-        RawRecord(RAW_TOPIC, i % partitions, i // partitions, None, value)
-        for i, value in enumerate(data.values)
-    ]
+    raw = raw_records(data.values, settings.topic_partitions)
     del data
     counters = metrics.SegmentCounters(settings.metrics_dimensions)
     stage = ScoringStage(settings, counters)
@@ -118,19 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracemalloc.start(1)
     before = rss_mib()
     t0 = time.perf_counter()
-    size = settings.batch_size
-    for i in range(0, len(raw), size):
-        out = stage.process(raw[i : i + size])
-        per_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-        for key, value in out.deltas:
-            per_partition.setdefault(partition_of(key, partitions), []).append((key, value))
-        clock = out.clock if out.clock is not None else 0.0
-        for partition, items in per_partition.items():
-            record = pack_deltas([(0, i + size, items)], clock)
-            state.apply_packed([(partition, record)], engine.note_comments)
-        state.take_dirty()
+    through_both_stages(raw, stage, state, engine, settings)
     seconds = time.perf_counter() - t0
-    del raw, out, per_partition, items, record
+    del raw
     gc.collect()
     after = rss_mib()
     segments = sum(len(p.segments) for p in state.partitions.values())

@@ -28,38 +28,21 @@ from pipeline import metrics
 from pipeline.aggregate import WindowState
 from pipeline.alert_rules import load_rules
 from pipeline.alerts import AlertEngine
-from pipeline.batchio import partition_of
 from pipeline.bench.dataset import generate
 from pipeline.scoring import ScoringStage
-from pipeline.scoring_service import pack_deltas
 from pipeline.settings import load_settings
-from pipeline.validate import RawRecord
+from tests.bench.bench_memory import raw_records, through_both_stages
 
 
 def build(events: int, segments: int) -> tuple[WindowState, metrics.SegmentCounters]:
     settings = load_settings(text_analytics=False)
     gc.set_threshold(*settings.gc_thresholds)
     data = generate(events, segments, end=time.time() - 60)
-    partitions = settings.topic_partitions
-    raw = [
-        RawRecord("feedback.raw", i % partitions, i // partitions, None, value)
-        for i, value in enumerate(data.values)
-    ]
+    raw = raw_records(data.values, settings.topic_partitions)
     counters = metrics.SegmentCounters(settings.metrics_dimensions)
     stage = ScoringStage(settings, counters)
     state = WindowState(settings)
-    engine = AlertEngine(load_rules(None), None)
-    size = settings.batch_size
-    for i in range(0, len(raw), size):
-        out = stage.process(raw[i : i + size])
-        per_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-        for key, value in out.deltas:
-            per_partition.setdefault(partition_of(key, partitions), []).append((key, value))
-        clock = out.clock if out.clock is not None else 0.0
-        for partition, items in per_partition.items():
-            record = pack_deltas([(0, i + size, items)], clock)
-            state.apply_packed([(partition, record)], engine.note_comments)
-        state.take_dirty()
+    through_both_stages(raw, stage, state, AlertEngine(load_rules(None), None), settings)
     metrics.WINDOW_GAUGES.attach(state, settings.metrics_max_segments, settings.metrics_dimensions)
     return state, counters
 
