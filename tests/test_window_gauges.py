@@ -115,9 +115,10 @@ def test_a_scrape_writes_what_a_plain_render_writes_and_lets_the_loop_run() -> N
         (body, _), turns = asyncio.run(with_other_work(metrics.scrape()))
         assert _window_lines(body) == want
         assert len(want) > 500 * 3  # 500 segments x 3 windows of gauges, at least
-        # ranked in 3 steps, statistics in 5, then the text written in a thread while
-        # the loop runs (in one go on the loop, it would be those 8 turns and no more)
-        assert turns > 8 + 20, turns
+        # ranked in 3 steps, statistics in 5: 8 turns; the text written in a thread
+        # gives the loop at least one more while it waits (written on the loop: 8 exactly;
+        # how many more depends on the machine's load, so no more is asserted)
+        assert turns > 8, turns
     finally:
         metrics.WINDOW_GAUGES.state = None
 
