@@ -284,13 +284,13 @@ def test_unreachable_alertmanager_backs_off_and_gets_the_alert_once_up(
 
     async def scenario() -> None:
         async with running(sink):
-            slowest = 0.0
+            attempted = sum(posts(o) for o in ("success", "error", "rejected"))
             for i in range(200):
-                began = time.perf_counter()
                 sink.fire(f"spike/{i}", labels_for(test_id, f"agent=agent-{i:03}"), {}, starts_at)
-                slowest = max(slowest, time.perf_counter() - began)
-            # no I/O in fire(): well under a time slice or two of a busy machine
-            assert slowest < 0.05
+            # no I/O in fire(): nothing was posted by the 200 calls, all of them are queued
+            # for the sender (timing them instead failed when a busy machine stalled one)
+            assert sum(posts(o) for o in ("success", "error", "rejected")) == attempted
+            assert sink.pending_count() == 200
 
             errors = posts("error")
             await asyncio.sleep(2.6)
@@ -340,10 +340,12 @@ def test_hanging_alertmanager_times_out_without_blocking_fire(caplog, test_id):
             errors = posts("error")
             async with running(sink):
                 await asyncio.sleep(0.05)  # the first POST is in flight now
-                began = time.perf_counter()
+                in_flight = posts("error")
                 sink.fire("x", labels_for(test_id), {}, datetime.now(UTC))
-                # a fire() that waited on the POST would take its 0.3 s timeout
-                assert time.perf_counter() - began < 0.1
+                # a fire() that waited on the hanging POST would return after its timeout,
+                # with the error counted; it returns at once with the alert queued
+                assert posts("error") == in_flight
+                assert sink.pending_count() == 1
                 await asyncio.sleep(0.9)
             assert 2 <= posts("error") - errors <= 3  # 0.3 s each plus a short backoff
             assert "TimeoutError" in caplog.text
