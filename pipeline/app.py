@@ -94,6 +94,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         broker_rebalance_timeout=session_timeout,
         producer_max_request_size=DEADLETTER_MAX_MESSAGE_BYTES,
         producer_acks=-1,
+        producer_compression_type=None if settings.compression == "none" else settings.compression,
         consumer_auto_offset_reset="earliest",
         # Faust's consumer now reads the packed deltas (hundreds of segments per record),
         # the follow-up topics and the changelogs: small polls and stream buffers keep a
@@ -174,6 +175,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         ",".join(settings.bootstrap_servers),
         max_request_size=DEADLETTER_MAX_MESSAGE_BYTES,
         client_id=f"{settings.app_id}-out",
+        compression=settings.compression,
     )
     scoring: list[ScoringConsumer] = []
 

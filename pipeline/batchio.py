@@ -39,7 +39,14 @@ __all__ = ["HASH_CACHE_MAX", "MAX_BATCH_BYTES", "BatchProducer", "Record", "part
 class BatchProducer:
     """An aiokafka producer that sends lists of records as per-partition batches."""
 
-    def __init__(self, bootstrap_servers: str, *, max_request_size: int, client_id: str) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        max_request_size: int,
+        client_id: str,
+        compression: str = "none",
+    ) -> None:
         self._config: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
             "client_id": client_id,
@@ -48,6 +55,9 @@ class BatchProducer:
             "max_batch_size": MAX_BATCH_BYTES,
             "max_request_size": max(max_request_size, MAX_BATCH_BYTES),
             "linger_ms": 0,
+            # each record batch compressed as a whole (aiokafka with cramjam); the broker
+            # stores and serves it as it is, consumers decompress
+            "compression_type": None if compression == "none" else compression,
             "request_timeout_ms": 30_000,
         }
         self._producer: AIOKafkaProducer | None = None
