@@ -23,6 +23,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from pipeline.murmur2 import murmur2, partition_of
+from pipeline.settings import Compression
 
 #: (topic, partition or None for "by key", key, value)
 Record = tuple[str, int | None, bytes | None, bytes | None]
@@ -45,7 +46,7 @@ class BatchProducer:
         *,
         max_request_size: int,
         client_id: str,
-        compression: str = "none",
+        compression: Compression = Compression.NONE,
     ) -> None:
         self._config: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
@@ -57,7 +58,7 @@ class BatchProducer:
             "linger_ms": 0,
             # each record batch compressed as a whole (aiokafka with cramjam); the broker
             # stores and serves it as it is, consumers decompress
-            "compression_type": None if compression == "none" else compression,
+            "compression_type": None if compression is Compression.NONE else compression.value,
             "request_timeout_ms": 30_000,
         }
         self._producer: AIOKafkaProducer | None = None

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.settings import ConfigError, Settings, load_settings
+from pipeline.settings import Compression, ConfigError, Settings, load_settings
 
 app = typer.Typer(
     help="Real-time NPS / CSAT / CES stream processor on Kafka (Faust).\n\n"
@@ -466,6 +466,10 @@ def bench(
     text_analytics: Annotated[
         bool, typer.Option(help="Comment analytics in the workers (NPS_TEXT_ANALYTICS).")
     ] = True,
+    compression: Annotated[
+        Compression,
+        typer.Option(help="Codec of the record batches the workers produce (NPS_COMPRESSION)."),
+    ] = Compression.ZSTD,
 ) -> None:
     from pipeline.bench.run import BenchConfig, main
 
@@ -484,5 +488,6 @@ def bench(
         broker=broker,
         json_path=json_path,
         text_analytics=text_analytics,
+        compression=compression,
     )
     raise typer.Exit(main(cfg))

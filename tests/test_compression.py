@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 
 from pipeline.batchio import BatchProducer
 from pipeline.bench.dataset import generate
-from pipeline.settings import ConfigError, load_settings
+from pipeline.settings import Compression, ConfigError, load_settings
 from pipeline.topics import ensure_topics
 from tests.conftest import consume
 
@@ -117,7 +117,10 @@ def test_the_batch_producer_compresses_with_the_chosen_codec(broker, unique, com
 
     async def send_and_read() -> list[tuple[bytes, bytes]]:
         producer = BatchProducer(
-            broker.bootstrap, max_request_size=1 << 20, client_id="t", compression=compression
+            broker.bootstrap,
+            max_request_size=1 << 20,
+            client_id="t",
+            compression=Compression(compression),
         )
         await producer.start()
         try:

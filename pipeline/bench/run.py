@@ -67,7 +67,7 @@ from pipeline.batchio import BatchProducer
 from pipeline.bench import naive
 from pipeline.bench.dataset import DEPARTMENTS, TRUTH_FIELDS, Dataset, generate
 from pipeline.broker import EmbeddedBroker, free_port
-from pipeline.settings import Settings
+from pipeline.settings import Compression, Settings
 from pipeline.topics import ensure_topics
 
 POLL_SECONDS = 0.05
@@ -95,6 +95,8 @@ class BenchConfig:
     timeout_seconds: float = 600.0
     #: NPS_TEXT_ANALYTICS of the workers (comment analytics: its cost end to end)
     text_analytics: bool = True
+    #: NPS_COMPRESSION of the workers
+    compression: Compression = Compression.ZSTD
 
 
 @dataclass
@@ -455,6 +457,7 @@ def run_pipeline(
     run = uuid.uuid4().hex[:8]
     env = topic_env(bootstrap, run, cfg.partitions)
     env["NPS_TEXT_ANALYTICS"] = "true" if cfg.text_analytics else "false"
+    env["NPS_COMPRESSION"] = cfg.compression.value
     settings = Settings(**{k[4:].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
     ensure_topics(settings)
     workers = start_workers(env, workers_count, run, logdir)
@@ -504,6 +507,7 @@ def run_pipeline(
             "mismatches": problems[:20],
             "mismatch_count": len(problems),
             "text_analytics": "on" if cfg.text_analytics else "off",
+            "compression": cfg.compression.value,
         }
         return result, workers, env
     except BaseException:
@@ -869,7 +873,8 @@ def report(figures: Figures) -> str:
         lines.append(
             f"pipeline  {result['events_per_s']:>10,.0f} events/s  ({label}"
             f"{result['workers']} worker(s), "
-            f"full workload, text analytics {result.get('text_analytics', 'on')}; "
+            f"full workload, text analytics {result.get('text_analytics', 'on')}, "
+            f"{result.get('compression', 'none')} batches; "
             f"RSS ready {sum(result['ready_rss_mib']):.0f} MiB, end "
             f"{sum(result['end_rss_mib']):.0f} MiB, peak {sum(result['peak_rss_mib']):.0f} MiB "
             f"({sum(result.get('peak_rss_with_checks_mib', result['peak_rss_mib'])):.0f} with "
