@@ -18,12 +18,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
+import orjson
+
 from pipeline.aggregate import WindowState, dimension_of
 from pipeline.batchio import Record
 from pipeline.catchup import CatchUpThrottle
 from pipeline.segments import parse_segment_key
 from pipeline.windows import window_label
-from schemas.windows import WindowSnapshot
+from schemas.windows import WINDOWS_SCHEMA_VERSION
 
 
 class SnapshotClock:
@@ -61,16 +63,19 @@ def snapshot_records(
         if windows is None:
             continue
         state.advance(partition, segment, windows, clock)
-        snapshot = WindowSnapshot(
-            snapshot_id=f"{segment}@{boundary}",
-            segment=segment,
-            dimension=dimension_of(segment),
-            fields=parse_segment_key(segment),
-            as_of=as_of,
-            windows={window_label(w): windows.stats(w) for w in windows.windows},
-            all_time=windows.stats(None),
-        )
-        yield segment.encode(), snapshot.model_dump_json().encode()
+        # WindowSnapshot(...).model_dump_json(), byte for byte, without building the
+        # models: 80 -> ~50 µs a snapshot (tests/test_snapshots.py checks the bytes)
+        snapshot = {  # the fields in the model's order
+            "schema_version": WINDOWS_SCHEMA_VERSION,
+            "segment": segment,
+            "dimension": dimension_of(segment),
+            "fields": parse_segment_key(segment),
+            "as_of": as_of,
+            "windows": {window_label(w): windows.kpis(w) for w in windows.windows},
+            "all_time": windows.kpis(None),
+            "snapshot_id": f"{segment}@{boundary}",
+        }
+        yield segment.encode(), orjson.dumps(snapshot, option=orjson.OPT_UTC_Z)
 
 
 class SnapshotWriter:

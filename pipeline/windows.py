@@ -40,7 +40,7 @@ import re
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from pipeline.stats import nps, nps_interval, wilson_interval
 from schemas.feedback import SCALES, SurveyType
@@ -770,10 +770,19 @@ class SegmentWindows:
         confidence: float = 0.95,
     ) -> WindowStats:
         """:class:`WindowStats` of a window, or of the all-time total for ``None``/"all"."""
+        return WindowStats(**self.kpis(window, now, confidence))
+
+    def kpis(
+        self,
+        window: int | str | None = None,
+        now: Timestamp | None = None,
+        confidence: float = 0.95,
+    ) -> dict[str, Any]:
+        """:meth:`stats` as the dict of its fields (:func:`window_kpis`)."""
         if window is None or (isinstance(window, str) and parse_window_label(window) is None):
             if now is not None:
                 self.advance(now)
-            return window_stats(self._total, None, confidence=confidence)
+            return window_kpis(self._total, None, confidence=confidence)
         length = self._shape.desc[self._index(window)]
         counts = self.window(length, now)
         bounds = self.window_bounds(length)
@@ -781,7 +790,7 @@ class SegmentWindows:
         if bounds is not None:
             start = datetime.fromtimestamp(bounds[0], UTC)
             end = datetime.fromtimestamp(bounds[1], UTC)
-        return window_stats(counts, length, start=start, end=end, confidence=confidence)
+        return window_kpis(counts, length, start=start, end=end, confidence=confidence)
 
     # -- rebuild ----------------------------------------------------------------------
 
@@ -857,6 +866,21 @@ def window_stats(
     confidence: float = 0.95,
 ) -> WindowStats:
     """The KPIs of ``counts``; ``window_seconds=None`` labels them "all"."""
+    return WindowStats(
+        **window_kpis(counts, window_seconds, start=start, end=end, confidence=confidence)
+    )
+
+
+def window_kpis(
+    counts: Counts,
+    window_seconds: int | None,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """:func:`window_stats` as the dict of its fields, in their order, without building
+    the model: what the window snapshots serialize directly (``pipeline.snapshots``)."""
     c = counts
     n = c.responses
     nps_low: float | None = None
@@ -866,30 +890,30 @@ def window_stats(
     if n:
         nps_low, nps_high = nps_interval(c.promoters, c.detractors, n, confidence)
         share_low, share_high = wilson_interval(c.detractors, n, confidence)
-    return WindowStats(
-        window=window_label(window_seconds),
-        window_seconds=window_seconds,
-        start=start,
-        end=end,
-        confidence=confidence,
-        responses=n,
-        promoters=c.promoters,
-        passives=c.passives,
-        detractors=c.detractors,
-        nps=_nps(c),
-        nps_low=nps_low,
-        nps_high=nps_high,
-        detractor_share=_detractor_share(c),
-        detractor_share_low=share_low,
-        detractor_share_high=share_high,
-        csat_responses=c.csat_n,
-        csat_satisfied_share=_csat_satisfied_share(c),
-        csat_mean=_csat_mean(c),
-        ces_responses=c.ces_n,
-        ces_mean=_ces_mean(c),
-        revenue_responses=c.rev_n,
-        revenue_weighted_nps=_revenue_weighted_nps(c),
-    )
+    return {
+        "window": window_label(window_seconds),
+        "window_seconds": window_seconds,
+        "start": start,
+        "end": end,
+        "confidence": confidence,
+        "responses": n,
+        "promoters": c.promoters,
+        "passives": c.passives,
+        "detractors": c.detractors,
+        "nps": _nps(c),
+        "nps_low": nps_low,
+        "nps_high": nps_high,
+        "detractor_share": _detractor_share(c),
+        "detractor_share_low": share_low,
+        "detractor_share_high": share_high,
+        "csat_responses": c.csat_n,
+        "csat_satisfied_share": _csat_satisfied_share(c),
+        "csat_mean": _csat_mean(c),
+        "ces_responses": c.ces_n,
+        "ces_mean": _ces_mean(c),
+        "revenue_responses": c.rev_n,
+        "revenue_weighted_nps": _revenue_weighted_nps(c),
+    }
 
 
 def _nps(c: Counts) -> float | None:

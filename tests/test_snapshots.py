@@ -5,16 +5,20 @@ of the same boundary are not held back by thousands of snapshots)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.aggregate import WindowState
+from pipeline.aggregate import WindowState, dimension_of
 from pipeline.batchio import Record
 from pipeline.catchup import CatchUpThrottle
 from pipeline.scoring import encode_deltas
+from pipeline.segments import parse_segment_key
 from pipeline.settings import load_settings
-from pipeline.snapshots import SnapshotWriter
-from pipeline.windows import Counts
+from pipeline.snapshots import SnapshotWriter, snapshot_records
+from pipeline.windows import Counts, window_label
 from schemas.windows import WindowSnapshot
 
 SETTINGS = load_settings()
@@ -100,3 +104,52 @@ def test_requests_while_writing_coalesce_into_the_newest_boundary() -> None:
     first = int(NOW // 60) * 60
     assert sorted(written[:30]) == sorted(f"agent=a{i:04d}@{first}" for i in range(30))
     assert written[30:] == [f"agent=a0005@{first + 120}"]
+
+
+SCORES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
+SEGMENTS = ("overall", "agent=a-1", "department=billing|channel=chat", "region=emea")
+
+
+@st.composite
+def answers(draw: st.DrawFn) -> tuple[str, int, float | None, str, float]:
+    kind = draw(st.sampled_from(sorted(SCORES)))
+    score = draw(st.integers(*SCORES[kind]))
+    value = draw(st.none() | st.floats(0, 1e7, allow_nan=False)) if kind == "nps" else None
+    ago = draw(st.floats(0, 30 * 3600))  # over the longest window, into the all-time total
+    return kind, score, value, draw(st.sampled_from(SEGMENTS)), ago
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(answers(), max_size=40),
+    st.floats(0, 59.999999),  # the clock's place in its minute (microseconds in as_of)
+)
+def test_a_snapshot_is_the_models_json_byte_for_byte(
+    given_answers: list[tuple[str, int, float | None, str, float]], second: float
+) -> None:
+    """snapshot_records serializes without building the models: its bytes must be what
+    WindowSnapshot(...).model_dump_json() gives (the contract of nps.windows)."""
+    clock = NOW + second
+    state = WindowState(SETTINGS)
+    for i, (kind, score, value, segment, ago) in enumerate(given_answers):
+        at = clock - ago
+        value_json = encode_deltas({int(at // 60) * 60: Counts.of_event(kind, score, value)}, at)
+        state.apply_batch([(i % 4, segment.encode(), value_json)])
+    state.apply_batch([(p, b"overall", encode_deltas({}, clock)) for p in range(4)])
+    keys = sorted(state.keys())
+    boundary = int(clock // 60) * 60
+    fast = list(snapshot_records(state, boundary, keys))
+    assert len(fast) == len(keys)
+    for (partition, segment), (key, value) in zip(keys, fast, strict=True):
+        windows = state.partitions[partition].segments[segment]
+        reference = WindowSnapshot(
+            snapshot_id=f"{segment}@{boundary}",
+            segment=segment,
+            dimension=dimension_of(segment),
+            fields=parse_segment_key(segment),
+            as_of=datetime.fromtimestamp(state.clock, UTC),
+            windows={window_label(w): windows.stats(w) for w in windows.windows},
+            all_time=windows.stats(None),
+        )
+        assert key == segment.encode()
+        assert value == reference.model_dump_json().encode()
