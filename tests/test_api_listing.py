@@ -98,3 +98,11 @@ def test_the_dimension_test_equals_parsing_the_key(
     for dimension in {dimension_of(key), dimension_of(segment_key(other)), "department",
                       "dep", "department,channel", "agent,channel", OVERALL}:  # fmt: skip
         assert dimension_test(dimension)(key) == (dimension_of(key) == dimension), dimension
+
+
+def test_every_sort_has_its_kpi_function() -> None:
+    """A sort field added to ``api.SORTS`` without its ``windows.KPIS`` function would
+    raise KeyError in every listing sorted by it."""
+    from pipeline.windows import KPIS
+
+    assert set(SORTS) == set(KPIS)
