@@ -469,7 +469,7 @@ def bench(
     compression: Annotated[
         Compression,
         typer.Option(help="Codec of the record batches the workers produce (NPS_COMPRESSION)."),
-    ] = Compression.ZSTD,
+    ] = Compression.NONE,
 ) -> None:
     from pipeline.bench.run import BenchConfig, main
 

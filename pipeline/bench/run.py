@@ -96,7 +96,7 @@ class BenchConfig:
     #: NPS_TEXT_ANALYTICS of the workers (comment analytics: its cost end to end)
     text_analytics: bool = True
     #: NPS_COMPRESSION of the workers
-    compression: Compression = Compression.ZSTD
+    compression: Compression = Compression.NONE
 
 
 @dataclass

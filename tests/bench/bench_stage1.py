@@ -13,7 +13,7 @@ does between poll and send: :meth:`ScoringStage.process <pipeline.scoring.Scorin
 per-record work of :meth:`BatchProducer.send <pipeline.batchio.BatchProducer.send>`
 (Kafka's partition of every keyed record, aiokafka's record-batch builders) and the
 batches built with the worker's codec (``--compression``, ``NPS_COMPRESSION``'s
-default: zstd), whose sizes are printed per topic. Not included: the network, acks,
+default: none), whose sizes are printed per topic. Not included: the network, acks,
 commits, stage 2. Comment analytics are off unless ``--text`` (then in the child
 process, as in the worker). A fresh stage per run (the dedupe sees new ids), after a
 warm-up run on other records; the best of ``--repeats`` runs is printed. ``--profile``
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--compression",
         choices=[c.value for c in Compression],
-        default=Compression.ZSTD.value,
-        help="codec of the record batches (the worker's default: zstd)",
+        default=Compression.NONE.value,
+        help="codec of the record batches (the worker's default: none)",
     )
     args = parser.parse_args(argv)
     settings = load_settings(text_analytics=args.text, compression=args.compression)
