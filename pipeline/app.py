@@ -38,7 +38,7 @@ from pipeline.faust_transport import App as PipelineApp
 from pipeline.followups.worker import register_followups
 from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import ScoringConsumer
-from pipeline.settings import Compression, Settings
+from pipeline.settings import Settings
 from pipeline.snapshots import SnapshotClock, SnapshotWriter
 from pipeline.status import StatusLine
 from pipeline.text.emerging import EmergingTopics
@@ -94,9 +94,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         broker_rebalance_timeout=session_timeout,
         producer_max_request_size=DEADLETTER_MAX_MESSAGE_BYTES,
         producer_acks=-1,
-        producer_compression_type=(
-            None if settings.compression is Compression.NONE else settings.compression.value
-        ),
+        producer_compression_type=settings.compression.kafka_codec,
         consumer_auto_offset_reset="earliest",
         # Faust's consumer now reads the packed deltas (hundreds of segments per record),
         # the follow-up topics and the changelogs: small polls and stream buffers keep a

@@ -58,7 +58,7 @@ class BatchProducer:
             "linger_ms": 0,
             # each record batch compressed as a whole (aiokafka with cramjam); the broker
             # stores and serves it as it is, consumers decompress
-            "compression_type": None if compression is Compression.NONE else compression.value,
+            "compression_type": compression.kafka_codec,
             "request_timeout_ms": 30_000,
         }
         self._producer: AIOKafkaProducer | None = None

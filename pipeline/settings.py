@@ -47,6 +47,11 @@ class Compression(StrEnum):
     LZ4 = "lz4"
     ZSTD = "zstd"
 
+    @property
+    def kafka_codec(self) -> str | None:
+        """The ``compression_type`` of a Kafka producer (aiokafka's, Faust's)."""
+        return None if self is Compression.NONE else self.value
+
 
 class Settings(BaseSettings):
     """Configuration of every nps-pipeline process."""

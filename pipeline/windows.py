@@ -943,7 +943,7 @@ def _revenue_weighted_nps(c: Counts) -> float | None:
 
 
 #: field of :class:`WindowStats` -> its value from a window's counts, as
-#: :func:`window_stats` computes it (for ranking segments without building their stats)
+#: :func:`window_kpis` computes it (for ranking segments without building their stats)
 KPIS: dict[str, Callable[[Counts], float | None]] = {
     "nps": _nps,
     "detractor_share": _detractor_share,
