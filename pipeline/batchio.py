@@ -23,7 +23,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from pipeline.murmur2 import murmur2, partition_of
-from pipeline.settings import Compression
+from pipeline.settings import DEFAULT_COMPRESSION, Compression
 
 #: (topic, partition or None for "by key", key, value)
 Record = tuple[str, int | None, bytes | None, bytes | None]
@@ -46,7 +46,7 @@ class BatchProducer:
         *,
         max_request_size: int,
         client_id: str,
-        compression: Compression = Compression.NONE,
+        compression: Compression = DEFAULT_COMPRESSION,
     ) -> None:
         self._config: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,

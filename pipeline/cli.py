@@ -10,7 +10,13 @@ from typing import Annotated
 
 import typer
 
-from pipeline.settings import Compression, ConfigError, Settings, load_settings
+from pipeline.settings import (
+    DEFAULT_COMPRESSION,
+    Compression,
+    ConfigError,
+    Settings,
+    load_settings,
+)
 
 app = typer.Typer(
     help="Real-time NPS / CSAT / CES stream processor on Kafka (Faust).\n\n"
@@ -469,7 +475,7 @@ def bench(
     compression: Annotated[
         Compression,
         typer.Option(help="Codec of the record batches the workers produce (NPS_COMPRESSION)."),
-    ] = Compression.NONE,
+    ] = DEFAULT_COMPRESSION,
 ) -> None:
     from pipeline.bench.run import BenchConfig, main
 

@@ -53,6 +53,11 @@ class Compression(StrEnum):
         return None if self is Compression.NONE else self.value
 
 
+#: ``NPS_COMPRESSION``'s default (and the benchmarks'): snappy halves the embedded broker's
+#: CPU per event for ~1% of a worker's event loop (README, "Broker bytes").
+DEFAULT_COMPRESSION = Compression.SNAPPY
+
+
 class Settings(BaseSettings):
     """Configuration of every nps-pipeline process."""
 
@@ -83,13 +88,14 @@ class Settings(BaseSettings):
     topic_replication: int = Field(default=1, ge=1, le=16)
     create_topics: bool = Field(default=True, description="Create missing topics at start.")
     compression: Compression = Field(
-        default=Compression.NONE,
+        default=DEFAULT_COMPRESSION,
         description="Compression of the record batches the workers produce (scored events, "
-        "dead letters, deltas, progress, changelog, snapshots, alerts). zstd makes them "
-        "5-10x smaller and cut the embedded broker's CPU per event from ~8 to ~3 "
-        "microseconds, but costs the worker's event loop as much (~6% of it), so it pays "
-        "where the brokers' network, disk and replication are the limit, not on the "
-        "workers' own cores (README, 'Broker bytes').",
+        "dead letters, deltas, progress, changelog, snapshots, alerts). snappy (the "
+        "default) makes them 3-5x smaller and halves the embedded broker's CPU per event "
+        "for ~1% of the worker's event loop; zstd makes them 5-10x smaller but costs the "
+        "event loop ~6% (small batches), worth it only where the brokers' network, disk "
+        "and replication are the limit; none for consumers without snappy "
+        "(README, 'Broker bytes').",
     )
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once",

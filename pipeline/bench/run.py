@@ -67,7 +67,7 @@ from pipeline.batchio import BatchProducer
 from pipeline.bench import naive
 from pipeline.bench.dataset import DEPARTMENTS, TRUTH_FIELDS, Dataset, generate
 from pipeline.broker import EmbeddedBroker, free_port
-from pipeline.settings import Compression, Settings
+from pipeline.settings import DEFAULT_COMPRESSION, Compression, Settings
 from pipeline.topics import ensure_topics
 
 POLL_SECONDS = 0.05
@@ -96,7 +96,7 @@ class BenchConfig:
     #: NPS_TEXT_ANALYTICS of the workers (comment analytics: its cost end to end)
     text_analytics: bool = True
     #: NPS_COMPRESSION of the workers
-    compression: Compression = Compression.NONE
+    compression: Compression = DEFAULT_COMPRESSION
 
 
 @dataclass

@@ -33,7 +33,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 from pipeline.batchio import MAX_BATCH_BYTES, BatchProducer, partition_of
 from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import ScoringConsumer, _Part
-from pipeline.settings import Compression, Settings, load_settings
+from pipeline.settings import DEFAULT_COMPRESSION, Compression, Settings, load_settings
 from pipeline.validate import RawRecord
 from tests.bench.bench_text import stage_records
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--compression",
         choices=[c.value for c in Compression],
-        default=Compression.NONE.value,
+        default=DEFAULT_COMPRESSION.value,
         help="codec of the record batches (the worker's default: none)",
     )
     args = parser.parse_args(argv)

@@ -4,6 +4,7 @@ Run from the repository root (Linux only)::
 
     python -m tests.bench.cpu_split                    # 1 worker, 500,000 records, 8 s
     python -m tests.bench.cpu_split --workers 2
+    python -m tests.bench.cpu_split --compression snappy
 
 It starts ``nps-pipeline bench --events N --workers W --naive-seconds 0
 --latency-seconds 0``, waits for the pipeline's first progress line (the workers have
@@ -28,6 +29,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipeline.settings import DEFAULT_COMPRESSION
 
 #: command-line patterns of the processes measured, and the name they are shown with
 ROLES = (("tansu", "broker"), ("pipeline worker", "worker"), ("pipeline.text.offload", "child"))
@@ -146,12 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=500_000, help="records (500,000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     parser.add_argument("--seconds", type=float, default=8.0, help="sampling window (8)")
+    parser.add_argument(
+        "--compression",
+        default=DEFAULT_COMPRESSION.value,
+        help="the workers' NPS_COMPRESSION (bench --compression)",
+    )
     args = parser.parse_args(argv)
     if not Path("/proc/self/task").is_dir():
         parser.error("needs Linux's /proc")
     command = [
         sys.executable, "-m", "pipeline", "bench", "--events", str(args.events),
         "--workers", str(args.workers), "--naive-seconds", "0", "--latency-seconds", "0",
+        "--compression", args.compression,
     ]  # fmt: skip
     print(" ".join(command[1:]), flush=True)
     bench = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
