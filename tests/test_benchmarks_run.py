@@ -24,6 +24,7 @@ import pytest
         ["tests.bench.bench_stage1", "--events", "1000", "--text", "--repeats", "1"],
         ["tests.bench.bench_stage2", "--events", "3000", "--segments", "300", "--repeats", "1"],
         ["tests.bench.bench_scrape", "--events", "3000", "--segments", "300", "--repeats", "1"],
+        ["tests.bench.bench_codecs", "--records", "500", "--batch", "50", "--repeats", "1"],
     ],
 )  # fmt: skip
 def test_benchmark_runs(args: list[str]) -> None:
