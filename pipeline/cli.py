@@ -153,6 +153,7 @@ def simulate_cmd(
         settings.topic_raw,
         sim_config,
         progress=lambda n: typer.echo(f"\rsent {n:,}", nl=False, err=True),
+        compression=settings.compression,
     )
     typer.echo(f"\nsent {sent:,} events to {settings.topic_raw}", err=True)
 
@@ -275,6 +276,7 @@ def replay_cmd(
                 connect_timeout=connect_timeout,
                 progress=display,
                 errors_out=errors_out,
+                compression=settings.compression,
             )
     except (MappingError, BrokerUnavailable) as exc:
         raise fail(str(exc)) from None

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 import yaml
 
+from pipeline.settings import DEFAULT_COMPRESSION, Compression
 from pipeline.validate import Rejection, parse_feedback
 from schemas import FeedbackEvent, Reason
 
@@ -470,10 +471,12 @@ def replay(
     connect_timeout: float = 15.0,
     progress: ProgressFn | None = None,
     errors_out: IO[str] | None = None,
+    compression: Compression = DEFAULT_COMPRESSION,
 ) -> ReplayReport:
     """Validate every row of ``path`` and (unless ``dry_run``) produce the valid ones.
 
-    ``rate`` is events per second (0 = as fast as possible). ``progress(rows_done)`` is
+    ``rate`` is events per second (0 = as fast as possible); record batches are compressed
+    with ``compression`` (``NPS_COMPRESSION``). ``progress(rows_done)`` is
     called often; ``errors_out`` receives one JSON line per invalid row. An unreachable
     broker or topic raises :class:`BrokerUnavailable` within ``connect_timeout`` seconds.
     """
@@ -484,7 +487,9 @@ def replay(
     producer = (
         None
         if dry_run
-        else _producer(bootstrap_servers or [], topic, max_event_bytes, connect_timeout)
+        else _producer(
+            bootstrap_servers or [], topic, max_event_bytes, connect_timeout, compression
+        )
     )
     seen: dict[bytes, bytes] = {}  # event id -> digest of its last version
     newest: datetime | None = None
@@ -539,7 +544,11 @@ def replay(
 
 
 def _producer(
-    bootstrap_servers: list[str], topic: str, max_event_bytes: int, connect_timeout: float
+    bootstrap_servers: list[str],
+    topic: str,
+    max_event_bytes: int,
+    connect_timeout: float,
+    compression: Compression,
 ) -> Any:
     """An acks=all producer whose topic is known to exist (or is auto-created) up front,
     so that a missing topic fails once, clearly, instead of blocking every send."""
@@ -554,6 +563,7 @@ def _producer(
             bootstrap_servers=bootstrap_servers,
             client_id="nps-replay",
             acks="all",
+            compression_type=compression.kafka_codec,
             linger_ms=20,
             batch_size=256 * 1024,
             max_request_size=max(1024 * 1024, 2 * max_event_bytes),

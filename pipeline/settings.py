@@ -89,8 +89,9 @@ class Settings(BaseSettings):
     create_topics: bool = Field(default=True, description="Create missing topics at start.")
     compression: Compression = Field(
         default=DEFAULT_COMPRESSION,
-        description="Compression of the record batches the workers produce (scored events, "
-        "dead letters, deltas, progress, changelog, snapshots, alerts). snappy (the "
+        description="Compression of the record batches nps-pipeline produces: the workers' "
+        "(scored events, dead letters, deltas, progress, changelog, snapshots, alerts) and "
+        "the raw records of simulate, replay and the HTTP ingest service. snappy (the "
         "default) makes them 3-5x smaller and halves the embedded broker's CPU per event "
         "for ~1% of the worker's event loop; zstd makes them 5-10x smaller but costs the "
         "event loop ~6% (small batches), worth it only where the brokers' network, disk "

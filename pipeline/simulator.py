@@ -53,6 +53,7 @@ import orjson
 from kafka import KafkaProducer
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from pipeline.settings import DEFAULT_COMPRESSION, Compression
 from schemas.feedback import SCALES, SEGMENT_FIELDS
 
 log = logging.getLogger(__name__)
@@ -510,8 +511,10 @@ def produce(
     config: SimulatorConfig,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    compression: Compression = DEFAULT_COMPRESSION,
 ) -> int:
-    """Produce simulated records to ``topic`` until ``count``, ``duration`` or ``stop``.
+    """Produce simulated records to ``topic`` until ``count``, ``duration`` or ``stop``,
+    in record batches compressed with ``compression`` (``NPS_COMPRESSION``).
 
     Paced at ``config.rate`` x :func:`rate_factor` records per wall second (0 = as fast
     as possible); event time is ``start_time + elapsed x time_scale`` (the clock when
@@ -527,6 +530,7 @@ def produce(
         bootstrap_servers=bootstrap_servers,
         client_id="nps-simulator",
         acks="all",
+        compression_type=compression.kafka_codec,
         linger_ms=5,
         request_timeout_ms=10_000,
         delivery_timeout_ms=30_000,

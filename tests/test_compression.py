@@ -12,11 +12,16 @@ from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.memory_records import MemoryRecords
 from kafka import KafkaProducer
+from typer.testing import CliRunner
 
 from pipeline.batchio import BatchProducer
 from pipeline.bench.dataset import generate
+from pipeline.cli import app as cli
+from pipeline.ingest.app import WRITER, create_app
 from pipeline.settings import Compression, ConfigError, load_settings
 from pipeline.topics import ensure_topics
+from schemas import FeedbackEvent
+from schemas.feedback import example_event
 from tests.conftest import consume
 
 pytestmark = pytest.mark.integration
@@ -146,6 +151,63 @@ def test_the_batch_producer_compresses_with_the_chosen_codec(broker, unique, com
 
     assert sorted(asyncio.run(send_and_read())) == sorted(sent)
     assert set(codecs(broker.bootstrap, topic)) == {CODECS[compression]}
+
+
+def _raw_topic(broker, name: str) -> str:
+    settings = load_settings(broker_url=broker.bootstrap, topic_raw=name, topic_partitions=2)
+    ensure_topics(settings)
+    return name
+
+
+def test_the_simulator_compresses_with_the_setting(broker, unique) -> None:
+    """``nps-pipeline simulate`` with NPS_COMPRESSION=lz4: lz4 batches on the raw topic,
+    read back by kafka-python (its lz4 package: a dependency of this project)."""
+    topic = _raw_topic(broker, f"sim-lz4-{unique}")
+    env = {"NPS_BROKER_URL": broker.bootstrap, "NPS_TOPIC_RAW": topic, "NPS_COMPRESSION": "lz4"}
+    done = CliRunner().invoke(
+        cli, ["simulate", "--count", "80", "--rate", "0", "--seed", "3"], env=env
+    )
+    assert done.exit_code == 0, done.output
+    assert len(consume(broker.bootstrap, topic, 80)) == 80
+    assert set(codecs(broker.bootstrap, topic)) == {CODECS["lz4"]}
+
+
+def test_a_replay_compresses_with_the_default_codec(broker, unique, tmp_path) -> None:
+    """``nps-pipeline replay`` without NPS_COMPRESSION: snappy batches (the default)."""
+    topic = _raw_topic(broker, f"replay-default-{unique}")
+    export = tmp_path / "export.jsonl"
+    export.write_bytes(
+        b"\n".join(orjson.dumps(example_event(event_id=f"r-{i}", score=i % 11)) for i in range(40))
+    )
+    env = {"NPS_BROKER_URL": broker.bootstrap, "NPS_TOPIC_RAW": topic, "NPS_COMPRESSION": None}
+    done = CliRunner().invoke(cli, ["replay", str(export), "--progress-interval", "0"], env=env)
+    assert done.exit_code == 0, done.output
+    got = consume(broker.bootstrap, topic, 40)
+    assert sorted(r.key.decode() for r in got) == sorted(f"r-{i}" for i in range(40))
+    assert set(codecs(broker.bootstrap, topic)) == {CODECS["snappy"]}
+
+
+def test_http_ingest_compresses_with_the_setting(broker, unique) -> None:
+    """The ingest service's broker writer, as its app builds it from the settings."""
+    topic = _raw_topic(broker, f"ingest-zstd-{unique}")
+    settings = load_settings(
+        broker_url=broker.bootstrap,
+        topic_raw=topic,
+        compression="zstd",
+        ingest_insecure_no_auth=True,
+    )
+    writer = create_app(settings)[WRITER]
+    events = [FeedbackEvent.model_validate(example_event(event_id=f"h-{i}")) for i in range(25)]
+
+    async def write() -> None:
+        try:
+            await writer.write(events)
+        finally:
+            await writer.close()
+
+    asyncio.run(write())
+    assert len(consume(broker.bootstrap, topic, 25)) == 25
+    assert set(codecs(broker.bootstrap, topic)) == {CODECS["zstd"]}
 
 
 def test_an_unknown_codec_stops_the_start_naming_the_setting() -> None:

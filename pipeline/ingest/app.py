@@ -416,6 +416,7 @@ def create_app(settings: Settings, writer: BrokerWriter | None = None) -> web.Ap
             settings.topic_raw,
             settings.ingest_ack_timeout_seconds,
             max_request_bytes=max(1024 * 1024, settings.max_event_bytes + 64 * 1024),
+            compression=settings.compression,
         )
     app = web.Application(client_max_size=settings.ingest_max_body_bytes)
     app[SETTINGS] = settings

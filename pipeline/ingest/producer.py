@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from pipeline.settings import DEFAULT_COMPRESSION, Compression
 from schemas import FeedbackEvent
 
 
@@ -34,8 +35,10 @@ class BrokerWriter:
         ack_timeout_seconds: float,
         max_request_bytes: int = 1024 * 1024,
         client_id: str = "nps-ingest",
+        compression: Compression = DEFAULT_COMPRESSION,
     ) -> None:
         self.bootstrap_servers = list(bootstrap_servers)
+        self.compression = compression
         self.topic = topic
         self.ack_timeout_seconds = ack_timeout_seconds
         self.max_request_bytes = max_request_bytes
@@ -91,6 +94,7 @@ class BrokerWriter:
                 enable_idempotence=False,
                 request_timeout_ms=max(1000, int(self.ack_timeout_seconds * 1000)),
                 max_request_size=self.max_request_bytes,
+                compression_type=self.compression.kafka_codec,
             )
             try:
                 await producer.start()
