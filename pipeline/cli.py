@@ -399,7 +399,7 @@ def _start_simulator_thread(
     thread = threading.Thread(
         target=produce,
         args=(settings.bootstrap_servers, settings.topic_raw, sim_config),
-        kwargs={"stop": stop},
+        kwargs={"stop": stop, "compression": settings.compression},
         name="simulator",
         daemon=True,
     )

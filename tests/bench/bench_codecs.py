@@ -19,18 +19,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from pipeline.bench.dataset import generate
-from pipeline.settings import Compression
-
-CODECS = {
-    Compression.NONE: DefaultRecordBatch.CODEC_NONE,
-    Compression.GZIP: DefaultRecordBatch.CODEC_GZIP,
-    Compression.SNAPPY: DefaultRecordBatch.CODEC_SNAPPY,
-    Compression.LZ4: DefaultRecordBatch.CODEC_LZ4,
-    Compression.ZSTD: DefaultRecordBatch.CODEC_ZSTD,
-}
+from tests.bench.bench_stage1 import CODECS
 
 
 def build(values: list[bytes], codec: int, batch: int) -> tuple[float, int]:
