@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import metrics
 from pipeline.aggregate import Change, WindowState
@@ -45,7 +47,7 @@ from pipeline.stats import (
 )
 from pipeline.validate import RawRecord
 from pipeline.windows import Counts
-from schemas.alert import Alert, AlertStatus
+from schemas.alert import Alert, AlertStatus, DetractorComment
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "json" / "alert.v1.json"
 
@@ -857,3 +859,44 @@ def test_scenario_an_agent_incident_raises_one_alert_that_resolves() -> None:
         f"resolved at {resolved[0].resolved_at:%H:%M} (incident ended {ends:%H:%M})"
     )
     assert 0 < answers <= bound
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=1.6e9, max_value=2.0e9, allow_nan=False),
+            st.text(min_size=1, max_size=12),
+            st.integers(min_value=0, max_value=10),
+            st.text(max_size=40),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_recent_comments_are_written_and_restored_as_the_model_writes_them(
+    items: list[tuple[float, str, int, str]],
+) -> None:
+    """The R| changelog value of a segment's recent detractor comments is what
+    DetractorComment.model_dump(mode="json") gives for the last five (the engine keeps
+    plain fields, not models), and a restart reads it back to the same evidence."""
+    h = Harness([SPIKE])
+    h.feed(A1, T)  # a round is due at T: it writes the comments
+    h.engine.note_comments(0, A1, [list(item) for item in items])
+    h.round(T)
+    expected = [
+        DetractorComment(
+            event_id=event_id,
+            event_time=datetime.fromtimestamp(ts, UTC),
+            score=score,
+            comment=text,
+        )
+        for ts, event_id, score, text in items[-5:]
+    ]
+    key = f"R|0|{A1}".encode()
+    assert h.table[key] == orjson.dumps([c.model_dump(mode="json") for c in expected])
+    h.restart()
+    h.engine._dirty_comments.add((0, A1))  # written again from the restored state
+    h.feed(A1, T + MIN)
+    _, changes = h.engine.evaluate(h.state, T + MIN)
+    assert dict(changes)[key] == h.table[key]
