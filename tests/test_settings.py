@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,6 @@ from pipeline.settings import ConfigError, load_settings
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     for name in list(os.environ):
         if name.startswith("NPS_"):
             monkeypatch.delenv(name)
@@ -129,3 +128,27 @@ def test_text_analytics_settings_and_a_bad_taxonomy_fails_fast(tmp_path: Path) -
     assert load_settings(text_taxonomy_file=str(good)).text_taxonomy_file == good
     with pytest.raises(ConfigError, match="unknown dimension"):
         load_settings(dimensions="department,topic")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, (50_000, 10, 1000)), ("700,10,10", (700, 10, 10))],
+    ids=["default", "NPS_GC_THRESHOLDS"],
+)
+def test_the_worker_app_sets_the_collector_thresholds(
+    value: str | None, expected: tuple[int, int, int]
+) -> None:
+    # in a child process: the thresholds are process-wide
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
+    if value is not None:
+        env["NPS_GC_THRESHOLDS"] = value
+    code = (
+        "import gc; from pipeline.app import create_app; from pipeline.settings import "
+        "load_settings; create_app(load_settings(broker_url='127.0.0.1:1')); "
+        "print(*gc.get_threshold())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert tuple(map(int, done.stdout.split())) == expected

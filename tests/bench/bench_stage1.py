@@ -13,7 +13,7 @@ does between poll and send: :meth:`ScoringStage.process <pipeline.scoring.Scorin
 per-record work of :meth:`BatchProducer.send <pipeline.batchio.BatchProducer.send>`
 (Kafka's partition of every keyed record, aiokafka's record-batch builders) and the
 batches built with the worker's codec (``--compression``, ``NPS_COMPRESSION``'s
-default: none), whose sizes are printed per topic. Not included: the network, acks,
+default: snappy), whose sizes are printed per topic. Not included: the network, acks,
 commits, stage 2. Comment analytics are off unless ``--text`` (then in the child
 process, as in the worker). A fresh stage per run (the dedupe sees new ids), after a
 warm-up run on other records; the best of ``--repeats`` runs is printed. ``--profile``
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         "--compression",
         choices=[c.value for c in Compression],
         default=DEFAULT_COMPRESSION.value,
-        help="codec of the record batches (the worker's default: none)",
+        help=f"codec of the record batches (the worker's default: {DEFAULT_COMPRESSION.value})",
     )
     args = parser.parse_args(argv)
     settings = load_settings(text_analytics=args.text, compression=args.compression)
