@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -14,13 +15,28 @@ from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 
 
+class Worker(faust.Worker):
+    """Faust's worker without its start-up spinner.
+
+    The spinner turns for every log record, so Faust sets the root logger to DEBUG
+    whatever ``loglevel`` says (``faust.Worker._setup_spinner_handler``) and leaves it
+    there: every debug call of aiokafka, Faust and mode then builds a LogRecord that the
+    handlers drop (per request, response and batch sent: ~1% of the worker's main
+    thread at full load, more of its consumer thread; py-spy). Without it the root
+    logger stays at ``NPS_LOG_LEVEL``.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+
+
 def run_worker(settings: Settings, *, status_line: bool = False) -> None:
     """Start a worker and block until it stops (SIGINT/SIGTERM)."""
     tune_malloc()  # see pipeline.malloc_tuning
     if settings.create_topics:
         ensure_topics(settings)
     app = create_app(settings, status_line=status_line)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = Worker(app, loglevel=settings.log_level, quiet=True)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
