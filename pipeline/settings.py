@@ -271,7 +271,15 @@ class Settings(BaseSettings):
     )
 
     batch_size: int = Field(default=1000, ge=1, le=100_000)
-    batch_within_seconds: float = Field(default=0.2, gt=0, le=60)
+    batch_within_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        le=60,
+        description="Longest wait to fill a batch. The windows agent waits this long for "
+        "its 16 deltas records after each batch (stage 1 sends a few per batch of its "
+        "own); 0.2 s added up to 0.2 s to every window update and alert, and measured ~4% "
+        "fewer events/s with two workers than 0.05 s (README, Performance).",
+    )
     broker_session_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
 
     web_host: str = Field(
