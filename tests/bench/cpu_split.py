@@ -10,7 +10,8 @@ It starts ``nps-pipeline bench --events N --workers W --naive-seconds 0
 --latency-seconds 0``, waits for the pipeline's first progress line (the workers have
 been at full load for ~5 s then), and reads ``/proc/<pid>/task/<tid>/stat`` and
 ``status`` of the broker, the workers and their analysis children (the processes that
-bench started, none other) at the start and the end of a ``--seconds`` window.
+bench started, none other) and of the bench itself (polling the workers' counts) at the
+start and the end of a ``--seconds`` window.
 
 Printed per thread: CPU share of one core (user + system), voluntary and involuntary
 context switches (involuntary ones: the thread was runnable and preempted, i.e. waited
@@ -33,7 +34,13 @@ from pathlib import Path
 from pipeline.settings import DEFAULT_COMPRESSION
 
 #: command-line patterns of the processes measured, and the name they are shown with
-ROLES = (("tansu", "broker"), ("pipeline worker", "worker"), ("pipeline.text.offload", "child"))
+#: (the bench itself: its producer is done by then, what it does is poll the workers)
+ROLES = (
+    ("tansu", "broker"),
+    ("pipeline worker", "worker"),
+    ("pipeline.text.offload", "child"),
+    ("pipeline bench", "bench"),
+)
 #: the bench's first progress line: the pipeline has been at full load for a while
 READY_LINE = "answers in the windows"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -87,7 +94,7 @@ def sample(root: int) -> dict[tuple[int, int], Sample]:
     """Every thread of the measured processes under ``root``, keyed by (pid, tid) (other
     brokers and workers on the machine, e.g. of tests running meanwhile, are not read)."""
     found: dict[tuple[int, int], Sample] = {}
-    for pid in sorted(descendants(root)):
+    for pid in sorted(descendants(root) | {root}):
         if (role := _role(pid)) is None:
             continue
         entry = Path(f"/proc/{pid}")
