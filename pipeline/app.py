@@ -36,6 +36,7 @@ from pipeline.catchup import CatchUpThrottle
 from pipeline.changelog import read_to_end
 from pipeline.faust_transport import App as PipelineApp
 from pipeline.followups.worker import register_followups
+from pipeline.malloc_tuning import heap_trimmer
 from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import ScoringConsumer
 from pipeline.settings import Settings
@@ -305,6 +306,14 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             return
         async with stage2:
             await publish(state.take_pending())
+
+    trim_heap = heap_trimmer() if settings.malloc_trim_seconds > 0 else None
+    if trim_heap is not None:
+
+        @app.timer(settings.malloc_trim_seconds)
+        async def give_back_free_memory() -> None:
+            """The C heap's free pages back to the OS (see pipeline.malloc_tuning)."""
+            trim_heap()
 
     api.register(app, settings, state, deltas_topic)
     register_followups(app, settings)  # pipeline.followups; nothing when disabled

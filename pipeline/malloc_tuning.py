@@ -12,6 +12,13 @@ buffers in their own mappings, returned when freed. Measured with ``nps-pipeline
 
 Nothing is changed when the C library is not glibc, or when the environment already sets
 either variable (the operator's choice wins).
+
+:func:`heap_trimmer` gives glibc's ``malloc_trim(0)``, which the worker calls every
+``NPS_MALLOC_TRIM_SECONDS``: it hands the free pages inside the heap back to the OS (the
+thresholds only shrink its top). At 100,000 segments the RSS at the end of
+``nps-pipeline bench --events 300000 --segments 100000`` was 426-455 MiB with it (peaks
+428-458) against 450-478 without (peaks 454-478), each call 0.3-1.3 ms (fifth session of
+2026-11-26).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Callable
 
 #: mallopt parameters (glibc malloc.h)
 M_TRIM_THRESHOLD = -1
@@ -30,19 +38,27 @@ TRIM_THRESHOLD_BYTES = 1024 * 1024
 ENV_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc, else None."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.gnu_get_libc_version  # noqa: B018  # glibc only (musl has no such symbol)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 def tune_malloc() -> dict[str, int]:
     """Set the thresholds; returns what was set ({} when nothing was)."""
     if any(name in os.environ for name in ENV_VARS):
         return {}
-    name = ctypes.util.find_library("c")
-    if name is None:
+    libc = _glibc()
+    if libc is None:
         return {}
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-        libc.gnu_get_libc_version  # noqa: B018  # glibc only (musl has no such symbol)
-    except (OSError, AttributeError):
-        return {}
+    mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     applied: dict[str, int] = {}
@@ -51,3 +67,14 @@ def tune_malloc() -> dict[str, int]:
     if mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1:
         applied["trim_threshold"] = TRIM_THRESHOLD_BYTES
     return applied
+
+
+def heap_trimmer() -> Callable[[], bool] | None:
+    """glibc's ``malloc_trim(0)`` (True when it gave memory back), None elsewhere."""
+    libc = _glibc()
+    if libc is None:
+        return None
+    malloc_trim = libc.malloc_trim
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim.restype = ctypes.c_int
+    return lambda: bool(malloc_trim(0))

@@ -165,6 +165,14 @@ class Settings(BaseSettings):
         "full load against 0.2% with 50000 (py-spy --native). The window state is rebuilt "
         "into the permanent generation (gc.freeze) after a recovery as well.",
     )
+    malloc_trim_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="How often the worker hands the C heap's free pages back to the OS "
+        "(glibc's malloc_trim; 0 = never): 20-30 MiB less RSS at 100,000 segments, "
+        "~1 ms per call (pipeline/malloc_tuning.py).",
+    )
     snapshot_interval_seconds: int = Field(
         default=60,
         ge=1,
