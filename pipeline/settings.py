@@ -170,7 +170,8 @@ class Settings(BaseSettings):
         ge=0,
         le=3600,
         description="How often the worker hands the C heap's free pages back to the OS "
-        "(glibc's malloc_trim; 0 = never): 20-30 MiB less RSS at 100,000 segments, "
+        "(glibc's malloc_trim; 0 = never): ~20 MiB less RSS at 100,000 segments (medians "
+        "of six runs), "
         "~1 ms per call (pipeline/malloc_tuning.py).",
     )
     snapshot_interval_seconds: int = Field(

@@ -94,9 +94,30 @@ class WorkerProcess:
         self._log.close()
 
 
+def without_nps_settings(**settings: str) -> dict[str, str]:
+    """This process's environment without its ``NPS_*`` variables, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
+    env.update(settings)
+    return env
+
+
+def run_python(code: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter with only ``settings`` of the NPS_* variables
+    (for what is process-wide: collector thresholds, logging, the C heap); must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=without_nps_settings(**settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def worker_environment(bootstrap: str, unique: str, prefix: str = "") -> dict[str, str]:
     """Environment of a worker on ``bootstrap`` with topics and group of its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
+    env = without_nps_settings()
     env.update(
         NPS_BROKER_URL=bootstrap,
         NPS_APP_ID=f"nps-{prefix or 'test-'}{unique}",

@@ -33,7 +33,7 @@ from pipeline.broker import EmbeddedBroker, free_port
 from pipeline.settings import load_settings
 from pipeline.topics import ensure_topics
 from schemas import ScoredEvent
-from tests.conftest import WorkerProcess, consume
+from tests.conftest import WorkerProcess, consume, without_nps_settings
 from tests.data.hostile.corpus import event
 
 pytestmark = pytest.mark.integration
@@ -205,7 +205,7 @@ def test_ingest_answers_503_while_the_broker_is_down_never_202(
     token = "tok-outage-0123456789"
     topic = f"ingest-outage-{unique}"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
+    env = without_nps_settings()
     env.update(
         NPS_BROKER_URL=broker.bootstrap,
         NPS_TOPIC_RAW=topic,

@@ -33,7 +33,7 @@ from pipeline.ingest import create_app
 from pipeline.settings import ConfigError, Settings, load_settings
 from schemas import FeedbackEvent
 from schemas.feedback import example_event
-from tests.conftest import consume
+from tests.conftest import consume, without_nps_settings
 
 pytestmark = pytest.mark.integration
 
@@ -891,9 +891,8 @@ def test_openapi_document_and_healthz(settings: Callable[..., Settings]) -> None
 
 
 def _cli_env(**values: str) -> dict[str, str]:
-    import os
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
+    env = without_nps_settings()
     env.update(values)
     return env
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pipeline.broker import free_port
 from pipeline.ingest.auth import Verdict, qualtrics_signature
 from pipeline.ingest.mappings import SignatureCheck, load_webhook_mappings
 from pipeline.settings import ConfigError
+from tests.conftest import without_nps_settings
 
 # RFC 2202 / RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?"
 KEY, DATA = b"Jefe", b"what do ya want for nothing?"
@@ -188,7 +188,7 @@ def test_ingest_command_stops_on_a_bad_mappings_file(tmp_path: Path) -> None:
     """Fail fast: exit 2 before serving, naming the file, the line and the field."""
     path = tmp_path / "hooks.yaml"
     path.write_text(VALID.replace("score: record.ltr", "score: record.ltr\n      mood: x"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
+    env = without_nps_settings()
     env.update(
         NPS_BROKER_URL=f"127.0.0.1:{free_port()}",  # never contacted
         NPS_INGEST_TOKENS="tok",

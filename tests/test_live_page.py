@@ -28,6 +28,7 @@ import pytest
 from kafka import KafkaProducer
 
 from pipeline.simulator import FeedbackSimulator, Incident, SimulatorConfig
+from tests.conftest import without_nps_settings
 
 pytestmark = pytest.mark.integration
 
@@ -355,7 +356,7 @@ def test_run_prints_the_page_url_first_and_serves_it(tmp_path) -> None:  # type:
     from pipeline.broker import free_port
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
+    env = without_nps_settings()
     env.update(NPS_WEB_PORT=str(port), NPS_STATUS_INTERVAL_SECONDS="0")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "run", "--no-simulate"],

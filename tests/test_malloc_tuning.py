@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import platform
-import subprocess
-import sys
 
 import pytest
 
 from pipeline import malloc_tuning
 from pipeline.app import create_app
 from pipeline.settings import load_settings
+from tests.conftest import run_python
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
@@ -49,11 +48,7 @@ print(before, rss_mib(), trimmed)
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_the_trimmer_gives_the_heaps_free_pages_back() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _FRAGMENTED_HEAP], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    before, after, trimmed = done.stdout.split()
+    before, after, trimmed = run_python(_FRAGMENTED_HEAP).stdout.split()
     assert trimmed == "True"
     # ~37 MiB of the 40 are free pages between kept blocks
     assert float(before) - float(after) > 25, (before, after)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.settings import ConfigError, load_settings
+from tests.conftest import run_python
 
 
 @pytest.fixture(autouse=True)
@@ -139,16 +140,11 @@ def test_the_worker_app_sets_the_collector_thresholds(
     value: str | None, expected: tuple[int, int, int]
 ) -> None:
     # in a child process: the thresholds are process-wide
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
-    if value is not None:
-        env["NPS_GC_THRESHOLDS"] = value
     code = (
         "import gc; from pipeline.app import create_app; from pipeline.settings import "
         "load_settings; create_app(load_settings(broker_url='127.0.0.1:1')); "
         "print(*gc.get_threshold())"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
+    settings = {} if value is None else {"NPS_GC_THRESHOLDS": value}
+    done = run_python(code, **settings)
     assert tuple(map(int, done.stdout.split())) == expected

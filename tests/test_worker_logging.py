@@ -4,11 +4,9 @@ the handlers then dropped (a cost per Kafka request and batch at full load)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+
+from tests.conftest import run_python
 
 _CHILD = """
 import logging, sys
@@ -32,12 +30,6 @@ print("levels", logging.root.level, int(aiokafka_debug), file=sys.__stderr__)
 def test_the_worker_logs_at_the_configured_level(
     level: str | None, root: int, debug_on: int
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
-    if level is not None:
-        env["NPS_LOG_LEVEL"] = level
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python(_CHILD, **({} if level is None else {"NPS_LOG_LEVEL": level}))
     found = [line.split()[1:] for line in done.stderr.splitlines() if line.startswith("levels ")]
     assert found == [[str(root), str(debug_on)]]
