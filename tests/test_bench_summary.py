@@ -116,6 +116,34 @@ def test_bench_rejects_bad_worker_counts_before_starting_anything(
     assert message in " ".join(result.output.split())  # the error box wraps lines
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("NPS_BATCH_SIZE", "expected NAME=VALUE"),
+        ("NPS_BATCH_SIZE=many", "valid integer"),
+        ("NPS_BATCH_SIZE=0", "should be greater than"),
+        ("NPS_NO_SUCH_THING=1", "is not a setting"),
+        ("NPS_TOPIC_RAW=x", "set by the benchmark itself"),
+        ("compression=zstd", "--compression)"),
+    ],
+)
+def test_bench_rejects_bad_worker_settings_before_starting_anything(
+    setting: str, message: str
+) -> None:
+    result = CliRunner().invoke(app, ["bench", "--setting", setting])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_worker_settings_become_the_workers_environment() -> None:
+    from pipeline.cli import _worker_settings
+
+    assert _worker_settings(["NPS_BATCH_SIZE=2000", "gc_thresholds=700,10,1000"]) == {
+        "NPS_BATCH_SIZE": "2000",
+        "NPS_GC_THRESHOLDS": "700,10,1000",
+    }
+
+
 def test_bench_rejects_zero_rounds() -> None:
     result = CliRunner().invoke(app, ["bench", "--rounds", "0"])
     assert result.exit_code == 2

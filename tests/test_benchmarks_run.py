@@ -47,12 +47,13 @@ def test_bench_command_smoke(broker, tmp_path) -> None:
             "--events", "4000", "--segments", "300", "--partitions", "2",
             "--naive-seconds", "3", "--latency-seconds", "4", "--rounds", "2",
             "--broker", broker.bootstrap, "--json", str(out), "--compression", "lz4",
+            "--setting", "NPS_BATCH_SIZE=500",
         ],
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "window counts equal the ground truth" in done.stdout
-    assert "lz4 batches" in done.stdout
+    assert "lz4 batches; NPS_BATCH_SIZE=500;" in done.stdout
     figures = json.loads(out.read_text())
     assert figures["verified"] is True
     assert figures["dataset"]["records"] == 4000
@@ -64,6 +65,7 @@ def test_bench_command_smoke(broker, tmp_path) -> None:
     for pipeline in (first, second):
         assert pipeline["mismatch_count"] == 0
         assert pipeline["compression"] == "lz4"
+        assert pipeline["settings"] == {"NPS_BATCH_SIZE": "500"}
         assert len(pipeline["speed_check_s"]) == 2 and min(pipeline["speed_check_s"]) > 0
         assert pipeline["events_per_s"] > figures["naive"]["events_per_s"]
     median = (first["events_per_s"] + second["events_per_s"]) / 2

@@ -97,6 +97,9 @@ class BenchConfig:
     text_analytics: bool = True
     #: NPS_COMPRESSION of the workers
     compression: Compression = DEFAULT_COMPRESSION
+    #: further settings of the workers, as environment variables (``--setting``, for
+    #: measuring a setting against its default: the workers get no other NPS_* value)
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -458,6 +461,7 @@ def run_pipeline(
     env = topic_env(bootstrap, run, cfg.partitions)
     env["NPS_TEXT_ANALYTICS"] = "true" if cfg.text_analytics else "false"
     env["NPS_COMPRESSION"] = cfg.compression.value
+    env.update(cfg.settings)
     settings = Settings(**{k[4:].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
     ensure_topics(settings)
     workers = start_workers(env, workers_count, run, logdir)
@@ -508,6 +512,7 @@ def run_pipeline(
             "mismatch_count": len(problems),
             "text_analytics": "on" if cfg.text_analytics else "off",
             "compression": cfg.compression.value,
+            "settings": cfg.settings,
         }
         return result, workers, env
     except BaseException:
@@ -875,7 +880,8 @@ def report(figures: Figures) -> str:
             f"{result['workers']} worker(s), "
             f"full workload, text analytics {result.get('text_analytics', 'on')}, "
             f"{result.get('compression', 'none')} batches; "
-            f"RSS ready {sum(result['ready_rss_mib']):.0f} MiB, end "
+            + "".join(f"{k}={v}; " for k, v in result.get("settings", {}).items())
+            + f"RSS ready {sum(result['ready_rss_mib']):.0f} MiB, end "
             f"{sum(result['end_rss_mib']):.0f} MiB, peak {sum(result['peak_rss_mib']):.0f} MiB "
             f"({sum(result.get('peak_rss_with_checks_mib', result['peak_rss_mib'])):.0f} with "
             f"the API checks); {result['rss_per_10k_segments_mib']:.0f} MiB per 10k segments"
