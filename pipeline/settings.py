@@ -279,7 +279,15 @@ class Settings(BaseSettings):
         description="How long POST /api/v1/followups/{task_id}/events waits for the broker.",
     )
 
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    batch_size: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="Most raw records the scoring stage takes per poll. A full batch of "
+        "2,000 holds the event loop ~0.1 s; against 1,000, measured +4-8% events/s with one "
+        "worker and +7-10% with two (per-batch costs: broker requests, acknowledgements, "
+        "deltas records, the analysis child's messages; README, Performance).",
+    )
     batch_within_seconds: float = Field(
         default=0.05,
         gt=0,
