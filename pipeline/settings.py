@@ -418,7 +418,7 @@ class Settings(BaseSettings):
     @classmethod
     def _load_taxonomy(cls, value: Path | None) -> Path | None:
         if value is not None:  # fail at start on a missing or invalid taxonomy
-            from pipeline.text.themes import Taxonomy
+            from pipeline.text.taxonomy import Taxonomy
 
             Taxonomy.load(value)
         return value

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -266,3 +267,26 @@ def test_a_hung_child_is_given_up_in_time_and_nothing_is_lost(monkeypatch) -> No
     assert got == expected[5:]  # every insight (the first 5 were scored before)
     assert metrics.TEXT_PROCESS_FAILURES._value.get() == failures + 1
     assert hung.wait(timeout=5) == -signal.SIGKILL  # killed, not left behind
+
+
+def test_the_child_uses_the_workers_taxonomy_without_loading_pydantic(tmp_path) -> None:
+    """The worker validates the taxonomy file and sends the child its themes: the child
+    matches a custom taxonomy's themes, and pydantic (~17 MiB of resident memory) is
+    never loaded into it (its compiled core is not mapped in the child's memory)."""
+    from pipeline.text.offload import AnalysisProcess
+
+    path = tmp_path / "themes.yaml"
+    path.write_text("themes:\n  parking:\n    en: [car park, parking]\n", encoding="utf-8")
+    child = AnalysisProcess(path, 256 * 1024)
+    child.start()
+    try:
+        event = example_event(comment="No parking spaces at the car parks", score=3)
+        child.submit(1, True, [orjson.dumps(event)])
+        results, done = child.results(1)
+        assert done and [r[4] for r in results] == [["parking"]]
+        assert child._proc is not None
+        maps = Path(f"/proc/{child._proc.pid}/maps").read_text()
+        assert "lingua" in maps  # the analyzer's own extension is there: the check reads
+        assert "pydantic_core" not in maps
+    finally:
+        child.stop()

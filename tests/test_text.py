@@ -15,13 +15,12 @@ from pipeline.text import (
     LanguageDetector,
     Sentiment,
     SentimentScorer,
-    Taxonomy,
-    TaxonomyError,
     ThemeMatcher,
     disagrees,
 )
 from pipeline.text.normalize import strip_accents, tokens
 from pipeline.text.sentiment import ITALIAN_LEXICON
+from pipeline.text.taxonomy import Taxonomy, TaxonomyError
 
 LABELLED = Path(__file__).parent / "data" / "comments_labelled.yaml"
 THEMES = (
@@ -296,7 +295,7 @@ def test_low_memory_lemmas_equal_the_default_dictionaries() -> None:
     ],
 )
 def test_themes(text: str, language: str | None, expected: list[str]) -> None:
-    assert ThemeMatcher().match(text, language) == expected
+    assert ThemeMatcher(Taxonomy.load().themes).match(text, language) == expected
 
 
 def test_default_taxonomy_has_the_cx_themes_in_both_languages() -> None:

@@ -3,13 +3,15 @@
 Pure, offline and built once: :class:`~pipeline.text.analyze.CommentAnalyzer` puts the
 parts together; each part is usable alone (:mod:`.language`, :mod:`.sentiment`,
 :mod:`.themes`, :mod:`.normalize`). In the stream: :mod:`.stage_analytics` (the scoring stage's
-insights and theme segments) and :mod:`.emerging` (emerging topics of alerts).
+insights and theme segments) and :mod:`.emerging` (emerging topics of alerts). The
+taxonomy file is read by :mod:`.taxonomy`, not imported here: the analysis child imports
+this package and must not load pydantic.
 """
 
 from pipeline.text.analyze import CommentAnalysis, CommentAnalyzer
 from pipeline.text.language import LanguageDetector
 from pipeline.text.sentiment import Sentiment, SentimentScorer, disagrees
-from pipeline.text.themes import Taxonomy, TaxonomyError, ThemeMatcher
+from pipeline.text.themes import ThemeMatcher
 
 __all__ = [
     "CommentAnalysis",
@@ -17,8 +19,6 @@ __all__ = [
     "LanguageDetector",
     "Sentiment",
     "SentimentScorer",
-    "Taxonomy",
-    "TaxonomyError",
     "ThemeMatcher",
     "disagrees",
 ]

@@ -23,7 +23,7 @@ from pipeline.text.sentiment import (
     SentimentScorer,
     disagrees,
 )
-from pipeline.text.themes import DEFAULT_TAXONOMY, Taxonomy, ThemeMatcher
+from pipeline.text.themes import DEFAULT_TAXONOMY, ThemeMatcher, Themes
 
 
 class CommentAnalysis(NamedTuple):
@@ -39,7 +39,10 @@ _EMPTY_SENTIMENT = Sentiment(NEUTRAL, 0.0)
 
 
 class CommentAnalyzer:
-    """Language, sentiment and themes of a comment, and whether it contradicts the score."""
+    """Language, sentiment and themes of a comment, and whether it contradicts the score.
+
+    The themes are the taxonomy file at ``taxonomy_path``'s, or ``themes`` when given:
+    an already validated taxonomy's (the analysis child gets them from its worker)."""
 
     def __init__(
         self,
@@ -48,6 +51,7 @@ class CommentAnalyzer:
         min_letters: int = 3,
         low_accuracy: bool = True,
         taxonomy_path: Path | str = DEFAULT_TAXONOMY,
+        themes: Themes | None = None,
         sentiment_threshold: float = DEFAULT_THRESHOLD,
         disagreement_clear: float = DEFAULT_CLEAR,
         italian_lexicon: Path | str = ITALIAN_LEXICON,
@@ -61,7 +65,11 @@ class CommentAnalyzer:
             italian_lexicon=Path(italian_lexicon),
             english_supplement=None if english_supplement is None else Path(english_supplement),
         )
-        self.themes = ThemeMatcher(Taxonomy.load(taxonomy_path))
+        if themes is None:  # read and validate the file (pydantic: not in the analysis child)
+            from pipeline.text.taxonomy import Taxonomy
+
+            themes = Taxonomy.load(taxonomy_path).themes
+        self.themes = ThemeMatcher(themes)
         self.disagreement_clear = disagreement_clear
 
     def language_of(

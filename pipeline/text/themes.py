@@ -20,8 +20,11 @@ themes in English and Italian.
 A comment of unknown language (``None``) or of a language the taxonomy lacks is matched
 against the keywords of every language of the taxonomy, each normalised its own way.
 
-An unreadable or invalid file raises :class:`TaxonomyError` naming the file and the
-offending entry.
+The file is read and validated by :class:`pipeline.text.taxonomy.Taxonomy` (an unreadable
+or invalid one raises :class:`~pipeline.text.taxonomy.TaxonomyError` naming the file and
+the offending entry); :class:`ThemeMatcher` takes the validated themes as plain data, so
+that the analysis child (:mod:`.offload`), which gets them from its worker, imports no
+pydantic (~17 MiB of its resident memory).
 
 Cost: matching is one dictionary lookup per token and candidate phrase length (keywords
 are indexed by their first token), a few microseconds per comment (see
@@ -30,72 +33,16 @@ tests/bench/bench_text.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-
-from pipeline.text.normalize import Forms, forms, tokens, word_forms, words
+from pipeline.text.normalize import Forms, forms, word_forms, words
 
 DEFAULT_TAXONOMY = Path(__file__).parent / "data" / "themes.yaml"
 
-ThemeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
-LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
-Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-
-
-class TaxonomyError(ValueError):
-    """A taxonomy file that cannot be used: unreadable, not YAML, or not the expected shape."""
-
-
-class Taxonomy(BaseModel):
-    """Validated taxonomy: theme -> language -> keywords (order kept: it is the output order)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    version: int = Field(default=1, ge=1, le=1)
-    themes: dict[ThemeName, dict[LanguageCode, list[Keyword]]] = Field(min_length=1)
-
-    @classmethod
-    def load(cls, path: Path | str = DEFAULT_TAXONOMY) -> Taxonomy:
-        """Read and validate a YAML taxonomy; :class:`TaxonomyError` says what is wrong."""
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise TaxonomyError(f"taxonomy {path}: cannot read: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise TaxonomyError(f"taxonomy {path}: not valid YAML: {exc}") from exc
-        if not isinstance(raw, Mapping):
-            raise TaxonomyError(f"taxonomy {path}: expected a mapping with 'themes' at the top")
-        try:
-            taxonomy = cls.model_validate(raw)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise TaxonomyError(f"taxonomy {path}: {problems}") from exc
-        for theme, per_language in taxonomy.themes.items():
-            if not any(per_language.values()):
-                raise TaxonomyError(f"taxonomy {path}: themes.{theme}: no keywords")
-            for language, keywords in per_language.items():
-                for keyword in keywords:
-                    if not tokens(keyword, language):
-                        raise TaxonomyError(
-                            f"taxonomy {path}: themes.{theme}.{language}: keyword "
-                            f"{keyword!r} has no letters or digits"
-                        )
-        return taxonomy
-
-    @property
-    def languages(self) -> tuple[str, ...]:
-        found: dict[str, None] = {}
-        for per_language in self.themes.values():
-            found.update(dict.fromkeys(per_language))
-        return tuple(found)
+#: A validated taxonomy's themes: theme -> language -> keywords (theme order is the
+#: output order), as :attr:`pipeline.text.taxonomy.Taxonomy.themes` holds them.
+Themes = Mapping[str, Mapping[str, Sequence[str]]]
 
 
 # a form of the first word -> [(forms per word, theme index)] of multi-word keywords
@@ -119,17 +66,20 @@ def _rest_matches(key: tuple[Forms, ...], infos: list[_WordInfo], start: int) ->
 class ThemeMatcher:
     """Themes of a comment, in taxonomy order, each at most once."""
 
-    def __init__(self, taxonomy: Taxonomy | None = None) -> None:
-        self.taxonomy = taxonomy or Taxonomy.load()
-        self.themes: tuple[str, ...] = tuple(self.taxonomy.themes)
+    def __init__(self, themes: Themes) -> None:
+        """``themes``: a validated taxonomy's (:meth:`Taxonomy.load
+        <pipeline.text.taxonomy.Taxonomy.load>`)."""
+        self.taxonomy = themes
+        self.themes: tuple[str, ...] = tuple(themes)
         self._single: dict[str, dict[str, int]] = {}
         self._multi: dict[str, _Index] = {}
         self._words: dict[str, dict[str, _WordInfo]] = {}
-        for language in self.taxonomy.languages:
+        languages = dict.fromkeys(lang for per_language in themes.values() for lang in per_language)
+        for language in languages:
             single: dict[str, int] = {}
             multi: _Index = {}
             for position, theme in enumerate(self.themes):
-                for keyword in self.taxonomy.themes[theme].get(language, []):
+                for keyword in themes[theme].get(language, []):
                     key = tuple(forms(keyword, language))
                     for first in key[0]:
                         if len(key) == 1:
