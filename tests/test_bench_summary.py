@@ -183,3 +183,18 @@ def test_pipeline_rate_of_a_run_mostly_done_during_production_is_the_whole_run()
     assert rate["seconds"] == pytest.approx(0.5)
     assert rate["events_per_s"] == pytest.approx(4_000)
     assert rate["measured_from"] == "first record produced"
+
+
+@pytest.mark.parametrize("now", [1_000.0, 1_790.0, 1_799.5, 1_800.0, 1_850.25])
+def test_the_latency_phases_incident_starts_on_a_minute_boundary(now: float) -> None:
+    from pipeline.bench.run import INCIDENT_AT_SECONDS, incident_alignment_wait
+
+    wait = incident_alignment_wait(now, 75.0)
+    assert 0 <= wait < 60
+    assert (now + wait + INCIDENT_AT_SECONDS) % 60 == pytest.approx(0, abs=1e-9)
+
+
+def test_a_short_latency_phase_does_not_wait_for_a_minute_boundary() -> None:
+    from pipeline.bench.run import incident_alignment_wait
+
+    assert incident_alignment_wait(1_000.0, 4.0) == 0.0  # the smoke run's phase

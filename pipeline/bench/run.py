@@ -25,7 +25,8 @@ Phases (each on topics of its own, so that runs never mix):
    (:func:`speed_check`): runs are comparable only at similar values.
 5. **latency**: live events (event time = now) at half the measured throughput for
    ``latency_seconds``: produced -> visible on the scored topic, per event; and, for an
-   incident injected in one department (detractor share 0.8 from 10 s in), each alert's
+   incident injected in one department (detractor share 0.8 from 10 s in, which is made
+   a minute boundary by waiting up to a minute before the phase), each alert's
    ``fired_at`` (the event time of the round that decided it, which is the wall time at
    which the deciding events were produced) -> visible on the alerts topic. Meanwhile
    each worker's ``/metrics`` is scraped every 15 s, as the shipped Prometheus
@@ -578,6 +579,22 @@ async def scrape_metrics(urls: list[str], durations: list[float], stop: asyncio.
                 await asyncio.wait_for(stop.wait(), SCRAPE_INTERVAL_SECONDS)
 
 
+#: seconds into the latency phase at which the incident starts
+INCIDENT_AT_SECONDS = 10.0
+
+
+def incident_alignment_wait(now: float, seconds: float) -> float:
+    """Seconds to wait before a latency phase of ``seconds`` starting at ``now`` so that its
+    incident starts on a minute boundary of the wall clock (= of the live events' event
+    time). Alert rounds run at event-time minute boundaries, so which alerts fire within
+    the phase depended on where those fell (4 to 10 in a 75 s phase): aligned, every run
+    sees the same rounds. 0 for a phase too short to see a round after the incident's
+    first minute."""
+    if seconds < INCIDENT_AT_SECONDS + 65:
+        return 0.0
+    return (60.0 - (now + INCIDENT_AT_SECONDS) % 60.0) % 60.0
+
+
 async def latency(
     bootstrap: str, env: dict[str, str], rate: float, seconds: float, metrics_urls: list[str]
 ) -> dict[str, Any]:
@@ -625,6 +642,9 @@ async def latency(
             if done.is_set() and time.time() - done_at[0] > 10:
                 break
 
+    if wait := incident_alignment_wait(time.time(), seconds):
+        say(f"  waiting {wait:.0f} s: the incident starts on a minute boundary ...")
+        await asyncio.sleep(wait)
     done_at = [0.0]
     reader = asyncio.create_task(read())
     scrapes: list[float] = []
@@ -634,7 +654,7 @@ async def latency(
     i = 0
     while (now := time.time()) - started < seconds:
         due = int((now - started) * rate)
-        incident = now - started >= 10.0
+        incident = now - started >= INCIDENT_AT_SECONDS
         batch = []
         while i < due:
             value = live_event(i, run, now, incident, (i * 7919) % 1000)
