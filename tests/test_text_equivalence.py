@@ -446,7 +446,7 @@ _OTHER_POOL = sorted(
         *(w for words in _FUNCTION_WORDS.values() for w in words),
         *(
             w
-            for per_language in _ANALYZER.themes.taxonomy.values()
+            for per_language in _ANALYZER.themes.keywords.values()
             for keywords in per_language.values()
             for keyword in keywords
             for w in keyword.split()

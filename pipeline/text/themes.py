@@ -69,7 +69,7 @@ class ThemeMatcher:
     def __init__(self, themes: Themes) -> None:
         """``themes``: a validated taxonomy's (:meth:`Taxonomy.load
         <pipeline.text.taxonomy.Taxonomy.load>`)."""
-        self.taxonomy = themes
+        self.keywords = themes  #: theme -> language -> keywords
         self.themes: tuple[str, ...] = tuple(themes)
         self._single: dict[str, dict[str, int]] = {}
         self._multi: dict[str, _Index] = {}
