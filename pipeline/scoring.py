@@ -128,9 +128,18 @@ class ScoringStage:
             metrics.EVENTS_CONSUMED.labels(topic).inc(count)
         if self.text is not None:  # the batch's comments back to back (see text.stage_analytics)
             self.text.prepare(records)
-        for record in records:
+        # Validation of the whole batch first, in one tight loop: interleaved with the rest
+        # of each record's handling it ran ~1.5 µs per event slower (its validator's data
+        # fall out of the CPU caches in between; tests/bench/bench_stage1.py)
+        max_bytes = self.max_event_bytes
+        parsed_all: list[FeedbackEvent | Rejection | None]
+        try:
+            parsed_all = [parse_feedback(record.value, max_bytes) for record in records]
+        except Exception:  # a bug: each record is parsed again below, its error caught alone
+            parsed_all = [None] * len(records)
+        for record, parsed in zip(records, parsed_all, strict=True):
             try:
-                self._handle(record, out, batch)
+                self._handle(record, parsed, out, batch)
             except Exception as exc:  # a bug must not stop the worker nor lose the record
                 log.exception(
                     "unexpected error on %s/%s@%s", record.topic, record.partition, record.offset
@@ -176,9 +185,17 @@ class ScoringStage:
         metrics.DEDUPE_EVICTED.inc(self.dedupe.evicted_early - evicted_before)
         return out
 
-    def _handle(self, record: RawRecord, out: Output, batch: _Batch) -> None:
+    def _handle(
+        self,
+        record: RawRecord,
+        parsed: FeedbackEvent | Rejection | None,
+        out: Output,
+        batch: _Batch,
+    ) -> None:
+        """``parsed``: :func:`parse_feedback` of the record, None if not done yet."""
         now = batch.now
-        parsed = parse_feedback(record.value, self.max_event_bytes)
+        if parsed is None:
+            parsed = parse_feedback(record.value, self.max_event_bytes)
         if isinstance(parsed, Rejection):
             self._reject(out, record, parsed, now)
             return

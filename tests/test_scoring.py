@@ -113,6 +113,27 @@ def test_unexpected_error_is_dead_lettered_and_the_batch_goes_on(monkeypatch) ->
     assert dead.original() == orjson.dumps(events[1])
 
 
+def test_an_unexpected_validation_error_only_loses_its_own_record(monkeypatch) -> None:
+    """The batch is validated in one pass first; a bug there (an exception other than a
+    rejection) must still cost only the record it happened on."""
+    real = scoring.parse_feedback
+
+    def flaky(value, max_bytes):
+        if value is not None and b'"e4"' in value:
+            raise RuntimeError("validator bug")
+        return real(value, max_bytes)
+
+    monkeypatch.setattr(scoring, "parse_feedback", flaky)
+    events = [example_event(event_id=f"e{i}", score=i) for i in (3, 4, 5)]
+    out = stage().process([record(i, e) for i, e in enumerate(events)])
+    assert [ScoredEvent.model_validate_json(v).event_id for _, v in out.scored] == ["e3", "e5"]
+    [(_, letter)] = out.deadletters
+    dead = DeadLetter.model_validate_json(letter)
+    assert dead.reason.value == "processing_error"
+    assert "RuntimeError: validator bug" in dead.message
+    assert dead.original() == orjson.dumps(events[1])
+
+
 def test_late_and_future_are_scored_but_not_windowed() -> None:
     now = datetime.now(UTC)
     events = [
