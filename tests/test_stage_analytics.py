@@ -290,3 +290,29 @@ def test_the_child_uses_the_workers_taxonomy_without_loading_pydantic(tmp_path) 
         assert "pydantic_core" not in maps
     finally:
         child.stop()
+
+
+def test_the_child_outlives_signals_to_its_group_and_stops_with_its_worker() -> None:
+    """Ctrl-C (SIGINT) and a stop by `timeout` or systemd (SIGTERM) reach every process
+    of the group: the child keeps answering until its worker closes the socket."""
+    from pipeline.text.offload import AnalysisProcess
+    from pipeline.text.themes import DEFAULT_TAXONOMY
+
+    child = AnalysisProcess(DEFAULT_TAXONOMY, 256 * 1024)
+    child.start()
+    proc = child._proc
+    assert proc is not None
+    try:
+        event = orjson.dumps(example_event(comment="The agent was rude", score=2))
+        child.submit(1, True, [event])
+        assert child.results(1)[1]  # ready and answering
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            os.kill(proc.pid, sig)
+        time.sleep(0.3)
+        assert proc.poll() is None
+        child.submit(2, True, [event])
+        results, done = child.results(2)
+        assert done and results[0][3] is not None
+    finally:
+        child.stop(wait=5.0)
+    assert proc.returncode == 0  # exited on its own when the socket closed, not killed

@@ -265,9 +265,13 @@ def serve(conn: Connection, max_event_bytes: int) -> None:
 
 def main(argv: list[str]) -> None:
     fd, max_event_bytes = argv
-    # Ctrl-C reaches the whole process group: the worker decides when this one stops
-    # (by closing the socket), not the terminal
+    # Ctrl-C reaches the whole process group, and so does a stop by `timeout` or systemd
+    # (SIGTERM to every process of the group or unit): the worker decides when this one
+    # stops (by closing the socket; it kills a child that does not exit), not the
+    # signal. Killed first, the child left the worker's last batch to be analysed
+    # inline and logged as a failure of the analysis process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     conn = Connection(int(fd))
     code = 0
