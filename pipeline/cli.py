@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from pipeline.settings import (
     DEFAULT_COMPRESSION,
@@ -412,48 +411,6 @@ def main() -> None:
     app()
 
 
-#: settings the benchmark sets itself for each run (its own topics, ports, options)
-_BENCH_OWNED = {
-    "broker_url",
-    "app_id",
-    "web_port",
-    "status_interval_seconds",
-    "broker_session_timeout_seconds",
-    "text_analytics",
-    "compression",
-    "config_file",
-}
-
-
-def _worker_settings(items: list[str]) -> dict[str, str]:
-    """``--setting`` values as the workers' environment, each checked against Settings."""
-    env: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        field = name.strip().lower().removeprefix("nps_")
-        if not sep or not field:
-            raise typer.BadParameter(f"{item!r}: expected NAME=VALUE, e.g. NPS_BATCH_SIZE=2000")
-        if field not in Settings.model_fields:
-            raise typer.BadParameter(f"{name!r} is not a setting (see README 'Configuration')")
-        if field in _BENCH_OWNED or field.startswith("topic_"):
-            raise typer.BadParameter(
-                f"{name!r} is set by the benchmark itself"
-                + (
-                    f" (use --{field.replace('_', '-')})"
-                    if field in ("text_analytics", "compression")
-                    else ""
-                )
-            )
-        try:
-            Settings(**{field: value})  # type: ignore[arg-type]
-        except ValidationError as exc:  # only this field's errors (not this shell's NPS_*)
-            mine = [e["msg"] for e in exc.errors() if e["loc"][:1] == (field,)]
-            if mine:
-                raise typer.BadParameter(f"{item!r}: {mine[0]}") from None
-        env[f"NPS_{field.upper()}"] = value
-    return env
-
-
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -532,8 +489,12 @@ def bench(
         ),
     ] = None,
 ) -> None:
-    from pipeline.bench.run import BenchConfig, main
+    from pipeline.bench.run import BenchConfig, main, worker_settings
 
+    try:
+        workers_settings = worker_settings(setting or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--setting") from None
     cfg = BenchConfig(
         events=events,
         segments=segments,
@@ -550,6 +511,6 @@ def bench(
         json_path=json_path,
         text_analytics=text_analytics,
         compression=compression,
-        settings=_worker_settings(setting or []),
+        settings=workers_settings,
     )
     raise typer.Exit(main(cfg))

@@ -129,8 +129,9 @@ class ScoringStage:
         if self.text is not None:  # the batch's comments back to back (see text.stage_analytics)
             self.text.prepare(records)
         # Validation of the whole batch first, in one tight loop: interleaved with the rest
-        # of each record's handling it ran ~1.5 µs per event slower (its validator's data
-        # fall out of the CPU caches in between; tests/bench/bench_stage1.py)
+        # of each record's handling the stage ran 0.6-3.4 µs per event slower (eight
+        # alternating pairs of tests/bench/bench_stage1.py; presumably the validator's data
+        # leaving the CPU caches in between)
         max_bytes = self.max_event_bytes
         parsed_all: list[FeedbackEvent | Rejection | None]
         try:

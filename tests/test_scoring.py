@@ -94,6 +94,19 @@ def test_text_analytics_off_gives_no_insights_nor_theme_segments() -> None:
     assert b"theme=staff_attitude" in {key for key, _ in on.deltas}
 
 
+def _only_e4_is_lost(message: str) -> None:
+    """Events e3, e4, e5 through a fresh stage: e4 dead-lettered as a processing error
+    whose message has ``message``, the other two scored."""
+    events = [example_event(event_id=f"e{i}", score=i) for i in (3, 4, 5)]
+    out = stage().process([record(i, e) for i, e in enumerate(events)])
+    assert [ScoredEvent.model_validate_json(v).event_id for _, v in out.scored] == ["e3", "e5"]
+    [(_, letter)] = out.deadletters
+    dead = DeadLetter.model_validate_json(letter)
+    assert dead.reason.value == "processing_error"
+    assert message in dead.message
+    assert dead.original() == orjson.dumps(events[1])
+
+
 def test_unexpected_error_is_dead_lettered_and_the_batch_goes_on(monkeypatch) -> None:
     real = scoring.scored_json
 
@@ -103,14 +116,7 @@ def test_unexpected_error_is_dead_lettered_and_the_batch_goes_on(monkeypatch) ->
         return real(batch, record, event_id, *args)
 
     monkeypatch.setattr(scoring, "scored_json", flaky)
-    events = [example_event(event_id=f"e{i}", score=i) for i in (3, 4, 5)]
-    out = stage().process([record(i, e) for i, e in enumerate(events)])
-    assert [ScoredEvent.model_validate_json(v).event_id for _, v in out.scored] == ["e3", "e5"]
-    [(_, letter)] = out.deadletters
-    dead = DeadLetter.model_validate_json(letter)
-    assert dead.reason.value == "processing_error"
-    assert "RuntimeError: boom" in dead.message
-    assert dead.original() == orjson.dumps(events[1])
+    _only_e4_is_lost("RuntimeError: boom")
 
 
 def test_an_unexpected_validation_error_only_loses_its_own_record(monkeypatch) -> None:
@@ -124,14 +130,7 @@ def test_an_unexpected_validation_error_only_loses_its_own_record(monkeypatch) -
         return real(value, max_bytes)
 
     monkeypatch.setattr(scoring, "parse_feedback", flaky)
-    events = [example_event(event_id=f"e{i}", score=i) for i in (3, 4, 5)]
-    out = stage().process([record(i, e) for i, e in enumerate(events)])
-    assert [ScoredEvent.model_validate_json(v).event_id for _, v in out.scored] == ["e3", "e5"]
-    [(_, letter)] = out.deadletters
-    dead = DeadLetter.model_validate_json(letter)
-    assert dead.reason.value == "processing_error"
-    assert "RuntimeError: validator bug" in dead.message
-    assert dead.original() == orjson.dumps(events[1])
+    _only_e4_is_lost("RuntimeError: validator bug")
 
 
 def test_late_and_future_are_scored_but_not_windowed() -> None:

@@ -63,6 +63,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
 
 from pipeline.batchio import BatchProducer
 from pipeline.bench import naive
@@ -239,6 +240,37 @@ def worker_env(base: dict[str, str], run: str, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NPS_")}
     env.update(base)
     env.update(NPS_WEB_PORT=str(port), NPS_STATUS_INTERVAL_SECONDS="0")
+    return env
+
+
+#: per-run settings that have a bench option of their own
+_OPTION_SETTINGS = ("text_analytics", "compression")
+
+
+def worker_settings(items: list[str]) -> dict[str, str]:
+    """``--setting NAME=VALUE`` items as the workers' environment (``NPS_NAME``), each
+    checked against :class:`Settings`; ValueError says what is wrong. The settings every
+    run sets itself (:func:`topic_env`, :func:`worker_env`, the options) are refused."""
+    owned = {k[4:].lower() for k in worker_env(topic_env("", "", 1), "", 0) if k[:4] == "NPS_"}
+    owned.update(_OPTION_SETTINGS, ("config_file",))
+    env: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        field = name.strip().lower().removeprefix("nps_")
+        if not sep or not field:
+            raise ValueError(f"{item!r}: expected NAME=VALUE, e.g. NPS_BATCH_SIZE=2000")
+        if field not in Settings.model_fields:
+            raise ValueError(f"{name!r} is not a setting (see README 'Configuration')")
+        if field in owned:
+            option = f" (use --{field.replace('_', '-')})" if field in _OPTION_SETTINGS else ""
+            raise ValueError(f"{name!r} is set by the benchmark itself{option}")
+        try:
+            Settings(**{field: value})  # type: ignore[arg-type]
+        except ValidationError as exc:  # only this field's errors (not this shell's NPS_*)
+            mine = [e["msg"] for e in exc.errors() if e["loc"][:1] == (field,)]
+            if mine:
+                raise ValueError(f"{item!r}: {mine[0]}") from None
+        env[f"NPS_{field.upper()}"] = value
     return env
 
 
