@@ -17,14 +17,14 @@ from typing import Any
 
 import aiohttp
 import faust
+import orjson
 from faust.web import Request, Response, View
 
 from pipeline.aggregate import WindowState, dimension_of
 from pipeline.segments import OVERALL, parse_segment_key, segment_key
 from pipeline.settings import Settings
 from pipeline.windows import KPIS, SegmentWindows, parse_window_label, window_label
-from schemas.windows import SegmentList, SegmentRow, SegmentWindowsView
-from schemas.windowstats import WindowStats
+from schemas.windows import SegmentWindowsView
 
 #: sort field -> the order that puts the worst segments first
 SORTS: dict[str, str] = {
@@ -68,9 +68,15 @@ def _order(value: float | None, segment: str, order: str) -> _SortKey:
     return (False, value if order == "asc" else -value, segment)
 
 
-def _sort_key(sort: str, order: str) -> Callable[[tuple[str, WindowStats]], _SortKey]:
-    """Order of (segment, stats): by ``sort`` in ``order``, segments without it last."""
-    return lambda item: _order(getattr(item[1], sort), item[0], order)
+#: A row of a listing: :class:`schemas.windows.SegmentRow` as the dict of its fields
+#: (``stats``: :func:`pipeline.windows.window_kpis`), serialized by orjson as the model
+#: would be (see :func:`listing_json`)
+Row = dict[str, Any]
+
+
+def _sort_key(sort: str, order: str) -> Callable[[Row], _SortKey]:
+    """Order of rows: by ``sort`` in ``order``, segments without it last."""
+    return lambda row: _order(row["stats"][sort], row["segment"], order)
 
 
 #: segments a listing ranks between two yields of the event loop
@@ -85,14 +91,16 @@ async def top_rows(
     sort: str,
     order: str,
     limit: int,
-) -> tuple[int, list[SegmentRow]]:
+) -> tuple[int, list[Row]]:
     """How many segments of ``dimension`` have ``min_responses`` answers in ``window``, and
     the first ``limit`` of them by ``sort``.
 
     Segments are ranked on their window counts (:data:`pipeline.windows.KPIS`, the same
-    values as their statistics) and only the first ``limit`` get a :class:`WindowStats`:
-    building one per segment made listing 100,000 agents cost 1.6-2.4 s of CPU. The event
-    loop runs between steps of ``LISTING_STEP`` segments.
+    values as their statistics) and only the first ``limit`` get their statistics:
+    building them for every segment made listing 100,000 agents cost 1.6-2.4 s of CPU.
+    The rows are plain dicts, not :class:`~schemas.windows.SegmentRow` models: 10,000 rows
+    as models and their dumps held ~35 MiB at once in a worker (the benchmark's checks at
+    100,000 agents). The event loop runs between steps of ``LISTING_STEP`` segments.
     """
     total = 0
     kpi = KPIS[sort]
@@ -115,15 +123,20 @@ async def top_rows(
         total += len(found)
         best = heapq.nsmallest(limit, [*best, *found], key=itemgetter(0))
     rows = [
-        SegmentRow(segment=segment, fields=parse_segment_key(segment), stats=windows.stats(seconds))
+        {"segment": segment, "fields": parse_segment_key(segment), "stats": windows.kpis(seconds)}
         for _, segment, windows in best
     ]
     return total, rows
 
 
-def sort_rows(rows: list[SegmentRow], sort: str, order: str) -> list[SegmentRow]:
-    key = _sort_key(sort, order)
-    return sorted(rows, key=lambda row: key((row.segment, row.stats)))
+def sort_rows(rows: list[Row], sort: str, order: str) -> list[Row]:
+    return sorted(rows, key=_sort_key(sort, order))
+
+
+def listing_json(body: dict[str, Any]) -> bytes:
+    """A listing (:class:`schemas.windows.SegmentList`'s fields, or a peer's part) as
+    JSON: the bytes of the model's ``model_dump_json`` (a test checks it)."""
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
 def parse_list_query(query: Any, settings: Settings) -> tuple[str, str, str, str, int, int]:
@@ -171,22 +184,21 @@ def register(app: faust.App, settings: Settings, state: WindowState, deltas: fau
                 state, dimension, window, min_responses, sort, order, limit
             )
             if request.query.get("scope") == "local":  # a peer's part: its first `limit`
-                return self.json(
-                    {"total": total, "segments": [r.model_dump(mode="json") for r in rows]}
-                )
-            for peer_total, peer_rows in await _remote_rows(app, settings, request):
-                total += peer_total
-                rows.extend(peer_rows)
-            body = SegmentList(
-                dimension=dimension,
-                window=window,
-                sort=sort,
-                order=order,
-                as_of=as_of(state),
-                total=total,
-                segments=sort_rows(rows, sort, order)[:limit],  # the first of every part
-            )
-            return self.json(body.model_dump(mode="json"))
+                body = {"total": total, "segments": rows}
+            else:
+                for peer_total, peer_rows in await _remote_rows(app, settings, request):
+                    total += peer_total
+                    rows.extend(peer_rows)
+                body = {  # schemas.windows.SegmentList
+                    "dimension": dimension,
+                    "window": window,
+                    "sort": sort,
+                    "order": order,
+                    "as_of": as_of(state),
+                    "total": total,
+                    "segments": sort_rows(rows, sort, order)[:limit],  # the first of every part
+                }
+            return self.bytes(listing_json(body), content_type="application/json")
 
     # "[^/]+": the default pattern refuses values with "{" or "}" (a 404)
     @app.page("/api/v1/segments/{dimension}/{value:[^/]+}")
@@ -231,8 +243,9 @@ async def _one_segment(
 
 async def _remote_rows(
     app: faust.App, settings: Settings, request: Request
-) -> list[tuple[int, list[SegmentRow]]]:
-    """Each other worker's (total, first rows) of the same query."""
+) -> list[tuple[int, list[Row]]]:
+    """Each other worker's (total, first rows) of the same query (rows as they came: a
+    peer's statistics serialize again to the same JSON)."""
     me = _urlident(app.conf.canonical_url)
     hosts = {
         str(host)
@@ -245,14 +258,14 @@ async def _remote_rows(
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
 
-        async def fetch(host: str) -> tuple[int, list[SegmentRow]]:
+        async def fetch(host: str) -> tuple[int, list[Row]]:
             url = f"{host.rstrip('/')}/api/v1/segments"
             async with session.get(url, params=query) as resp:
                 resp.raise_for_status()
-                part = await resp.json()
+                part = orjson.loads(await resp.read())
             if isinstance(part, list):  # a worker of an earlier version: all its rows
-                return len(part), [SegmentRow.model_validate(r) for r in part]
-            return part["total"], [SegmentRow.model_validate(r) for r in part["segments"]]
+                return len(part), part
+            return part["total"], part["segments"]
 
         return list(await asyncio.gather(*(fetch(h) for h in hosts)))
 

@@ -8,17 +8,18 @@ from __future__ import annotations
 import asyncio
 from unittest.mock import patch
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import api
 from pipeline.aggregate import WindowState, dimension_of, dimension_test
-from pipeline.api import SORTS, sort_rows, top_rows
+from pipeline.api import SORTS, as_of, listing_json, sort_rows, top_rows
 from pipeline.scoring import encode_deltas
 from pipeline.segments import OVERALL, segment_key
 from pipeline.settings import load_settings
 from pipeline.windows import Counts
-from schemas.windows import SegmentRow
+from schemas.windows import SegmentList, SegmentRow
 
 SETTINGS = load_settings()
 NOW = 1_800_000_000.0
@@ -71,7 +72,8 @@ def test_first_rows_equal_a_full_sort(
             continue
         stats = windows.stats(None if window == "all" else window)
         if stats.responses + stats.csat_responses + stats.ces_responses >= min_responses:
-            every.append(SegmentRow(segment=segment, fields={"agent": segment[6:]}, stats=stats))
+            row = SegmentRow(segment=segment, fields={"agent": segment[6:]}, stats=stats)
+            every.append(row.model_dump())
     with patch.object(api, "LISTING_STEP", step):  # the event loop runs every `step` segments
         total, rows = asyncio.run(
             top_rows(state, "agent", window, min_responses, sort, order, limit)
@@ -81,6 +83,14 @@ def test_first_rows_equal_a_full_sort(
     # merging workers' parts: the first rows of the union are among each part's first
     half = len(rows) // 2
     assert sort_rows(rows[half:] + rows[:half], sort, order) == rows
+    # the answer's JSON is the contract model's, byte for byte; a peer's rows read back
+    # from it (orjson) give the same JSON again
+    body = {"dimension": "agent", "window": window, "sort": sort, "order": order,
+            "as_of": as_of(state), "total": total, "segments": rows}  # fmt: skip
+    model = SegmentList.model_validate(body)
+    assert listing_json(body) == model.model_dump_json().encode()
+    part = orjson.loads(listing_json({"total": total, "segments": rows}))
+    assert listing_json({**body, "segments": part["segments"]}) == listing_json(body)
 
 
 field_value = st.text(min_size=1, max_size=6, alphabet=st.sampled_from("ab|=%2 é"))
