@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Callable
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import faust
@@ -21,6 +20,7 @@ import orjson
 from faust.web import Request, Response, View
 
 from pipeline.aggregate import WindowState, dimension_of
+from pipeline.owned import owned
 from pipeline.segments import OVERALL, parse_segment_key, segment_key
 from pipeline.settings import Settings
 from pipeline.windows import KPIS, SegmentWindows, parse_window_label, window_label
@@ -68,15 +68,21 @@ def _order(value: float | None, segment: str, order: str) -> _SortKey:
     return (False, value if order == "asc" else -value, segment)
 
 
-#: A row of a listing: :class:`schemas.windows.SegmentRow` as the dict of its fields
-#: (``stats``: :func:`pipeline.windows.window_kpis`), serialized by orjson as the model
-#: would be (see :func:`listing_json`)
-Row = dict[str, Any]
+class Row(NamedTuple):
+    """A segment of a listing: where it sorts, and its :class:`schemas.windows.SegmentRow`
+    as JSON (what the answer embeds: no model nor dict per row is kept)."""
+
+    key: _SortKey
+    json: bytes
 
 
-def _sort_key(sort: str, order: str) -> Callable[[Row], _SortKey]:
-    """Order of rows: by ``sort`` in ``order``, segments without it last."""
-    return lambda row: _order(row["stats"][sort], row["segment"], order)
+def row_of(data: dict[str, Any], sort: str, order: str) -> Row:
+    """A :class:`Row` of a row's fields (``stats``: :func:`pipeline.windows.window_kpis`,
+    or the stats as a peer's JSON had them)."""
+    return Row(
+        _order(data["stats"][sort], data["segment"], order),
+        owned(orjson.dumps(data, option=orjson.OPT_UTC_Z)),
+    )
 
 
 #: segments a listing ranks between two yields of the event loop
@@ -98,9 +104,10 @@ async def top_rows(
     Segments are ranked on their window counts (:data:`pipeline.windows.KPIS`, the same
     values as their statistics) and only the first ``limit`` get their statistics:
     building them for every segment made listing 100,000 agents cost 1.6-2.4 s of CPU.
-    The rows are plain dicts, not :class:`~schemas.windows.SegmentRow` models: 10,000 rows
-    as models and their dumps held ~35 MiB at once in a worker (the benchmark's checks at
-    100,000 agents). The event loop runs between steps of ``LISTING_STEP`` segments.
+    Each row is kept as its JSON, not as a :class:`~schemas.windows.SegmentRow` model:
+    10,000 rows as models and their dumps held ~35 MiB at once in a worker (the
+    benchmark's checks at 100,000 agents). The event loop runs between steps of
+    ``LISTING_STEP`` segments.
     """
     total = 0
     kpi = KPIS[sort]
@@ -123,20 +130,28 @@ async def top_rows(
         total += len(found)
         best = heapq.nsmallest(limit, [*best, *found], key=itemgetter(0))
     rows = [
-        {"segment": segment, "fields": parse_segment_key(segment), "stats": windows.kpis(seconds)}
-        for _, segment, windows in best
+        Row(key, _row_json(segment, windows.kpis(seconds)))  # the values ranked, as stats
+        for key, segment, windows in best
     ]
     return total, rows
 
 
-def sort_rows(rows: list[Row], sort: str, order: str) -> list[Row]:
-    return sorted(rows, key=_sort_key(sort, order))
+def _row_json(segment: str, stats: dict[str, Any]) -> bytes:
+    row = {"segment": segment, "fields": parse_segment_key(segment), "stats": stats}
+    # owned: as orjson returns it each value occupies ~4 KiB (see pipeline.owned)
+    return owned(orjson.dumps(row, option=orjson.OPT_UTC_Z))
+
+
+def sort_rows(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=itemgetter(0))
 
 
 def listing_json(body: dict[str, Any]) -> bytes:
     """A listing (:class:`schemas.windows.SegmentList`'s fields, or a peer's part) as
-    JSON: the bytes of the model's ``model_dump_json`` (a test checks it)."""
-    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
+    JSON, its ``segments`` given as :class:`Row` s: the bytes of the model's
+    ``model_dump_json`` (a test checks it)."""
+    segments = [orjson.Fragment(row.json) for row in body["segments"]]
+    return orjson.dumps({**body, "segments": segments}, option=orjson.OPT_UTC_Z)
 
 
 def parse_list_query(query: Any, settings: Settings) -> tuple[str, str, str, str, int, int]:
@@ -186,7 +201,8 @@ def register(app: faust.App, settings: Settings, state: WindowState, deltas: fau
             if request.query.get("scope") == "local":  # a peer's part: its first `limit`
                 body = {"total": total, "segments": rows}
             else:
-                for peer_total, peer_rows in await _remote_rows(app, settings, request):
+                peers = await _remote_rows(app, settings, request, sort, order)
+                for peer_total, peer_rows in peers:
                     total += peer_total
                     rows.extend(peer_rows)
                 body = {  # schemas.windows.SegmentList
@@ -196,7 +212,7 @@ def register(app: faust.App, settings: Settings, state: WindowState, deltas: fau
                     "order": order,
                     "as_of": as_of(state),
                     "total": total,
-                    "segments": sort_rows(rows, sort, order)[:limit],  # the first of every part
+                    "segments": sort_rows(rows)[:limit],  # the first of every part
                 }
             return self.bytes(listing_json(body), content_type="application/json")
 
@@ -242,10 +258,10 @@ async def _one_segment(
 
 
 async def _remote_rows(
-    app: faust.App, settings: Settings, request: Request
+    app: faust.App, settings: Settings, request: Request, sort: str, order: str
 ) -> list[tuple[int, list[Row]]]:
-    """Each other worker's (total, first rows) of the same query (rows as they came: a
-    peer's statistics serialize again to the same JSON)."""
+    """Each other worker's (total, first rows) of the same query (a peer's rows serialize
+    again to the JSON it sent)."""
     me = _urlident(app.conf.canonical_url)
     hosts = {
         str(host)
@@ -264,8 +280,8 @@ async def _remote_rows(
                 resp.raise_for_status()
                 part = orjson.loads(await resp.read())
             if isinstance(part, list):  # a worker of an earlier version: all its rows
-                return len(part), part
-            return part["total"], part["segments"]
+                return len(part), [row_of(row, sort, order) for row in part]
+            return part["total"], [row_of(row, sort, order) for row in part["segments"]]
 
         return list(await asyncio.gather(*(fetch(h) for h in hosts)))
 
