@@ -717,8 +717,9 @@ class AlertEngine:
         for partition, segment in self._dirty_comments:
             recent = self.comments.get(partition, {}).get(segment)
             if recent is not None:
-                # as DetractorComment.model_dump(mode="json") writes them
-                value = orjson.dumps(recent, option=orjson.OPT_UTC_Z)
+                # as DetractorComment.model_dump(mode="json") writes them; owned: a round
+                # holds thousands until they are sent (~4 KiB each as orjson returns them)
+                value = owned(orjson.dumps(recent, option=orjson.OPT_UTC_Z))
                 yield f"R|{partition}|{segment}".encode(), value
         self._dirty_comments.clear()
 

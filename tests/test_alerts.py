@@ -735,7 +735,7 @@ class Stream:
         assert not out.deadletters
         # as in the worker: rounds are evaluated whenever a partition's clock moves
         self.state.apply_batch(
-            ((partition_of(k), k, v) for k, v in out.deltas),
+            ((partition_of(k.encode()), k.encode(), orjson.dumps(v)) for k, v in out.deltas),
             self.engine.note_comments,
             lambda: self.alerts.extend(self.engine.evaluate(self.state)[0]),
         )

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pipeline.aggregate import WindowState, complete_publishes
 from pipeline.dedupe import REVISION, DuplicateFilter, Seen, content_digest, make_entry
 from pipeline.progress import cut, encode, resume
-from pipeline.scoring import encode_deltas
+from pipeline.scoring import deltas_document
 from pipeline.scoring_service import pack_deltas
 from pipeline.settings import Settings
 from pipeline.windows import Counts
@@ -49,8 +49,7 @@ def packed_records(batches: list[list[tuple[int, int, int, int]]]) -> list[bytes
                 row = per_segment.setdefault(SEGMENTS[seg], {}).setdefault(bucket, Counts())
                 row.add(Counts.of_event("nps", score))
             items = [
-                (segment.encode(), encode_deltas(buckets, T0))
-                for segment, buckets in per_segment.items()
+                (segment, deltas_document(buckets, T0)) for segment, buckets in per_segment.items()
             ]
             groups.append((raw, ends[raw], items))
         records.append(pack_deltas(groups, T0 + max(a[3] for a in batch)))

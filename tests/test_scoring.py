@@ -10,7 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import scoring
+from pipeline.aggregate import WindowState
+from pipeline.batchio import partition_of
 from pipeline.scoring import ScoringStage, decode_deltas
+from pipeline.scoring_service import encode_groups, pack_deltas
 from pipeline.settings import load_settings
 from pipeline.validate import RawRecord
 from schemas import DeadLetter, ScoredEvent
@@ -40,7 +43,7 @@ def test_fan_out_to_segments_and_buckets() -> None:
     ]
     out = stage().process([record(i, e) for i, e in enumerate(events)])
     assert len(out.scored) == 3 and not out.deadletters
-    deltas = {key.decode(): decode_deltas(value) for key, value in out.deltas}
+    deltas = {key: decode_deltas(orjson.dumps(doc)) for key, doc in out.deltas}
     assert set(deltas) == {
         "overall",
         "department=support",
@@ -82,16 +85,47 @@ def test_fan_out_to_segments_and_buckets() -> None:
     assert insights[0]["sentiment"] == "positive" and insights[0]["themes"] == ["staff_attitude"]
 
 
+def test_packed_deltas_hold_every_segment_once_in_its_partition() -> None:
+    """The deltas record of each deltas partition, its groups encoded per partition as the
+    scoring service does (encode_groups), applied by the windows: the same windows as each
+    segment's own record (apply_batch), and the same bytes as packing the documents."""
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    events = [
+        example_event(event_id=f"e{i}", score=i % 11, agent=f"agent-{i % 7}",
+                      event_time=(now + timedelta(seconds=20 * i)).isoformat())
+        for i in range(40)
+    ]  # fmt: skip
+    out = stage(text_analytics=False).process([record(i, e) for i, e in enumerate(events)])
+    assert out.clock is not None and len(out.deltas) > 8
+    encoded = encode_groups(out.deltas, 4, partition_of)
+    plain: list[list] = [[] for _ in range(4)]
+    for segment in out.deltas:
+        plain[partition_of(segment[0].encode(), 4)].append(segment)
+    packed = WindowState(load_settings())
+    for p in range(4):
+        value = pack_deltas([(0, 40, encoded[p])], out.clock)
+        assert value == pack_deltas([(0, 40, plain[p])], out.clock)
+        packed.apply_packed([(p, value)])
+    single = WindowState(load_settings())
+    single.apply_batch(
+        (partition_of(key.encode(), 4), key.encode(), orjson.dumps(doc)) for key, doc in out.deltas
+    )
+    segments = single.keys()
+    assert sorted(packed.keys()) == sorted(segments) and len(segments) == len(out.deltas)
+    for _, key in segments:
+        assert packed.get(key).total() == single.get(key).total(), key
+
+
 def test_text_analytics_off_gives_no_insights_nor_theme_segments() -> None:
     now = datetime.now(UTC) - timedelta(minutes=1)
     event = example_event(event_id="x", score=2, event_time=now.isoformat(), comment="So rude!")
     out = stage(text_analytics=False).process([record(0, event)])
     ((_, value),) = out.scored
     assert orjson.loads(value)["text"] is None
-    assert not [key for key, _ in out.deltas if key.startswith(b"theme=")]
+    assert not [key for key, _ in out.deltas if key.startswith("theme=")]
     on = stage().process([record(0, event)])
     assert orjson.loads(on.scored[0][1])["text"]["themes"] == ["staff_attitude"]
-    assert b"theme=staff_attitude" in {key for key, _ in on.deltas}
+    assert "theme=staff_attitude" in {key for key, _ in on.deltas}
 
 
 def _only_e4_is_lost(message: str) -> None:
@@ -148,7 +182,7 @@ def test_late_and_future_are_scored_but_not_windowed() -> None:
         ("future", "soon"),
         ("late", "old"),
     ]
-    overall = dict(decode_deltas(dict(out.deltas)[b"overall"])[0])
+    overall = dict(decode_deltas(orjson.dumps(dict(out.deltas)["overall"]))[0])
     assert sum(c[0] for c in overall.values()) == 2  # "new" and "ok"
 
 
@@ -172,7 +206,7 @@ def test_comments_leave_the_stage_redacted() -> None:
     expected = "Scrivete a [EMAIL] o chiamate il [PHONE]; carta [CARD], cliente [CUSTOMER_ID]"
     assert scored.feedback.comment == expected
     assert b"mario.rossi" not in out.scored[0][1] and b"4111" not in out.scored[0][1]
-    overall = decode_deltas(dict(out.deltas)[b"overall"])
+    overall = decode_deltas(orjson.dumps(dict(out.deltas)["overall"]))
     assert [c[3] for c in overall.comments] == [expected]  # alert evidence: redacted too
     for kind in before:
         assert redacted(kind) == before[kind] + 1
@@ -186,7 +220,7 @@ def test_comment_output_none_keeps_text_out_of_every_output() -> None:
     out = stage(comment_output="none").process([record(0, event)])
     scored = ScoredEvent.model_validate_json(out.scored[0][1])
     assert scored.feedback.comment is None
-    assert all(decode_deltas(value).comments == [] for _, value in out.deltas)
+    assert all(decode_deltas(orjson.dumps(doc)).comments == [] for _, doc in out.deltas)
 
 
 def test_a_bad_redaction_pattern_stops_the_start() -> None:

@@ -133,7 +133,7 @@ def _stage_run(records: list[RawRecord], process: bool) -> tuple[list[bytes], li
     for i in range(0, len(records), 250):
         out = stage.process(records[i : i + 250])
         texts += [orjson.dumps(orjson.loads(value)["text"]) for _, value in out.scored]
-        deltas += [(key, orjson.loads(value)) for key, value in out.deltas]
+        deltas += out.deltas
     return texts, deltas
 
 

@@ -32,7 +32,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 
 from pipeline.batchio import MAX_BATCH_BYTES, BatchProducer, partition_of
 from pipeline.scoring import ScoringStage
-from pipeline.scoring_service import ScoringConsumer, _Part
+from pipeline.scoring_service import ScoringConsumer
 from pipeline.settings import DEFAULT_COMPRESSION, Compression, Settings, load_settings
 from pipeline.validate import RawRecord
 from tests.bench.bench_text import stage_records
@@ -75,7 +75,7 @@ def run(
         for partition in sorted({r.partition for r in chunk}):
             polled = [r for r in chunk if r.partition == partition]
             out = stage.process(polled)
-            parts.append(_Part(partition, polled[0].offset, polled[-1].offset + 1, out))
+            parts.append(service._part(partition, polled[0].offset, polled[-1].offset + 1, out))
         for outputs in (service._progress(parts), service._records(parts)):
             builders: dict[tuple[str, int], BatchBuilder] = {}
             for topic, partition, key, value in outputs:

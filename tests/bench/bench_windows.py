@@ -234,8 +234,9 @@ def run_stage1(
         scored += len(out.scored)
         for _key, letter in out.deadletters:
             reasons[orjson.loads(letter)["reason"]] += 1
-        for key, value in out.deltas:
-            deltas.append((zlib.crc32(key) % partitions, key, value))
+        for segment, doc in out.deltas:
+            key = segment.encode()
+            deltas.append((zlib.crc32(key) % partitions, key, orjson.dumps(doc)))
     return run, deltas, scored, reasons
 
 
