@@ -39,7 +39,7 @@ from pipeline.batchio import partition_of
 from pipeline.bench.dataset import CHANNELS, DEPARTMENTS, PRODUCTS, REGIONS, agent_name, generate
 from pipeline.dedupe import DuplicateFilter, content_digest, make_entry
 from pipeline.scoring import ScoringStage
-from pipeline.scoring_service import SegmentDeltas, pack_deltas
+from pipeline.scoring_service import encode_groups, pack_deltas
 from pipeline.settings import Settings, load_settings
 from pipeline.text.emerging import EmergingTopics
 from pipeline.validate import RawRecord
@@ -105,11 +105,9 @@ def through_both_stages(
     size, partitions = settings.batch_size, settings.topic_partitions
     for i in range(0, len(raw), size):
         out = stage.process(raw[i : i + size])
-        per_partition: dict[int, list[SegmentDeltas]] = {}
-        for key, doc in out.deltas:
-            per_partition.setdefault(partition_of(key.encode(), partitions), []).append((key, doc))
+        groups = encode_groups(out.deltas, partitions, partition_of)
         clock = out.clock if out.clock is not None else 0.0
-        for partition, items in per_partition.items():
+        for partition, items in enumerate(groups):
             record = pack_deltas([(0, i + size, items)], clock)
             state.apply_packed([(partition, record)], engine.note_comments)
         state.take_dirty()

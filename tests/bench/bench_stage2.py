@@ -30,7 +30,7 @@ from pipeline.aggregate import WindowState
 from pipeline.app import DELTAS_PER_BATCH
 from pipeline.bench.dataset import generate
 from pipeline.scoring import ScoringStage
-from pipeline.scoring_service import SegmentDeltas, pack_deltas
+from pipeline.scoring_service import encode_groups, pack_deltas
 from pipeline.settings import load_settings
 from pipeline.validate import RawRecord
 
@@ -48,9 +48,7 @@ def packed_records(events: int, segments: int) -> list[tuple[int, bytes]]:
             for i, value in enumerate(data.values[b : b + 1000], b)
         ]
         out = stage.process(batch)
-        per: list[list[SegmentDeltas]] = [[] for _ in range(PARTITIONS)]
-        for key, doc in out.deltas:
-            per[zlib.crc32(key.encode()) % PARTITIONS].append((key, doc))
+        per = encode_groups(out.deltas, PARTITIONS, lambda key, n: zlib.crc32(key) % n)
         packed.extend(
             (p, pack_deltas([(0, b + len(batch), per[p])], out.clock or 0.0))
             for p in range(PARTITIONS)
