@@ -473,10 +473,10 @@ def deltas_document(
     ``t`` is the newest event time of the batch: it moves the windows' clock. ``c``
     (only when there are some) lists the batch's last detractor comments of the
     segment, already redacted: ``[[event time, event id, score, comment], ...]``.
-    Kept as a document until its deltas-topic record is encoded in one go
-    (:func:`pipeline.scoring_service.pack_deltas`): one ``orjson.dumps`` per segment
-    cost ~0.6 µs more per segment, and a batch's values as orjson returns them held ~4
-    KiB each until packed (see :mod:`pipeline.owned`).
+    Kept as a document until its deltas partition's share is encoded in one go
+    (:func:`pipeline.scoring_service.encode_groups`): a batch's values encoded one per
+    segment, as orjson returns them, held ~4 KiB each until packed (see
+    :mod:`pipeline.owned`).
     """
     if len(buckets) == 1:  # most segments of a batch: no list comprehension (~0.1 µs)
         [(start, counts)] = buckets.items()

@@ -73,12 +73,13 @@ def encode_groups(
     """A batch's segment deltas split per deltas partition (by ``partition_of(key,
     partitions)``), each partition's list encoded in one go, for :func:`pack_deltas`.
 
-    Done as soon as a raw partition's share of a batch is scored: the documents, thousands
-    of small containers, then live only briefly (held until the batch's records were
-    built, they made the cyclic GC's young collections traverse them: ~2% slower end to
-    end than one ``orjson.dumps`` per segment). One encoding per partition instead of
-    one per segment, and no value per segment held at orjson's ~4 KiB (see
-    :mod:`pipeline.owned`) until packed.
+    Done as soon as a raw partition's share of a batch is scored, so that the documents,
+    thousands of small containers, live only briefly: held until the batch's records
+    were built, end to end measured ~2% slower than one ``orjson.dumps`` per segment
+    (four alternating pairs; the cyclic GC traversing them, presumably). Encoded here,
+    the same speed (two pairs), and no value per segment held at orjson's ~4 KiB (see
+    :mod:`pipeline.owned`) until packed. Alone, encoding per partition instead of per
+    segment took 0.30 instead of 0.87 µs per segment (timeit, 2,400 segments).
     """
     per_partition: list[list[SegmentDeltas]] = [[] for _ in range(partitions)]
     for segment in deltas:
