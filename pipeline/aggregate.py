@@ -1,7 +1,9 @@
 """The windowed state of the second stage: segments of the partitions this worker owns.
 
-Input: the deltas topic, keyed by segment key, one record per segment and scoring
-batch (:func:`pipeline.scoring.encode_deltas`). State: per owned partition, a
+Input: the deltas topic, one packed record per deltas partition and scoring batch
+(:func:`pipeline.scoring_service.pack_deltas`), each segment's deltas a
+:func:`pipeline.scoring.deltas_document`; :meth:`WindowState.apply_batch` reads records
+of one segment each (:func:`pipeline.scoring.encode_deltas`). State: per owned partition, a
 :class:`~pipeline.windows.SegmentWindows` per segment (buckets + running sums) and the
 partition's clock (newest event time seen). Durability: every touched bucket and
 clock is written to a Faust table (and so its changelog topic) once per batch — not
@@ -175,7 +177,7 @@ class WindowState:
                         continue
                     marks[raw] = end
                     moved.add(partition)
-                    # the documents of pipeline.scoring.encode_deltas, read as they are
+                    # the documents of pipeline.scoring.deltas_document, read as they are
                     # (integer starts, every field): no Deltas built per segment
                     for segment, deltas in segments:  # the clock moves once all are in
                         yield partition, segment, deltas["b"], deltas.get("c"), None

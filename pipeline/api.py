@@ -78,10 +78,12 @@ class Row(NamedTuple):
 def row_of(data: dict[str, Any], sort: str, order: str) -> Row:
     """A :class:`Row` of a row's fields (``stats``: :func:`pipeline.windows.window_kpis`,
     or the stats as a peer's JSON had them)."""
-    return Row(
-        _order(data["stats"][sort], data["segment"], order),
-        owned(orjson.dumps(data, option=orjson.OPT_UTC_Z)),
-    )
+    return Row(_order(data["stats"][sort], data["segment"], order), _row_json(data))
+
+
+def _row_json(row: dict[str, Any]) -> bytes:
+    # owned: as orjson returns it each value occupies ~4 KiB (see pipeline.owned)
+    return owned(orjson.dumps(row, option=orjson.OPT_UTC_Z))
 
 
 #: segments a listing ranks between two yields of the event loop
@@ -103,10 +105,10 @@ async def top_rows(
     Segments are ranked on their window counts (:data:`pipeline.windows.KPIS`, the same
     values as their statistics) and only the first ``limit`` get their statistics:
     building them for every segment made listing 100,000 agents cost 1.6-2.4 s of CPU.
-    Each row is kept as its JSON, not as a :class:`~schemas.windows.SegmentRow` model:
-    10,000 rows as models and their dumps held ~35 MiB at once in a worker (the
-    benchmark's checks at 100,000 agents). The event loop runs between steps of
-    ``LISTING_STEP`` segments.
+    Each row is kept as its JSON, not as a :class:`~schemas.windows.SegmentRow` model: with
+    models the worker's RSS rose 35 MiB during the benchmark's checks at 100,000 agents
+    (10,000 rows per listing); with JSON rows a listing peaks at 15 MiB traced in process.
+    The event loop runs between steps of ``LISTING_STEP`` segments.
     """
     total = 0
     kpi = KPIS[sort]
@@ -134,16 +136,19 @@ async def top_rows(
             # made a listing of 10,000 rows of 100,000 agents cost ~1 s of CPU)
             best = sorted([*best, *found], key=itemgetter(0))[:limit]
     rows = [
-        Row(key, _row_json(segment, windows.kpis(seconds)))  # the values ranked, as stats
+        Row(  # the key: the values ranked, as the stats have them
+            key,
+            _row_json(
+                {
+                    "segment": segment,
+                    "fields": parse_segment_key(segment),
+                    "stats": windows.kpis(seconds),
+                }
+            ),
+        )
         for key, segment, windows in best
     ]
     return total, rows
-
-
-def _row_json(segment: str, stats: dict[str, Any]) -> bytes:
-    row = {"segment": segment, "fields": parse_segment_key(segment), "stats": stats}
-    # owned: as orjson returns it each value occupies ~4 KiB (see pipeline.owned)
-    return owned(orjson.dumps(row, option=orjson.OPT_UTC_Z))
 
 
 def sort_rows(rows: list[Row]) -> list[Row]:

@@ -500,7 +500,7 @@ def decode_deltas(value: bytes) -> Deltas:
 
 
 def deltas_from_document(document: dict[str, Any]) -> Deltas:
-    """:class:`Deltas` of a decoded :func:`encode_deltas` document."""
+    """:class:`Deltas` of a :func:`deltas_document` read back from its JSON."""
     return Deltas(
         [(int(start), counts) for start, counts in document["b"]],
         float(document["t"]),
