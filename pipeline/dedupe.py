@@ -11,9 +11,10 @@ windows. Within the horizon:
   with the next revision, removes the stored contribution from the windows, adds the new
   one and :meth:`DuplicateFilter.remember` replaces the entry.
 
-Memory is bounded by ``max_ids``: the least recently seen ids are forgotten first and
-counted as evictions. A forgotten id (horizon passed, or evicted early) is new again:
-its next version is counted as another answer.
+Memory is bounded by ``max_ids`` (and its 1/64 of slack, see :class:`DuplicateFilter`):
+the least recently seen ids are forgotten first and counted as evictions. A forgotten id
+(horizon passed, or evicted early) is new again: its next version is counted as another
+answer.
 
 Producers should key ``feedback.raw`` by event id so that all copies of one answer land
 on the same partition and worker. The memory survives crashes and rebalances: every
@@ -29,10 +30,11 @@ per-process ``hash()``.
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from enum import Enum
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -146,12 +148,39 @@ def unpack_entry(stored: Stored) -> Entry:
 _NEW = (Seen.NEW, None)
 
 
+def _seen_at(stored: Stored) -> float:
+    """The ``seen_at`` of a stored entry, without unpacking the rest."""
+    return _SEEN.unpack_from(stored, 8)[0] if type(stored) is bytes else stored[SEEN_AT]  # type: ignore[no-any-return]
+
+
 class DuplicateFilter:
+    """The remembered versions, least recently seen first.
+
+    Held in a plain dict (insertion order: an id seen again is inserted again), not an
+    ``OrderedDict``: ~46 bytes less per id (tracemalloc, 300,000 ids: 25.6 against 71.6
+    bytes per entry besides the key and value), ~23 MB at the default cap. A dict
+    forgets its oldest entries cheaply only in bulk (each removal from the front leaves a
+    hole that every later ``next(iter(...))`` walks past: one at a time at 100,000 ids it
+    took 41 µs per id against 0.46 for ``OrderedDict.popitem``), so:
+
+    * the horizon is applied where it matters, exactly: an entry older than the horizon
+      is never found (:meth:`lookup` treats it as new), and at most once a second of
+      ``now`` the expired entries at the front are dropped in one pass;
+    * the cap lets the memory run up to ``max_ids // 64`` ids over ``max_ids``, then
+      forgets the least recently seen ids down to ``max_ids`` in one pass (exact, one
+      at a time, below 64 ids).
+    """
+
+    #: ``now`` seconds between two passes dropping the expired entries
+    EXPIRE_EVERY = 1.0
+
     def __init__(self, horizon_seconds: float, max_ids: int) -> None:
         self.horizon = horizon_seconds
         self.max_ids = max_ids
         #: event id -> entry (packed, see :func:`pack_entry`), least recently seen first
-        self._seen: OrderedDict[str, Stored] = OrderedDict()
+        self._seen: dict[str, Stored] = {}
+        self._slack = max_ids // 64  # ids over the cap before it forgets in bulk
+        self._expire_at = -math.inf  # the ``now`` of the next pass over expired entries
         self.evicted_early = 0  # forgotten before the horizon because of max_ids
         self._journal: list[Journaled] = []
 
@@ -168,19 +197,15 @@ class DuplicateFilter:
         Nothing is stored: the caller :meth:`remember` s the new version once it knows
         what the version contributed to the windows.
         """
-        seen = self._seen
-        cutoff = now - self.horizon
-        while seen:  # forget what the horizon passed, oldest first (inline: per event)
-            oldest = next(iter(seen.values()))
-            if (
-                _SEEN.unpack_from(oldest, 8)[0] if type(oldest) is bytes else oldest[SEEN_AT]
-            ) >= cutoff:
-                break
-            seen.popitem(last=False)
-        stored = seen.get(event_id)
+        if now >= self._expire_at:
+            self._expire_at = now + self.EXPIRE_EVERY
+            self._expire(now - self.horizon)
+        stored = self._seen.get(event_id)
         if stored is None:
             return _NEW
         known = unpack_entry(stored)
+        if known[SEEN_AT] < now - self.horizon:
+            return _NEW  # the horizon passed: forgotten (dropped with the next pass)
         return (Seen.DUPLICATE if known[DIGEST] == digest else Seen.UPDATE), known
 
     def remember(self, event_id: str, entry: Entry) -> None:
@@ -191,14 +216,28 @@ class DuplicateFilter:
         self._journal.append((event_id, entry))
         seen = self._seen
         stored = pack_entry(entry)
-        if event_id in seen:
+        if seen.pop(event_id, None) is not None:  # seen again: to the end
             seen[event_id] = stored
-            seen.move_to_end(event_id)
             return
         seen[event_id] = stored
-        if len(seen) > self.max_ids:
-            seen.popitem(last=False)
-            self.evicted_early += 1
+        if len(seen) > self.max_ids + self._slack:
+            self._expire(entry[SEEN_AT] - self.horizon)  # not counted as evicted early
+            excess = len(seen) - self.max_ids
+            if excess > 0:
+                for oldest in list(islice(seen, excess)):
+                    del seen[oldest]
+                self.evicted_early += excess
+
+    def _expire(self, cutoff: float) -> None:
+        """Drop the entries at the front last seen before ``cutoff``, in one pass."""
+        seen = self._seen
+        expired = []
+        for event_id, stored in seen.items():
+            if _seen_at(stored) >= cutoff:
+                break
+            expired.append(event_id)
+        for event_id in expired:
+            del seen[event_id]
 
     def take_journal(self) -> list[Journaled]:
         """Entries remembered since the last call, oldest first (to persist them)."""

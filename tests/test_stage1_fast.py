@@ -304,42 +304,81 @@ def test_adder_for_adds_the_nonzero_fields(values, data):
         adder(["responses", "nope"])
 
 
-class _ReferenceFilter(DuplicateFilter):
-    """The dedupe's lookup as it was: expiry in a method of its own, per call."""
-
-    def lookup(self, event_id, digest, now):
-        cutoff = now - self.horizon
-        seen = self._seen
-        while seen:
-            stored = next(iter(seen.values()))
-            seen_at = unpack_entry(stored)[1]
-            if seen_at >= cutoff:
-                break
-            seen.popitem(last=False)
-        stored = seen.get(event_id)
-        if stored is None:
-            return Seen.NEW, None
-        known = unpack_entry(stored)
-        return (Seen.DUPLICATE if known[0] == digest else Seen.UPDATE), known
-
-
 _STEP = st.tuples(
     st.sampled_from(["lookup", "remember"]),
-    st.sampled_from(["a", "b", "c", "d", "e"]),
+    st.integers(0, 79).map(lambda i: f"id-{i}"),
     st.integers(0, 3),  # digest
     st.integers(0, 50).map(float),  # times: not monotonic (restored journals), ties
 )
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(_STEP, max_size=40), st.sampled_from([1, 3, 100]), st.sampled_from([0, 5, 30]))
-def test_dedupe_lookup_equals_the_one_it_replaced(steps, max_ids, horizon):
-    new, old = DuplicateFilter(horizon, max_ids), _ReferenceFilter(horizon, max_ids)
+@given(
+    st.lists(_STEP, max_size=300),
+    st.sampled_from([1, 3, 64, 100]),
+    st.sampled_from([0, 5, 30]),
+)
+def test_dedupe_remembers_the_recent_ids_within_the_horizon(steps, max_ids, horizon):
+    """Against a brute-force model: every remembered version in order of recency.
+
+    A lookup must find the last version of an id when it is among the ``max_ids`` ids
+    remembered last and was seen within the horizon of every ``now`` so far (a pass at a
+    later ``now`` may have dropped it); it must not find an id never remembered, or last
+    seen before the horizon of this ``now``. In between (ids past the cap, up to its
+    1/64 of slack) either answer is allowed. The memory never holds more than the cap
+    and its slack; with fewer than 64 ids it is exact: an id past the cap is forgotten.
+    """
+    dedupe = DuplicateFilter(horizon, max_ids)
+    recency: list[str] = []  # most recent last
+    last: dict[str, tuple] = {}
+    latest_now = -1.0
     for action, event_id, digest, at in steps:
-        if action == "lookup":
-            assert new.lookup(event_id, digest, at) == old.lookup(event_id, digest, at)
+        if action == "remember":
+            entry = (digest, at, 0, 60, "nps", 9, None)
+            dedupe.remember(event_id, entry)
+            if horizon > 0:
+                if event_id in last:
+                    recency.remove(event_id)
+                recency.append(event_id)
+                last[event_id] = entry
+            assert len(dedupe) <= max_ids + max_ids // 64
+            continue
+        latest_now = max(latest_now, at)
+        seen, known = dedupe.lookup(event_id, digest, at)
+        entry = last.get(event_id)
+        if entry is None or entry[1] < at - horizon:
+            assert (seen, known) == (Seen.NEW, None)
+            continue
+        rank = len(recency) - 1 - recency.index(event_id)  # 0: the last remembered
+        if rank < max_ids and entry[1] >= latest_now - horizon:
+            assert known == entry
+            assert seen is (Seen.DUPLICATE if digest == entry[0] else Seen.UPDATE)
+        elif rank >= max_ids and max_ids < 64 and entry[1] >= latest_now - horizon:
+            assert seen is Seen.NEW  # the exact cap: forgotten
         else:
-            entry = (digest, float(at), 0, 60, "nps", 9, None)
-            new.remember(event_id, entry)
-            old.remember(event_id, entry)
-        assert list(new._seen.items()) == list(old._seen.items())
+            assert seen is Seen.NEW or known == entry
+
+
+def test_dedupe_forgets_in_bulk_at_its_cap_and_counts_it() -> None:
+    dedupe = DuplicateFilter(horizon_seconds=3600, max_ids=6400)
+    for i in range(6400 + 100):
+        dedupe.remember(f"id-{i}", (i, 1000.0, 0))
+        assert len(dedupe) <= 6400 + 100
+    # the cap's slack is 100 ids: the 6,501st id made it forget the 101 least recent
+    assert len(dedupe) == 6400 + 100 and dedupe.evicted_early == 0
+    dedupe.remember("id-6500", (1, 1000.0, 0))
+    assert len(dedupe) == 6400 and dedupe.evicted_early == 101
+    assert dedupe.lookup("id-100", 100, 1000.0)[0] is Seen.NEW
+    assert dedupe.lookup("id-101", 101, 1000.0)[0] is Seen.DUPLICATE
+    # an id seen again became the most recent: the next bulk pass keeps it
+    dedupe.remember("id-101", (101, 1000.0, 1))
+    for i in range(7000, 7101):
+        dedupe.remember(f"id-{i}", (i, 1000.0, 0))
+    assert dedupe.lookup("id-101", 101, 1000.0)[0] is Seen.DUPLICATE
+    assert dedupe.lookup("id-102", 102, 1000.0)[0] is Seen.NEW
+    # expired ids at the front are dropped first, not counted as evicted early
+    late = DuplicateFilter(horizon_seconds=10, max_ids=64)
+    for i in range(65):
+        late.remember(f"old-{i}", (i, 0.0, 0))
+    late.remember("new", (1, 100.0, 0))  # over cap + slack: the old ones are expired
+    assert len(late) == 1 and late.evicted_early == 0

@@ -249,5 +249,8 @@ def test_duplicate_filter_with_packed_entries() -> None:
     assert dedupe.get("a") == update
     assert dedupe.lookup("a", 2, 115.25) == (Seen.DUPLICATE, update)  # horizon from 105.5
     assert dedupe.lookup("a", 2, 115.75)[0] is Seen.NEW  # forgotten
+    # dropped by the next pass over expired entries, a second of ``now`` after the last
+    assert len(dedupe) == 1 and dedupe.lookup("b", 1, 116.0)[0] is Seen.NEW
+    assert len(dedupe) == 1 and dedupe.lookup("b", 1, 116.25)[0] is Seen.NEW
     assert len(dedupe) == 0
     assert dedupe.take_journal() == [("a", first), ("a", update)]  # journaled as tuples
