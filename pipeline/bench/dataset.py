@@ -9,8 +9,9 @@ share of records is invalid (not JSON, score off the scale, missing field) and m
 end in the dead-letter topic.
 
 The ground truth is computed here, independently of the pipeline's code: segment
-keys are written out by hand (the dataset's values need no escaping) and answers
-are counted with plain arithmetic.
+keys are written out by hand (the dataset's values need no escaping), the themes of
+each comment too (:data:`COMMENT_THEMES`: with comment analytics on, an answer also
+counts in ``theme=<name>`` for each), and answers are counted with plain arithmetic.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ COMMENTS = (
     "Great product, pricing is a bit high for small teams.",
     "Billing charged me twice, write to anna.rossi@example.com or call +39 347 123 4567.",
 )
+#: The themes of each of :data:`COMMENTS` in the default taxonomy
+#: (``pipeline/text/data/themes.yaml``), written out by hand; a test checks them
+#: against the comment analyzer.
+COMMENT_THEMES: dict[str, tuple[str, ...]] = {
+    COMMENTS[0]: ("staff_attitude",),  # "friendly"
+    COMMENTS[1]: (),
+    COMMENTS[2]: (),
+    COMMENTS[3]: ("ease_of_use",),  # "confusing"
+    COMMENTS[4]: ("price",),  # "pricing"
+    COMMENTS[5]: ("billing",),  # "billing", "charged me twice"
+}
 SURVEYS = ("nps", "csat", "ces")
 SURVEY_WEIGHTS = (0.6, 0.25, 0.15)
 SCALES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
@@ -73,8 +85,11 @@ class Dataset:
         return len(self.truth)
 
 
-def segment_keys(event: dict[str, object]) -> list[str]:
-    """The default configuration's segments of a dataset event, spelled out."""
+def segment_keys(event: dict[str, object], themes: bool = False) -> list[str]:
+    """The default configuration's segments of a dataset event, spelled out; with
+    ``themes`` (comment analytics on) its comment's theme segments too."""
+    comment = event.get("comment")
+    theme_keys = [f"theme={t}" for t in COMMENT_THEMES[str(comment)]] if themes and comment else []
     return [
         "overall",
         f"department={event['department']}",
@@ -83,10 +98,11 @@ def segment_keys(event: dict[str, object]) -> list[str]:
         f"channel={event['channel']}",
         f"region={event['region']}",
         f"department={event['department']}|channel={event['channel']}",
+        *theme_keys,
     ]
 
 
-def count(truth: dict[str, Counter[str]], event: dict[str, object]) -> None:
+def count(truth: dict[str, Counter[str]], event: dict[str, object], themes: bool) -> None:
     survey, score = event["survey_type"], event["score"]
     assert isinstance(score, int)
     names: list[str]
@@ -95,7 +111,7 @@ def count(truth: dict[str, Counter[str]], event: dict[str, object]) -> None:
         names = ["responses", kind]
     else:
         names = [f"{survey}_responses"]
-    for key in segment_keys(event):
+    for key in segment_keys(event, themes):
         counts = truth.setdefault(key, Counter())
         for name in names:
             counts[name] += 1
@@ -122,8 +138,11 @@ def generate(
     max_delay_seconds: float = 300.0,
     invalid_share: float = 0.01,
     id_prefix: str = "bench",
+    themes: bool = False,
 ) -> Dataset:
-    """``count_`` records ending at event time ``end`` (Unix seconds)."""
+    """``count_`` records ending at event time ``end`` (Unix seconds); ``themes``: the
+    ground truth has the comments' theme segments (the pipeline has them when comment
+    analytics are on)."""
     rng = random.Random(seed)
     agents = [i % segments for i in range(count_)]
     rng.shuffle(agents)
@@ -161,7 +180,7 @@ def generate(
             continue
         data.values.append(orjson.dumps(event))
         data.valid += 1
-        count(data.truth, event)
+        count(data.truth, event, themes)
         first, last = min(first, ts), max(last, ts)
     data.first_event_time, data.last_event_time = first, last
     return data

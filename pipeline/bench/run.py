@@ -792,6 +792,7 @@ def run(cfg: BenchConfig) -> Figures:
             comment_share=cfg.comment_share,
             late_share=cfg.late_share,
             invalid_share=cfg.invalid_share,
+            themes=cfg.text_analytics,
         )
         figures.dataset = {
             "records": len(data.values),
