@@ -466,6 +466,17 @@ def bench(
     latency_seconds: Annotated[
         float, typer.Option(min=0, help="Length of the half-load latency phase (0 = skip).")
     ] = 75.0,
+    span_seconds: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Event-time span of the dataset. The default two hours, ending a minute "
+            "before the run, are a backlog the workers catch up (alert rounds and snapshots "
+            "at most once a second, NPS_CATCHUP_*); 60 s or less is a live spike: each "
+            "pipeline run's records end as it produces them, every minute boundary is "
+            "judged as it passes.",
+        ),
+    ] = 7200.0,
     seed: Annotated[int, typer.Option(help="Dataset seed.")] = 1,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
@@ -507,6 +518,7 @@ def bench(
         naive_seconds=naive_seconds,
         latency_seconds=latency_seconds,
         seed=seed,
+        span_seconds=span_seconds,
         broker=broker,
         json_path=json_path,
         text_analytics=text_analytics,
