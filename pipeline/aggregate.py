@@ -2,17 +2,16 @@
 
 Input: the deltas topic, one packed record per deltas partition and scoring batch
 (:func:`pipeline.scoring_service.pack_deltas`), each segment's deltas a
-:func:`pipeline.scoring.deltas_document`; :meth:`WindowState.apply_batch` reads records
-of one segment each (:func:`pipeline.scoring.encode_deltas`). State: per owned partition, a
-:class:`~pipeline.windows.SegmentWindows` per segment (buckets + running sums) and the
-partition's clock (newest event time seen). Durability: every touched bucket and
-clock is written to a Faust table (and so its changelog topic) once per batch — not
-once per event — under keys that carry the partition, so that after a restart or a
-rebalance :meth:`WindowState.rebuild` restores exactly the same windows. A segment's
-all-time total is its *pruned base* (the buckets the retention dropped, written with
-their deletions) plus its stored buckets: a batch writes only the buckets it touched,
-not every touched segment's total as well (that was about half of all changelog
-records; ``tests/bench/bench_stage2.py`` prints the records per event).
+:func:`pipeline.scoring.deltas_document` (:meth:`WindowState.apply_packed`). State: per
+owned partition, a :class:`~pipeline.windows.SegmentWindows` per segment (buckets +
+running sums) and the partition's clock (newest event time seen). Durability: every
+touched bucket and clock is written to a Faust table (and so its changelog topic) once
+per batch — not once per event — under keys that carry the partition, so that after a
+restart or a rebalance :meth:`WindowState.rebuild` restores exactly the same windows. A
+segment's all-time total is its *pruned base* (the buckets the retention dropped,
+written with their deletions) plus its stored buckets: a batch writes only the buckets
+it touched, not every touched segment's total as well (that was about half of all
+changelog records; ``tests/bench/bench_stage2.py`` prints the records per event).
 
 Table keys (bytes): ``B|<partition>|<bucket start>|<segment>`` -> counts list,
 ``P|<partition>|<segment>`` -> pruned base, ``C|<partition>`` -> clock,
@@ -41,7 +40,6 @@ from typing import Any
 import orjson
 
 from pipeline.owned import owned
-from pipeline.scoring import decode_deltas
 from pipeline.segments import OVERALL, segment_labels
 from pipeline.settings import Settings
 from pipeline.windows import Counts, SegmentWindows
@@ -157,10 +155,18 @@ class WindowState:
         on_comments: Callable[[int, str, list[list[object]]], None] | None = None,
         on_clock: Callable[[], None] | None = None,
     ) -> list[Change]:
-        """:meth:`apply_batch` for packed deltas records (partition, value) of the deltas
-        topic (:func:`pipeline.scoring_service.pack_deltas`): every group not applied
-        before (see the module docstring) is applied, then the record's clock moves its
-        partition."""
+        """Apply packed deltas records (partition, value) of the deltas topic
+        (:func:`pipeline.scoring_service.pack_deltas`); return the table changes.
+
+        Every group not applied before (see the module docstring) is applied, then the
+        record's clock moves its partition. Each touched bucket and clock appears once
+        in the result, however many records touched it. ``on_comments(partition,
+        segment, comments)`` receives the detractor comments the records carry (for
+        alert evidence). ``on_clock()`` runs after each record that moved its
+        partition's clock, once the record is applied (alert rounds are evaluated there,
+        so a batch spanning many minutes of event time is judged minute by minute, not
+        once at its end).
+        """
         all_marks = self.marks
         moved = self._marks_moved
 
@@ -178,33 +184,10 @@ class WindowState:
                     marks[raw] = end
                     moved.add(partition)
                     # the documents of pipeline.scoring.deltas_document, read as they are
-                    # (integer starts, every field): no Deltas built per segment
+                    # (integer starts, every field): no object built per segment
                     for segment, deltas in segments:  # the clock moves once all are in
                         yield partition, segment, deltas["b"], deltas.get("c"), None
                 yield partition, None, (), None, clock
-
-        return self._apply(items(), on_comments, on_clock)
-
-    def apply_batch(
-        self,
-        records: Iterable[tuple[int, bytes, bytes]],
-        on_comments: Callable[[int, str, list[list[object]]], None] | None = None,
-        on_clock: Callable[[], None] | None = None,
-    ) -> list[Change]:
-        """Apply (partition, segment key, deltas value) records; return the table changes.
-
-        Each touched bucket, total and clock appears once in the result, however many
-        records touched it. ``on_comments(partition, segment, comments)`` receives the
-        detractor comments the records carry (for alert evidence). ``on_clock()`` runs
-        after each record that moved its partition's clock, once the record is applied
-        (alert rounds are evaluated there, so a batch spanning many minutes of event
-        time is judged minute by minute, not once at its end).
-        """
-
-        def items() -> Iterator[_Item]:
-            for partition, key, value in records:
-                deltas = decode_deltas(value)
-                yield partition, key.decode(), deltas.buckets, deltas.comments, deltas.max_ts
 
         return self._apply(items(), on_comments, on_clock)
 

@@ -12,7 +12,6 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from operator import attrgetter
-from typing import Any, NamedTuple
 
 import orjson
 from pydantic import AwareDatetime, TypeAdapter
@@ -458,13 +457,6 @@ _SCORED_JSON = (
 _COUNTS_FIELDS = attrgetter(*Counts.FIELDS)
 
 
-def encode_deltas(
-    buckets: dict[int, Counts], max_ts: float, comments: list[list[object]] | None = None
-) -> bytes:
-    """:func:`deltas_document` as JSON (one segment's record, as the windows read it)."""
-    return orjson.dumps(deltas_document(buckets, max_ts, comments))
-
-
 def deltas_document(
     buckets: dict[int, Counts], max_ts: float, comments: list[list[object]] | None = None
 ) -> dict[str, object]:
@@ -487,22 +479,3 @@ def deltas_document(
     if comments:
         document["c"] = comments
     return document
-
-
-class Deltas(NamedTuple):
-    buckets: list[tuple[int, list[int | float]]]
-    max_ts: float
-    comments: list[list[object]]
-
-
-def decode_deltas(value: bytes) -> Deltas:
-    return deltas_from_document(orjson.loads(value))
-
-
-def deltas_from_document(document: dict[str, Any]) -> Deltas:
-    """:class:`Deltas` of a :func:`deltas_document` read back from its JSON."""
-    return Deltas(
-        [(int(start), counts) for start, counts in document["b"]],
-        float(document["t"]),
-        document.get("c", []),
-    )

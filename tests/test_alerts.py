@@ -1,9 +1,9 @@
 """The alert engine, in process (no broker): rule tests, lifecycle, restart, noise, scenario.
 
-Windowed state is fed through :meth:`WindowState.apply_batch` (the deltas records the
-scoring stage publishes), either with hand-chosen :class:`Counts` or with the
+Windowed state is fed through :meth:`WindowState.apply_packed` (the packed deltas
+records the scoring stage publishes), either with hand-chosen :class:`Counts` or with the
 simulator's events scored by :class:`ScoringStage`. Every table change that
-``apply_batch`` and :meth:`AlertEngine.evaluate` return is kept in a dict, the
+``apply_packed`` and :meth:`AlertEngine.evaluate` return is kept in a dict, the
 stand-in of the Faust table, so a "restart" rebuilds both from exactly what a worker
 would find in its changelog.
 """
@@ -28,7 +28,7 @@ from pipeline import metrics
 from pipeline.aggregate import Change, WindowState
 from pipeline.alert_rules import AlertRules, DetractorCusum
 from pipeline.alerts import AlertEngine, fingerprint
-from pipeline.scoring import ScoringStage, encode_deltas
+from pipeline.scoring import ScoringStage
 from pipeline.settings import Settings
 from pipeline.simulator import FeedbackSimulator, Incident, SimulatorConfig, rate_factor
 from pipeline.stats import (
@@ -48,6 +48,7 @@ from pipeline.stats import (
 from pipeline.validate import RawRecord
 from pipeline.windows import Counts
 from schemas.alert import Alert, AlertStatus, DetractorComment
+from tests.deltas import deltas_record, packed
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "json" / "alert.v1.json"
 
@@ -110,8 +111,7 @@ class Harness:
     ) -> None:
         """Answers of ``segment`` at event time ``ts`` (none: only move the clock to ``ts``)."""
         buckets = {} if counts is None else {int(ts // MIN) * MIN: counts}
-        value = encode_deltas(buckets, ts)
-        self.store(self.state.apply_batch([(partition, segment.encode(), value)]))
+        self.store(self.state.apply_packed([(partition, deltas_record(segment, buckets, ts))]))
 
     def round(self, now: float, tick: str | None = None) -> list[Alert]:
         """One evaluation round at ``now`` (``tick``: first move the clock there)."""
@@ -733,9 +733,15 @@ class Stream:
     def _process(self, batch: list[RawRecord]) -> None:
         out = self.stage.process(batch)
         assert not out.deadletters
-        # as in the worker: rounds are evaluated whenever a partition's clock moves
-        self.state.apply_batch(
-            ((partition_of(k.encode()), k.encode(), orjson.dumps(v)) for k, v in out.deltas),
+        if out.clock is None:
+            return
+        # as in the worker: one packed record per deltas partition (an empty one too:
+        # every partition's clock follows), rounds evaluated whenever a clock moves
+        per_partition: list[list[tuple[str, dict[str, object]]]] = [[] for _ in range(4)]
+        for key, document in out.deltas:
+            per_partition[partition_of(key.encode())].append((key, document))
+        self.state.apply_packed(
+            [(p, packed(items, out.clock)) for p, items in enumerate(per_partition)],
             self.engine.note_comments,
             lambda: self.alerts.extend(self.engine.evaluate(self.state)[0]),
         )

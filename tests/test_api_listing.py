@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from pipeline import api
 from pipeline.aggregate import WindowState, dimension_of, dimension_test
 from pipeline.api import SORTS, as_of, listing_json, row_of, sort_rows, top_rows
-from pipeline.scoring import encode_deltas
 from pipeline.segments import OVERALL, segment_key
 from pipeline.settings import load_settings
 from pipeline.windows import Counts
 from schemas.windows import SegmentList, SegmentRow
+from tests.deltas import deltas_record
 
 SETTINGS = load_settings()
 NOW = 1_800_000_000.0
@@ -33,9 +33,9 @@ def state_of(answers: list[tuple[int, str, int]]) -> WindowState:
         partition = agent % 4
         ts = NOW - 3600 + i * 60
         counts = Counts.of_event(survey, score)
-        value = encode_deltas({int(ts // 60) * 60: counts}, ts)
-        state.apply_batch([(partition, f"agent=a{agent}".encode(), value)])
-    state.apply_batch([(p, b"overall", encode_deltas({}, NOW)) for p in range(4)])
+        value = deltas_record(f"agent=a{agent}", {int(ts // 60) * 60: counts}, ts)
+        state.apply_packed([(partition, value)])
+    state.apply_packed([(p, deltas_record("overall", {}, NOW)) for p in range(4)])
     return state
 
 

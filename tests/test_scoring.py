@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 from pipeline import scoring
 from pipeline.aggregate import WindowState
 from pipeline.batchio import partition_of
-from pipeline.scoring import ScoringStage, decode_deltas
+from pipeline.scoring import ScoringStage
 from pipeline.scoring_service import encode_groups, pack_deltas
 from pipeline.settings import load_settings
 from pipeline.validate import RawRecord
+from pipeline.windows import Counts
 from schemas import DeadLetter, ScoredEvent
 from schemas.feedback import example_event
+from tests.deltas import read_deltas
 
 
 def record(offset: int, event: dict | bytes, partition: int = 0) -> RawRecord:
@@ -43,7 +45,7 @@ def test_fan_out_to_segments_and_buckets() -> None:
     ]
     out = stage().process([record(i, e) for i, e in enumerate(events)])
     assert len(out.scored) == 3 and not out.deadletters
-    deltas = {key: decode_deltas(orjson.dumps(doc)) for key, doc in out.deltas}
+    deltas = {key: read_deltas(doc) for key, doc in out.deltas}
     assert set(deltas) == {
         "overall",
         "department=support",
@@ -87,8 +89,9 @@ def test_fan_out_to_segments_and_buckets() -> None:
 
 def test_packed_deltas_hold_every_segment_once_in_its_partition() -> None:
     """The deltas record of each deltas partition, its groups encoded per partition as the
-    scoring service does (encode_groups), applied by the windows: the same windows as each
-    segment's own record (apply_batch), and the same bytes as packing the documents."""
+    scoring service does (encode_groups), applied by the windows: every segment in the
+    partition of its key, its total the sum of its documents' buckets, and the same bytes
+    as packing the documents."""
     now = datetime.now(UTC) - timedelta(minutes=5)
     events = [
         example_event(event_id=f"e{i}", score=i % 11, agent=f"agent-{i % 7}",
@@ -106,14 +109,14 @@ def test_packed_deltas_hold_every_segment_once_in_its_partition() -> None:
         value = pack_deltas([(0, 40, encoded[p])], out.clock)
         assert value == pack_deltas([(0, 40, plain[p])], out.clock)
         packed.apply_packed([(p, value)])
-    single = WindowState(load_settings())
-    single.apply_batch(
-        (partition_of(key.encode(), 4), key.encode(), orjson.dumps(doc)) for key, doc in out.deltas
+    assert sorted(packed.keys()) == sorted(
+        (partition_of(key.encode(), 4), key) for key, _ in out.deltas
     )
-    segments = single.keys()
-    assert sorted(packed.keys()) == sorted(segments) and len(segments) == len(out.deltas)
-    for _, key in segments:
-        assert packed.get(key).total() == single.get(key).total(), key
+    for key, document in out.deltas:
+        expected = Counts()
+        for counts in read_deltas(document).buckets.values():
+            expected.add(Counts.from_list(counts))
+        assert packed.get(key).total() == expected, key
 
 
 def test_text_analytics_off_gives_no_insights_nor_theme_segments() -> None:
@@ -182,7 +185,7 @@ def test_late_and_future_are_scored_but_not_windowed() -> None:
         ("future", "soon"),
         ("late", "old"),
     ]
-    overall = dict(decode_deltas(orjson.dumps(dict(out.deltas)["overall"]))[0])
+    overall = read_deltas(dict(out.deltas)["overall"]).buckets
     assert sum(c[0] for c in overall.values()) == 2  # "new" and "ok"
 
 
@@ -206,7 +209,7 @@ def test_comments_leave_the_stage_redacted() -> None:
     expected = "Scrivete a [EMAIL] o chiamate il [PHONE]; carta [CARD], cliente [CUSTOMER_ID]"
     assert scored.feedback.comment == expected
     assert b"mario.rossi" not in out.scored[0][1] and b"4111" not in out.scored[0][1]
-    overall = decode_deltas(orjson.dumps(dict(out.deltas)["overall"]))
+    overall = read_deltas(dict(out.deltas)["overall"])
     assert [c[3] for c in overall.comments] == [expected]  # alert evidence: redacted too
     for kind in before:
         assert redacted(kind) == before[kind] + 1
@@ -220,7 +223,7 @@ def test_comment_output_none_keeps_text_out_of_every_output() -> None:
     out = stage(comment_output="none").process([record(0, event)])
     scored = ScoredEvent.model_validate_json(out.scored[0][1])
     assert scored.feedback.comment is None
-    assert all(decode_deltas(orjson.dumps(doc)).comments == [] for _, doc in out.deltas)
+    assert all(read_deltas(doc).comments == [] for _, doc in out.deltas)
 
 
 def test_a_bad_redaction_pattern_stops_the_start() -> None:

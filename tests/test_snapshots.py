@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from pipeline.aggregate import WindowState, dimension_of
 from pipeline.batchio import Record
 from pipeline.catchup import CatchUpThrottle
-from pipeline.scoring import encode_deltas
 from pipeline.segments import parse_segment_key
 from pipeline.settings import load_settings
 from pipeline.snapshots import SnapshotWriter, snapshot_records
 from pipeline.windows import Counts, window_label
 from schemas.windows import WindowSnapshot
+from tests.deltas import deltas_record
 
 SETTINGS = load_settings()
 NOW = 1_800_000_000.0
@@ -31,8 +31,8 @@ def state_with(agents: range, at: float) -> WindowState:
     state = WindowState(SETTINGS)
     for i in agents:
         counts = Counts.of_event("nps", i % 11)
-        value = encode_deltas({int(at // 60) * 60: counts}, at)
-        state.apply_batch([(i % 4, f"agent=a{i:04d}".encode(), value)])
+        value = deltas_record(f"agent=a{i:04d}", {int(at // 60) * 60: counts}, at)
+        state.apply_packed([(i % 4, value)])
     return state
 
 
@@ -89,8 +89,10 @@ def test_requests_while_writing_coalesce_into_the_newest_boundary() -> None:
         await asyncio.sleep(0.01)  # writing the first slice of `first`
         # meanwhile two more boundaries pass, and agent 5 changes again
         later = NOW + 125
-        value = encode_deltas({int(later // 60) * 60: Counts.of_event("nps", 10)}, later)
-        state.apply_batch([(1, b"agent=a0005", value)])
+        value = deltas_record(
+            "agent=a0005", {int(later // 60) * 60: Counts.of_event("nps", 10)}, later
+        )
+        state.apply_packed([(1, value)])
         writer.request(first + 60)
         writer.request(first + 120)
         gate.set()
@@ -133,9 +135,11 @@ def test_a_snapshot_is_the_models_json_byte_for_byte(
     state = WindowState(SETTINGS)
     for i, (kind, score, value, segment, ago) in enumerate(given_answers):
         at = clock - ago
-        value_json = encode_deltas({int(at // 60) * 60: Counts.of_event(kind, score, value)}, at)
-        state.apply_batch([(i % 4, segment.encode(), value_json)])
-    state.apply_batch([(p, b"overall", encode_deltas({}, clock)) for p in range(4)])
+        record = deltas_record(
+            segment, {int(at // 60) * 60: Counts.of_event(kind, score, value)}, at
+        )
+        state.apply_packed([(i % 4, record)])
+    state.apply_packed([(p, deltas_record("overall", {}, clock)) for p in range(4)])
     keys = sorted(state.keys())
     boundary = int(clock // 60) * 60
     fast = list(snapshot_records(state, boundary, keys))

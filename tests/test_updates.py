@@ -17,13 +17,14 @@ from prometheus_client import REGISTRY
 
 from pipeline import metrics
 from pipeline.aggregate import WindowState
-from pipeline.scoring import ScoringStage, decode_deltas
+from pipeline.scoring import ScoringStage
 from pipeline.segments import segment_keys
 from pipeline.settings import load_settings
 from pipeline.validate import RawRecord
 from pipeline.windows import Counts
 from schemas import DeadLetter, ScoredEvent
 from schemas.feedback import example_event
+from tests.deltas import read_deltas, records_of
 
 MINUTE = 60
 
@@ -37,7 +38,7 @@ def record(offset: int, event: dict, partition: int = 0) -> RawRecord:
 def overall(out) -> dict[int, list[int | float]]:
     """The overall segment's bucket deltas of one batch output."""
     found = dict(out.deltas).get("overall")
-    return {} if found is None else dict(decode_deltas(orjson.dumps(found)).buckets)
+    return {} if found is None else read_deltas(found).buckets
 
 
 def revisions(change: str) -> float:
@@ -84,7 +85,7 @@ def test_update_moves_the_answer_between_segments_and_buckets() -> None:
     stage = ScoringStage(load_settings(text_analytics=False))
     stage.process([record(0, first)])
     out = stage.process([record(1, moved)])
-    deltas = {k: dict(decode_deltas(orjson.dumps(v)).buckets) for k, v in out.deltas}
+    deltas = {k: read_deltas(v).buckets for k, v in out.deltas}
     gone = Counts(responses=-1, detractors=-1).to_list()
     assert deltas["agent=agent-1"] == {b0: gone}
     assert deltas["agent=agent-2"] == {b0 + MINUTE: Counts(responses=1, passives=1).to_list()}
@@ -98,7 +99,7 @@ def test_revenue_sums_return_to_exactly_zero_when_an_update_removes_them() -> No
     state = WindowState(load_settings())
     for batch in ([first], [{**first, "account_value": None}]):
         out = stage.process([record(0, event) for event in batch])
-        state.apply_batch((0, k.encode(), orjson.dumps(v)) for k, v in out.deltas)
+        state.apply_packed(records_of(out))
     total = state.get("overall").total()
     assert total == Counts(responses=1, detractors=1)  # rev_weight exactly 0.0, not 1e-17
 
@@ -196,7 +197,7 @@ def test_window_totals_count_each_answer_once_as_its_last_version(
             published.setdefault(key.decode(), []).append(
                 ScoredEvent.model_validate_json(value).revision
             )
-        state.apply_batch((0, key.encode(), orjson.dumps(doc)) for key, doc in out.deltas)
+        state.apply_packed(records_of(out))
         for _, windows in state.advanced_segments():
             for _, bucket in windows.buckets():
                 assert min(bucket.to_list()) >= 0
@@ -253,7 +254,7 @@ def test_a_comment_update_moves_the_answer_into_its_theme_segments() -> None:
     stage = ScoringStage(load_settings())
     stage.process([record(0, first)])
     out = stage.process([record(1, commented)])
-    deltas = {key: dict(decode_deltas(orjson.dumps(v)).buckets) for key, v in out.deltas}
+    deltas = {key: read_deltas(v).buckets for key, v in out.deltas}
     assert deltas["theme=billing"] == {bucket: Counts(responses=1, detractors=1).to_list()}
     assert "overall" not in deltas or deltas["overall"] == {}  # counted once already
     [(_, value)] = out.scored

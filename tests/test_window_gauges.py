@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from pipeline import metrics
 from pipeline.aggregate import WindowState
 from pipeline.metrics import WindowGauges
-from pipeline.scoring import encode_deltas
 from pipeline.segments import OVERALL, segment_labels
 from pipeline.settings import load_settings
 from pipeline.windows import Counts
+from tests.deltas import deltas_record
 
 SETTINGS = load_settings()
 NOW = 1_800_000_000.0
@@ -33,10 +33,10 @@ def state_of(answers: list[tuple[str, int]]) -> WindowState:
     items = []
     for i, (key, score) in enumerate(answers):
         ts = NOW - 3 * 3600 + i * 60  # some older than the 1 h window: ranked by 24 h
-        value = encode_deltas({int(ts // 60) * 60: Counts.of_event("nps", score)}, ts)
-        items.append((sum(key.encode()) % 4, key.encode(), value))
-    state.apply_batch(items)
-    state.apply_batch([(sum(OVERALL.encode()) % 4, OVERALL.encode(), encode_deltas({}, NOW))])
+        value = deltas_record(key, {int(ts // 60) * 60: Counts.of_event("nps", score)}, ts)
+        items.append((sum(key.encode()) % 4, value))
+    state.apply_packed(items)
+    state.apply_packed([(sum(OVERALL.encode()) % 4, deltas_record(OVERALL, {}, NOW))])
     return state
 
 

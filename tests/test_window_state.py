@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.aggregate import Change, WindowState, bucket_key, pruned_key, total_key
-from pipeline.scoring import encode_deltas
 from pipeline.settings import load_settings
 from pipeline.windows import Counts
+from tests.deltas import deltas_record
 
 SETTINGS = load_settings()
 DAY = 86400
@@ -31,8 +31,8 @@ def apply(state: WindowState, table: dict[bytes, bytes], records: list[Change]) 
 
 
 def feed(state: WindowState, table: dict[bytes, bytes], segment: str, ts: float) -> None:
-    value = encode_deltas({int(ts // 60) * 60: Counts.of_event("nps", int(ts) % 11)}, ts)
-    apply(state, table, state.apply_batch([(0, segment.encode(), value)]))
+    value = deltas_record(segment, {int(ts // 60) * 60: Counts.of_event("nps", int(ts) % 11)}, ts)
+    apply(state, table, state.apply_packed([(0, value)]))
 
 
 def test_the_changelog_rebuilds_the_windows_of_segments_never_read() -> None:
@@ -112,8 +112,8 @@ def test_restarts_and_prunes_anywhere_keep_every_total(steps) -> None:
         at = ts - 60 * late
         counts = _event(value, score)
         expected.setdefault(segment, Counts()).add(counts)
-        delta = encode_deltas({int(at // 60) * 60: counts}, ts)
-        apply(state, table, state.apply_batch([(0, segment.encode(), delta)]))
+        delta = deltas_record(segment, {int(at // 60) * 60: counts}, ts)
+        apply(state, table, state.apply_packed([(0, delta)]))
         if then == "read":
             list(state.advanced_segments())  # a read of every segment (prunes them)
         elif then == "restart":

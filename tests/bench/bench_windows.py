@@ -20,10 +20,11 @@ What is measured, per target number of segments (``--segments``, default 1,000 a
 * (a) stage 1, ``ScoringStage.process`` on batches of ``--batch-size`` raw records
   (validation, dedupe, scoring, encoding of scored events and deltas, Prometheus
   counters included);
-* (b) stage 2, ``WindowState.apply_batch`` on the delta records stage 1 produced,
-  re-chunked into batches of ``--batch-size`` delta records (as the ``windows`` agent
-  takes them from the deltas topic), partitioned by a hash of the segment key. The
-  window state starts empty; its table changes are built but not stored anywhere;
+* (b) stage 2, ``WindowState.apply_packed`` on the deltas records stage 1 produced
+  (per scoring batch one packed record per deltas partition, the segments partitioned
+  by a hash of their key, as the scoring service packs them), 16 records per call (as
+  the ``windows`` agent takes them from the deltas topic). The window state starts
+  empty; its table changes are built but not stored anywhere;
 * (c) both combined: source events per second of stage-1 plus stage-2 time.
 
 Per stage: per-batch latency p50/p99/max and the cyclic-GC time spent inside the
@@ -31,7 +32,7 @@ timed calls (``gc.callbacks``).
 
 Memory (``--memory-segments``, default 10,000 and 100,000): a ``WindowState`` whose
 segments each hold ``--memory-buckets`` (default 30) non-empty one-minute buckets
-spread over the last 24 h, built through ``apply_batch`` in a fresh interpreter (so
+spread over the last 24 h, built through ``apply_packed`` in a fresh interpreter (so
 that memory freed by the throughput runs is not reused): growth of the resident set
 over the build, and, up to ``--tracemalloc-max`` segments (tracemalloc triples the
 build time), the bytes still held by Python objects once transients are freed.
@@ -63,6 +64,7 @@ from pathlib import Path
 import orjson
 
 from pipeline.aggregate import WindowState
+from pipeline.app import DELTAS_PER_BATCH
 from pipeline.bench.dataset import (
     CHANNELS,
     DEPARTMENTS,
@@ -73,6 +75,7 @@ from pipeline.bench.dataset import (
     agent_name,
 )
 from pipeline.scoring import ScoringStage
+from pipeline.scoring_service import SegmentDeltas, pack_deltas
 from pipeline.settings import Settings, load_settings
 from pipeline.validate import RawRecord
 from pipeline.windows import Counts
@@ -91,7 +94,8 @@ COMMENTS = (
     "Great product, pricing is a bit high for small teams.",
 )
 
-DeltaRecord = tuple[int, bytes, bytes]
+#: (deltas partition, packed deltas record)
+DeltaRecord = tuple[int, bytes]
 
 
 # --------------------------------------------------------------------------- events
@@ -234,15 +238,20 @@ def run_stage1(
         scored += len(out.scored)
         for _key, letter in out.deadletters:
             reasons[orjson.loads(letter)["reason"]] += 1
-        for segment, doc in out.deltas:
-            key = segment.encode()
-            deltas.append((zlib.crc32(key) % partitions, key, orjson.dumps(doc)))
+        if out.clock is None:
+            continue
+        per_partition: list[list[SegmentDeltas]] = [[] for _ in range(partitions)]
+        for segment in out.deltas:
+            per_partition[zlib.crc32(segment[0].encode()) % partitions].append(segment)
+        end = len(run.latencies_ms)  # the batch's end offset: increasing
+        for partition, items in enumerate(per_partition):
+            deltas.append((partition, pack_deltas([(0, end, items)], out.clock)))
     return run, deltas, scored, reasons
 
 
 def run_stage2(settings: Settings, deltas: list[DeltaRecord]) -> tuple[StageRun, WindowState, int]:
     state = WindowState(settings)
-    size = settings.batch_size
+    size = DELTAS_PER_BATCH
     run = StageRun()
     changes = 0
     clock = time.perf_counter
@@ -250,7 +259,7 @@ def run_stage2(settings: Settings, deltas: list[DeltaRecord]) -> tuple[StageRun,
         batch = deltas[i : i + size]
         run.start_gc()
         t0 = clock()
-        result = state.apply_batch(batch)
+        result = state.apply_packed(batch)
         elapsed = clock() - t0
         run.stop_gc()
         run.seconds += elapsed
@@ -296,8 +305,8 @@ def memory_deltas(
     """One delta record per segment with ``buckets`` non-empty buckets over the last 24 h.
 
     Bucket contents come from a pool of 512 realistic bucket counts (1-4 answers each,
-    30 % of NPS answers with an account value); the value is what
-    :func:`pipeline.scoring.encode_deltas` writes.
+    30 % of NPS answers with an account value), packed as the scoring service packs
+    deltas (:func:`pipeline.scoring_service.pack_deltas`), one group per record.
     """
     rng = random.Random(seed)
     pool: list[list[int | float]] = []
@@ -313,12 +322,14 @@ def memory_deltas(
     slots = range(DAY // bucket_seconds)
     records: list[DeltaRecord] = []
     for index in range(segments):
-        key = f"agent={agent_name(index)}".encode()
+        key = f"agent={agent_name(index)}"
         chosen = rng.sample(slots, min(buckets, len(slots)))
-        value = orjson.dumps(
-            {"b": [[newest - s * bucket_seconds, rng.choice(pool)] for s in chosen], "t": now}
-        )
-        records.append((zlib.crc32(key) % partitions, key, value))
+        document = {
+            "b": [[newest - s * bucket_seconds, rng.choice(pool)] for s in chosen],
+            "t": now,
+        }
+        value = pack_deltas([(0, index + 1, [(key, document)])], now)
+        records.append((zlib.crc32(key.encode()) % partitions, value))
     return records
 
 
@@ -335,7 +346,7 @@ def build_state(settings: Settings, records: list[DeltaRecord]) -> WindowState:
     state = WindowState(settings)
     size = settings.batch_size
     for i in range(0, len(records), size):
-        state.apply_batch(records[i : i + size])
+        state.apply_packed(records[i : i + size])
     state.take_dirty()  # drained by the snapshot timer in the real worker
     return state
 
@@ -449,7 +460,7 @@ def bench_profile(args: argparse.Namespace, rng: random.Random) -> None:
     print(f"cProfile, {events:,} events over {segments:,} agents (top 10 by cumulative time)")
     print("\nStage 1 (ScoringStage.process):")
     print(profile_top(stage1))
-    print("\nStage 2 (WindowState.apply_batch):")
+    print("\nStage 2 (WindowState.apply_packed):")
     print(profile_top(stage2))
 
 
@@ -502,8 +513,8 @@ def git(*args: str) -> str:
 def git_revision() -> str:
     """Short commit, plus the measured code's files that differ from it."""
     rev = git("rev-parse", "--short", "HEAD") or "unknown"
-    changed = [
-        line[3:]
+    changed = [  # "XY path" (the output is stripped: the first line may lose its X)
+        line.split(maxsplit=1)[-1]
         for line in git("status", "--porcelain", "--", "pipeline", "schemas").splitlines()
         if line.strip()
     ]
@@ -597,8 +608,8 @@ def print_throughput(args: argparse.Namespace, results: list[ThroughputResult]) 
     print(table(headers, rows))
     print(
         "events/s: source events per second of the stage's own time (stage 2: source events "
-        "whose deltas it applied);\nbatches: stage 1 = raw-record batches, stage 2 = batches "
-        "of delta records; combined = events / (stage 1 s + stage 2 s);\n"
+        "whose deltas it applied);\nbatches: stage 1 = raw-record batches, stage 2 = 16 "
+        "packed deltas records; combined = events / (stage 1 s + stage 2 s);\n"
         "gc s: cyclic-GC time inside the timed calls (included in total s)."
     )
     print()
@@ -610,7 +621,7 @@ def print_throughput(args: argparse.Namespace, results: list[ThroughputResult]) 
             f"{sum(r.deadletters.values()):,}"
             + (f" ({dict(r.deadletters)})" if r.deadletters else ""),
             f"{r.delta_records:,}",
-            f"{r.delta_records / r.events:.2f}",
+            f"{r.delta_records / r.events:.4f}",
             f"{r.segments_seen:,}",
             f"{r.changes:,}",
         ]
@@ -621,8 +632,8 @@ def print_throughput(args: argparse.Namespace, results: list[ThroughputResult]) 
         "bytes/event",
         "scored",
         "dead letters",
-        "delta records",
-        "deltas/event",
+        "deltas records",
+        "records/event",
         "segments in state",
         "table changes",
     ]
@@ -633,7 +644,7 @@ def print_memory(args: argparse.Namespace, results: list[MemoryResult]) -> None:
     print()
     print(
         f"Memory of the window state: {args.memory_buckets} non-empty 1-min buckets per "
-        "segment over the last 24 h, windows 5m/1h/24h, built with apply_batch in a fresh "
+        "segment over the last 24 h, windows 5m/1h/24h, built with apply_packed in a fresh "
         "process"
     )
     rows = []
@@ -671,7 +682,7 @@ def print_memory(args: argparse.Namespace, results: list[MemoryResult]) -> None:
     print(
         "RSS: growth of the resident set over the build (includes allocator overhead); "
         "traced: bytes held by Python\nobjects (tracemalloc, run for <= "
-        f"{args.tracemalloc_max:,} segments: it is slow); build s / buckets/s: apply_batch "
+        f"{args.tracemalloc_max:,} segments: it is slow); build s / buckets/s: apply_packed "
         "time without tracemalloc."
     )
 

@@ -1,0 +1,63 @@
+"""Deltas records for tests, packed the way stage 1 packs them.
+
+The windows read only packed records (:func:`pipeline.scoring_service.pack_deltas`:
+segments grouped by raw partition and scoring-batch end, the group skipped when its end
+is at or below the partition's mark). Each record built here is one group of a new
+scoring batch of raw partition 0 (its end taken from a process-wide counter, so it is
+always above the marks of any state), so tests apply exactly what they give.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import orjson
+
+from pipeline.scoring import Output, deltas_document
+from pipeline.scoring_service import pack_deltas
+from pipeline.windows import Counts
+
+#: batch end offsets: increasing over the whole test process
+_ENDS = itertools.count(1)
+
+
+def packed(segments: Iterable[tuple[str, dict[str, Any]]], clock: float) -> bytes:
+    """One packed record of ``(segment, deltas_document)`` pairs, clock ``clock``."""
+    return pack_deltas([(0, next(_ENDS), list(segments))], clock)
+
+
+def records_of(out: Output) -> list[tuple[int, bytes]]:
+    """A scoring batch's deltas as one packed record of deltas partition 0 (none when
+    the batch moved no clock)."""
+    return [] if out.clock is None else [(0, packed(out.deltas, out.clock))]
+
+
+def deltas_record(
+    segment: str,
+    buckets: dict[int, Counts],
+    ts: float,
+    comments: list[list[object]] | None = None,
+) -> bytes:
+    """A packed record of one segment's ``buckets`` (start -> counts) moving the clock
+    to ``ts`` (no buckets: only the clock)."""
+    return packed([(segment, deltas_document(buckets, ts, comments))], ts)
+
+
+class Read(NamedTuple):
+    """A segment's deltas as the windows read them."""
+
+    buckets: dict[int, list[int | float]]  # start -> counts list (Counts.to_list order)
+    max_ts: float
+    comments: list[list[object]]
+
+
+def read_deltas(document: dict[str, Any]) -> Read:
+    """A :func:`~pipeline.scoring.deltas_document` after its trip through JSON."""
+    read = orjson.loads(orjson.dumps(document))
+    return Read(
+        {int(start): counts for start, counts in read["b"]},
+        float(read["t"]),
+        read.get("c", []),
+    )
