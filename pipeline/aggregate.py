@@ -128,6 +128,10 @@ _Item = tuple[int, str | None, Sequence[Sequence[Any]], list[list[object]] | Non
 class PartitionState:
     segments: dict[str, SegmentWindows] = field(default_factory=dict)
     clock: float | None = None
+    #: segments changed since the last window snapshot (:meth:`WindowState.take_dirty`):
+    #: the keys themselves, not (partition, segment) tuples (56 bytes each: 5 MiB with
+    #: 100,000 segments changed between two snapshots, in a worker catching up)
+    dirty: set[str] = field(default_factory=set)
 
 
 class WindowState:
@@ -142,7 +146,6 @@ class WindowState:
         self._marks_moved: set[int] = set()
         #: packed-deltas groups skipped as already applied (replays)
         self.replayed_groups = 0
-        self._dirty_since_snapshot: set[tuple[int, str]] = set()
 
     # -- updates -------------------------------------------------------------------------
 
@@ -202,7 +205,6 @@ class WindowState:
         changes: dict[bytes, bytes | None] = self.pending
         self.pending = {}
         touched: set[tuple[int, str, int]] = set()
-        touched_segments: set[tuple[int, str]] = set()
         clocks: set[int] = set()
         partitions = self.partitions
         for partition, segment, buckets, comments, ts in items:
@@ -222,7 +224,7 @@ class WindowState:
                     else:
                         windows.add(start, Counts.from_list(counts))
                     touched.add((partition, segment, start))
-                touched_segments.add((partition, segment))
+                state.dirty.add(segment)
             if ts is not None and (state.clock is None or ts > state.clock):
                 state.clock = ts
                 clocks.add(partition)
@@ -242,7 +244,6 @@ class WindowState:
         # (state.pending, written with the next batch), with the segment's new pruned base.
         for partition in clocks:
             changes[clock_key(partition)] = orjson.dumps(self.partitions[partition].clock)
-        self._dirty_since_snapshot |= touched_segments
         return list(changes.items())
 
     def changelog_write(self, changes: Iterable[Change]) -> list[tuple[int, bytes, bytes | None]]:
@@ -400,7 +401,12 @@ class WindowState:
         pending, self.pending = self.pending, {}
         return list(pending.items())
 
-    def take_dirty(self) -> set[tuple[int, str]]:
-        """Segments changed since the last call (for window snapshots)."""
-        dirty, self._dirty_since_snapshot = self._dirty_since_snapshot, set()
+    def take_dirty(self) -> list[tuple[int, str]]:
+        """(partition, segment) of the segments changed since the last call, sorted (for
+        window snapshots; the partitions this worker no longer holds are left out)."""
+        dirty: list[tuple[int, str]] = []
+        for partition, state in self.partitions.items():
+            dirty.extend((partition, segment) for segment in state.dirty)
+            state.dirty = set()
+        dirty.sort()
         return dirty

@@ -9,9 +9,10 @@ input offsets only after that, which is what makes the pipeline at-least-once.
 
 Partitions are chosen as Kafka's default partitioner does (murmur2 of the key modulo
 the partition count), so a record sent here lands where any Kafka client would put it
-and Faust's routing of HTTP requests by key stays right. The murmur2 of keys that
-repeat (segment keys, table keys) is cached; the others are hashed with
-:mod:`pipeline.murmur2` (same hash, ~2x faster than aiokafka's).
+and Faust's routing of HTTP requests by key stays right. The partitions of segment
+keys, which repeat batch after batch, are cached (:meth:`BatchProducer.segment_partition`);
+the other keys are hashed with :mod:`pipeline.murmur2` (same hash, ~2x faster than
+aiokafka's).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from pipeline.murmur2 import murmur2, partition_of
+from pipeline.murmur2 import partition_of
 from pipeline.settings import DEFAULT_COMPRESSION, Compression
 
 #: (topic, partition or None for "by key", key, value)
@@ -30,7 +31,7 @@ Record = tuple[str, int | None, bytes | None, bytes | None]
 
 #: Bytes per record batch (one produce request may carry several).
 MAX_BATCH_BYTES = 512 * 1024
-#: Cached partition hashes before the cache is cleared (bounds memory).
+#: Cached segment partitions before the cache is cleared (bounds memory).
 HASH_CACHE_MAX = 1_000_000
 
 
@@ -63,7 +64,9 @@ class BatchProducer:
         }
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
-        self._hashes: dict[bytes, int] = {}
+        #: segment key -> its partition, for ``_cached_for`` partitions
+        self._segment_partitions: dict[str, int] = {}
+        self._cached_for = 0
         self.started = False
 
     async def start(self) -> None:
@@ -95,14 +98,25 @@ class BatchProducer:
     def known_partitions(self, topic: str) -> int | None:
         return self._partitions.get(topic)
 
-    def cached_partition(self, key: bytes, partitions: int) -> int:
-        """:func:`partition_of` for keys that repeat (segment and table keys)."""
-        hashed = self._hashes.get(key)
-        if hashed is None:
-            if len(self._hashes) >= HASH_CACHE_MAX:
-                self._hashes.clear()
-            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
-        return hashed % partitions
+    def segment_partition(self, key: str, partitions: int) -> int:
+        """:func:`partition_of` of a segment key, cached: the same segments come back
+        batch after batch (~150 ns saved per lookup, timeit).
+
+        Keyed by the string itself (the scoring stage's own key object: no copy) and
+        holding the partition (a small int, shared), an entry costs ~40 bytes: at
+        100,000 segments ~4 MiB, against 13 MiB for the UTF-8 bytes and hashes cached
+        until the eighth session (tracemalloc in a worker). Starts over when the count
+        of partitions changes or past ``HASH_CACHE_MAX`` keys."""
+        cache = self._segment_partitions
+        if partitions != self._cached_for:
+            cache.clear()
+            self._cached_for = partitions
+        found = cache.get(key)
+        if found is None:
+            if len(cache) >= HASH_CACHE_MAX:
+                cache.clear()
+            found = cache[key] = partition_of(key.encode(), partitions)
+        return found
 
     async def send(self, records: Iterable[Record]) -> int:
         """Send ``records`` and wait until the broker acknowledged all of them.

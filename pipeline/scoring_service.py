@@ -68,9 +68,9 @@ def pack_deltas(
 
 
 def encode_groups(
-    deltas: list[SegmentDeltas], partitions: int, partition_of: Callable[[bytes, int], int]
+    deltas: list[SegmentDeltas], partitions: int, partition_of: Callable[[str, int], int]
 ) -> list[orjson.Fragment]:
-    """A batch's segment deltas split per deltas partition (by ``partition_of(key,
+    """A batch's segment deltas split per deltas partition (by ``partition_of(segment key,
     partitions)``), each partition's list encoded in one go, for :func:`pack_deltas`.
 
     Done as soon as a raw partition's share of a batch is scored, so that the documents,
@@ -83,7 +83,7 @@ def encode_groups(
     """
     per_partition: list[list[SegmentDeltas]] = [[] for _ in range(partitions)]
     for segment in deltas:
-        per_partition[partition_of(segment[0].encode(), partitions)].append(segment)
+        per_partition[partition_of(segment[0], partitions)].append(segment)
     return [orjson.Fragment(orjson.dumps(items)) for items in per_partition]
 
 
@@ -435,7 +435,7 @@ class ScoringConsumer(Service):
 
     def _part(self, partition: int, start: int, end: int, out: Output) -> _Part:
         partitions = self.producer.known_partitions(self.settings.topic_deltas) or 1
-        deltas = encode_groups(out.deltas, partitions, self.producer.cached_partition)
+        deltas = encode_groups(out.deltas, partitions, self.producer.segment_partition)
         out.deltas = []
         return _Part(partition, start, end, out, deltas)
 

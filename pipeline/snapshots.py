@@ -122,7 +122,7 @@ class SnapshotWriter:
 
     async def write(self, boundary: int) -> int:
         """Send the snapshots of every segment changed since the last one; their number."""
-        dirty = sorted(self.state.take_dirty())
+        dirty = self.state.take_dirty()
         sent = 0
         for i in range(0, len(dirty), self.slice_size):
             records: list[Record] = [

@@ -100,7 +100,7 @@ def test_packed_deltas_hold_every_segment_once_in_its_partition() -> None:
     ]  # fmt: skip
     out = stage(text_analytics=False).process([record(i, e) for i, e in enumerate(events)])
     assert out.clock is not None and len(out.deltas) > 8
-    encoded = encode_groups(out.deltas, 4, partition_of)
+    encoded = encode_groups(out.deltas, 4, lambda key, n: partition_of(key.encode(), n))
     plain: list[list] = [[] for _ in range(4)]
     for segment in out.deltas:
         plain[partition_of(segment[0].encode(), 4)].append(segment)

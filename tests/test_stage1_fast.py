@@ -27,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from pipeline.batchio import BatchProducer
 from pipeline.dedupe import DuplicateFilter, Seen, content_digest, pack_entry, unpack_entry
 from pipeline.metrics import observe_all
 from pipeline.murmur2 import murmur2, partition_of
@@ -113,6 +114,17 @@ def test_murmur2_known_partitions():
     assert [partition_of(f"sim-7-{i}".encode(), 4) for i in range(8)] == [
         (kafka_murmur2(f"sim-7-{i}".encode()) & 0x7FFFFFFF) % 4 for i in range(8)
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=30), max_size=30), st.sampled_from([1, 3, 4, 12]))
+def test_segment_partitions_are_kafkas_whatever_was_cached(keys, partitions):
+    producer = BatchProducer("unused:9092", max_request_size=1 << 20, client_id="test")
+    for count in (4, partitions, 4):  # the cache starts over when the count changes
+        for key in keys + keys:
+            assert producer.segment_partition(key, count) == (
+                (kafka_murmur2(key.encode()) & 0x7FFFFFFF) % count
+            ), key
 
 
 def _histogram() -> tuple[Histogram, CollectorRegistry]:

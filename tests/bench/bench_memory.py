@@ -35,7 +35,7 @@ from pipeline import metrics
 from pipeline.aggregate import WindowState
 from pipeline.alert_rules import load_rules
 from pipeline.alerts import AlertEngine
-from pipeline.batchio import partition_of
+from pipeline.batchio import BatchProducer
 from pipeline.bench.dataset import CHANNELS, DEPARTMENTS, PRODUCTS, REGIONS, agent_name, generate
 from pipeline.dedupe import DuplicateFilter, content_digest, make_entry
 from pipeline.scoring import ScoringStage
@@ -99,13 +99,14 @@ def through_both_stages(
     state: WindowState,
     engine: AlertEngine,
     settings: Settings,
+    producer: BatchProducer,
 ) -> None:
     """``raw`` through ``stage`` in batches of ``NPS_BATCH_SIZE``, each batch's deltas
     packed per deltas partition and applied to ``state`` as the worker does."""
     size, partitions = settings.batch_size, settings.topic_partitions
     for i in range(0, len(raw), size):
         out = stage.process(raw[i : i + size])
-        groups = encode_groups(out.deltas, partitions, partition_of)
+        groups = encode_groups(out.deltas, partitions, producer.segment_partition)
         clock = out.clock if out.clock is not None else 0.0
         for partition, items in enumerate(groups):
             record = pack_deltas([(0, i + size, items)], clock)
@@ -137,12 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = WindowState(settings)
     topics = EmergingTopics() if args.text else None
     engine = AlertEngine(load_rules(None), topics)
+    # partitions the segments as the worker's does (its cache of them held to the end)
+    producer = BatchProducer("unused:9092", max_request_size=1 << 20, client_id="bench")
     gc.collect()
     if args.trace:
         tracemalloc.start(1)
     before = rss_mib()
     t0 = time.perf_counter()
-    through_both_stages(raw, stage, state, engine, settings)
+    through_both_stages(raw, stage, state, engine, settings, producer)
     seconds = time.perf_counter() - t0
     del raw
     gc.collect()

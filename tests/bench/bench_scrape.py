@@ -28,6 +28,7 @@ from pipeline import metrics
 from pipeline.aggregate import WindowState
 from pipeline.alert_rules import load_rules
 from pipeline.alerts import AlertEngine
+from pipeline.batchio import BatchProducer
 from pipeline.bench.dataset import generate
 from pipeline.scoring import ScoringStage
 from pipeline.settings import load_settings
@@ -42,7 +43,9 @@ def build(events: int, segments: int) -> tuple[WindowState, metrics.SegmentCount
     counters = metrics.SegmentCounters(settings.metrics_dimensions)
     stage = ScoringStage(settings, counters)
     state = WindowState(settings)
-    through_both_stages(raw, stage, state, AlertEngine(load_rules(None), None), settings)
+    producer = BatchProducer("unused:9092", max_request_size=1 << 20, client_id="bench")
+    engine = AlertEngine(load_rules(None), None)
+    through_both_stages(raw, stage, state, engine, settings, producer)
     metrics.WINDOW_GAUGES.attach(state, settings.metrics_max_segments, settings.metrics_dimensions)
     return state, counters
 

@@ -48,7 +48,7 @@ def packed_records(events: int, segments: int) -> list[tuple[int, bytes]]:
             for i, value in enumerate(data.values[b : b + 1000], b)
         ]
         out = stage.process(batch)
-        per = encode_groups(out.deltas, PARTITIONS, lambda key, n: zlib.crc32(key) % n)
+        per = encode_groups(out.deltas, PARTITIONS, lambda key, n: zlib.crc32(key.encode()) % n)
         packed.extend(
             (p, pack_deltas([(0, b + len(batch), per[p])], out.clock or 0.0))
             for p in range(PARTITIONS)
