@@ -666,9 +666,13 @@ class AlertEngine:
                 start=_ts(bounds[1] - gap - base_len) if bounds else None,
                 end=_ts(bounds[1] - gap) if bounds else None,
             )
+        # the segment's recent detractor comments that fall in the window judged: older
+        # ones (a segment quiet for days keeps its last comments) would not explain it
+        low, high = (_ts(bounds[0]), _ts(bounds[1])) if bounds else (None, None)
         comments = [
             DetractorComment(**c)
             for c in reversed(self.comments.get(o.partition, {}).get(o.segment, ()))
+            if low is None or low <= c["event_time"] < high  # type: ignore[operator]
         ]
         topics: list[EmergingTopic] = []
         if self.topics is not None and ev["metric"] in ("nps", "detractor_share"):

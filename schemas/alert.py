@@ -80,7 +80,9 @@ class Evidence(BaseModel):
         description="Benjamini-Hochberg adjusted p-value across the evaluation round."
     )
     comments: list[DetractorComment] = Field(
-        default_factory=list, description="Up to five recent detractor comments, newest first."
+        default_factory=list,
+        description="Up to five of the segment's most recent detractor comments made in the "
+        "window judged, newest first (older ones are left out: they would not explain it).",
     )
     emerging_topics: list[EmergingTopic] = Field(
         default_factory=list,

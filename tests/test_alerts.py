@@ -198,6 +198,19 @@ def test_detractor_spike_fires_with_its_evidence() -> None:
     assert firing_gauge("spike") == 1
 
 
+def test_evidence_comments_are_those_of_the_window_judged() -> None:
+    """A segment keeps its last detractor comments however old: only those made in the
+    window the alert judged (the last hour here) go into its evidence."""
+    h = spiked()
+    before = [[T - 3 * HOUR + i, f"old-{i}", 1, f"yesterday {i}"] for i in range(3)]
+    h.engine.note_comments(0, A1, before)
+    h.engine.note_comments(0, A1, [[T - 59 * MIN, "new-0", 2, "slow again"]])
+    h.engine.note_comments(0, A1, [[T - 61 * MIN, "edge-0", 2, "just before the window"]])
+    ev = only(h.round(T)).evidence
+    assert ev.window.start == datetime.fromtimestamp(T + MIN - HOUR, UTC)
+    assert [c.event_id for c in ev.comments] == ["new-0"]
+
+
 def test_detractor_spike_lifecycle_hysteresis_and_cooldown() -> None:
     h = spiked()
     fired = only(h.round(T))
