@@ -373,15 +373,6 @@ class WindowState:
             self.advance(partition, segment, windows, clock)
         return windows
 
-    def advanced_segments(self) -> Iterator[tuple[str, SegmentWindows]]:
-        """Every segment, its windows moved to the worker clock."""
-        clock = self.clock
-        for partition, state in self.partitions.items():
-            for segment, windows in state.segments.items():
-                if clock is not None:
-                    self.advance(partition, segment, windows, clock)
-                yield segment, windows
-
     def advance(self, partition: int, segment: str, windows: SegmentWindows, now: float) -> None:
         """Move a segment's windows to ``now``; pruned buckets are deleted with the next
         write, in which the segment's new pruned base is written too."""

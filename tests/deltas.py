@@ -5,19 +5,21 @@ segments grouped by raw partition and scoring-batch end, the group skipped when 
 is at or below the partition's mark). Each record built here is one group of a new
 scoring batch of raw partition 0 (its end taken from a process-wide counter, so it is
 always above the marks of any state), so tests apply exactly what they give.
+:func:`every_segment` reads every segment back as the worker's reads do.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import orjson
 
+from pipeline.aggregate import WindowState
 from pipeline.scoring import Output, deltas_document
 from pipeline.scoring_service import pack_deltas
-from pipeline.windows import Counts
+from pipeline.windows import Counts, SegmentWindows
 
 #: batch end offsets: increasing over the whole test process
 _ENDS = itertools.count(1)
@@ -61,3 +63,14 @@ def read_deltas(document: dict[str, Any]) -> Read:
         float(read["t"]),
         read.get("c", []),
     )
+
+
+def every_segment(state: WindowState) -> Iterator[tuple[str, SegmentWindows]]:
+    """Every segment of ``state``, its windows first moved to the worker clock (a read:
+    pruned buckets are deleted with the next write, as after any read)."""
+    clock = state.clock
+    for partition, held in state.partitions.items():
+        for segment, windows in list(held.segments.items()):
+            if clock is not None:
+                state.advance(partition, segment, windows, clock)
+            yield segment, windows

@@ -19,7 +19,7 @@ from pipeline.segments import OVERALL, segment_key
 from pipeline.settings import load_settings
 from pipeline.windows import Counts
 from schemas.windows import SegmentList, SegmentRow
-from tests.deltas import deltas_record
+from tests.deltas import deltas_record, every_segment
 
 SETTINGS = load_settings()
 NOW = 1_800_000_000.0
@@ -68,7 +68,7 @@ def test_first_rows_equal_a_full_sort(
     state = state_of(answers)
     every = []  # brute force: every segment's row, sorted whole
     models: dict[bytes, SegmentRow] = {}  # each row's JSON -> its contract model
-    for segment, windows in state.advanced_segments():
+    for segment, windows in every_segment(state):
         if not segment.startswith("agent="):
             continue
         stats = windows.stats(None if window == "all" else window)

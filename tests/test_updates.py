@@ -24,7 +24,7 @@ from pipeline.validate import RawRecord
 from pipeline.windows import Counts
 from schemas import DeadLetter, ScoredEvent
 from schemas.feedback import example_event
-from tests.deltas import read_deltas, records_of
+from tests.deltas import every_segment, read_deltas, records_of
 
 MINUTE = 60
 
@@ -198,7 +198,7 @@ def test_window_totals_count_each_answer_once_as_its_last_version(
                 ScoredEvent.model_validate_json(value).revision
             )
         state.apply_packed(records_of(out))
-        for _, windows in state.advanced_segments():
+        for _, windows in every_segment(state):
             for _, bucket in windows.buckets():
                 assert min(bucket.to_list()) >= 0
 
@@ -216,7 +216,7 @@ def test_window_totals_count_each_answer_once_as_its_last_version(
         assert total.to_list()[:10] == expected.to_list()[:10]  # the integer counts
         assert abs(total.rev_weight - expected.rev_weight) < 1e-6
         assert got.window(86400).to_list()[:10] == total.to_list()[:10]  # all in 24 h
-    for key in {s for s, _ in state.advanced_segments()} - set(reference):
+    for key in {s for s, _ in every_segment(state)} - set(reference):
         assert state.get(key).total().is_empty()  # segments only earlier versions had
     for event_id, revs in published.items():  # 0, 1, 2, ...: one per distinct change
         assert revs == list(range(len(revs))), event_id

@@ -18,7 +18,7 @@ from pipeline.metrics import WindowGauges
 from pipeline.segments import OVERALL, segment_labels
 from pipeline.settings import load_settings
 from pipeline.windows import Counts
-from tests.deltas import deltas_record
+from tests.deltas import deltas_record, every_segment
 
 SETTINGS = load_settings()
 NOW = 1_800_000_000.0
@@ -53,7 +53,7 @@ def exported(gauges: WindowGauges) -> tuple[list[tuple[str, str]], float]:
 
 def brute_force(state: WindowState, max_segments: int) -> tuple[list[tuple[str, str]], int]:
     rows = []
-    for key, windows in state.advanced_segments():
+    for key, windows in every_segment(state):
         dimension, segment = segment_labels(key)
         if dimension == OVERALL:
             rank = -1

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pipeline.aggregate import Change, WindowState, bucket_key, pruned_key, total_key
 from pipeline.settings import load_settings
 from pipeline.windows import Counts
-from tests.deltas import deltas_record
+from tests.deltas import deltas_record, every_segment
 
 SETTINGS = load_settings()
 DAY = 86400
@@ -115,7 +115,7 @@ def test_restarts_and_prunes_anywhere_keep_every_total(steps) -> None:
         delta = deltas_record(segment, {int(at // 60) * 60: counts}, ts)
         apply(state, table, state.apply_packed([(0, delta)]))
         if then == "read":
-            list(state.advanced_segments())  # a read of every segment (prunes them)
+            list(every_segment(state))  # a read of every segment (prunes them)
         elif then == "restart":
             state = WindowState(SETTINGS)
             state.rebuild(list(table.items()), {0})
