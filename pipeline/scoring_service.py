@@ -441,14 +441,13 @@ class ScoringConsumer(Service):
 
     def _records(self, parts: list[_Part]) -> list[Record]:
         settings = self.settings
-        producer = self.producer
         scored_topic = settings.topic_scored
         deltas_topic = settings.topic_deltas
-        partitions = producer.known_partitions(deltas_topic) or 1
         records: list[Record] = []
-        # per deltas partition, one group per raw partition of the batch
+        # per deltas partition (as many as each part was split in), one group per raw
+        # partition of the batch
         groups: list[list[tuple[int, int, list[SegmentDeltas] | orjson.Fragment]]] = [
-            [] for _ in range(partitions)
+            [] for _ in (parts[0].deltas if parts else ())
         ]
         clocks = []
         for part in parts:

@@ -11,23 +11,24 @@ always above the marks of any state), so tests apply exactly what they give.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import orjson
 
 from pipeline.aggregate import WindowState
 from pipeline.scoring import Output, deltas_document
-from pipeline.scoring_service import pack_deltas
+from pipeline.scoring_service import SegmentDeltas, pack_deltas
 from pipeline.windows import Counts, SegmentWindows
 
 #: batch end offsets: increasing over the whole test process
 _ENDS = itertools.count(1)
 
 
-def packed(segments: Iterable[tuple[str, dict[str, Any]]], clock: float) -> bytes:
-    """One packed record of ``(segment, deltas_document)`` pairs, clock ``clock``."""
-    return pack_deltas([(0, next(_ENDS), list(segments))], clock)
+def packed(segments: list[SegmentDeltas] | orjson.Fragment, clock: float) -> bytes:
+    """One packed record of ``(segment, deltas_document)`` pairs (or their list encoded
+    by :func:`~pipeline.scoring_service.encode_groups`), clock ``clock``."""
+    return pack_deltas([(0, next(_ENDS), segments)], clock)
 
 
 def records_of(out: Output) -> list[tuple[int, bytes]]:

@@ -29,6 +29,7 @@ from pipeline.aggregate import Change, WindowState
 from pipeline.alert_rules import AlertRules, DetractorCusum
 from pipeline.alerts import AlertEngine, fingerprint
 from pipeline.scoring import ScoringStage
+from pipeline.scoring_service import encode_groups
 from pipeline.settings import Settings
 from pipeline.simulator import FeedbackSimulator, Incident, SimulatorConfig, rate_factor
 from pipeline.stats import (
@@ -750,9 +751,7 @@ class Stream:
             return
         # as in the worker: one packed record per deltas partition (an empty one too:
         # every partition's clock follows), rounds evaluated whenever a clock moves
-        per_partition: list[list[tuple[str, dict[str, object]]]] = [[] for _ in range(4)]
-        for key, document in out.deltas:
-            per_partition[partition_of(key.encode())].append((key, document))
+        per_partition = encode_groups(out.deltas, 4, lambda key, n: partition_of(key.encode(), n))
         self.state.apply_packed(
             [(p, packed(items, out.clock)) for p, items in enumerate(per_partition)],
             self.engine.note_comments,

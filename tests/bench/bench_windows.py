@@ -75,7 +75,7 @@ from pipeline.bench.dataset import (
     agent_name,
 )
 from pipeline.scoring import ScoringStage
-from pipeline.scoring_service import SegmentDeltas, pack_deltas
+from pipeline.scoring_service import encode_groups, pack_deltas
 from pipeline.settings import Settings, load_settings
 from pipeline.validate import RawRecord
 from pipeline.windows import Counts
@@ -216,6 +216,10 @@ class ThroughputResult:
     changes: int
 
 
+def _crc32_partition(key: str, partitions: int) -> int:
+    return zlib.crc32(key.encode()) % partitions
+
+
 def run_stage1(
     settings: Settings, batches: list[list[RawTuple]]
 ) -> tuple[StageRun, list[DeltaRecord], int, Counter[str]]:
@@ -226,7 +230,7 @@ def run_stage1(
     scored = 0
     reasons: Counter[str] = Counter()
     clock = time.perf_counter
-    for raw in batches:
+    for end, raw in enumerate(batches, 1):  # end: the batch's end offset, increasing
         batch = [RawRecord(RAW_TOPIC, *fields) for fields in raw]  # as the Faust agent does
         run.start_gc()
         t0 = clock()
@@ -240,10 +244,7 @@ def run_stage1(
             reasons[orjson.loads(letter)["reason"]] += 1
         if out.clock is None:
             continue
-        per_partition: list[list[SegmentDeltas]] = [[] for _ in range(partitions)]
-        for segment in out.deltas:
-            per_partition[zlib.crc32(segment[0].encode()) % partitions].append(segment)
-        end = len(run.latencies_ms)  # the batch's end offset: increasing
+        per_partition = encode_groups(out.deltas, partitions, _crc32_partition)
         for partition, items in enumerate(per_partition):
             deltas.append((partition, pack_deltas([(0, end, items)], out.clock)))
     return run, deltas, scored, reasons
