@@ -407,13 +407,30 @@ def _shape(bucket_seconds: int, windows: Sequence[int], retain_seconds: int | No
 
 
 #: Stored per bucket: the integer fields of :attr:`Counts.FIELDS` (all but the revenue
-#: sums, in that order) in one ``array('q')``, the revenue sums in one ``array('d')``.
+#: sums, in that order) in one integer array, the revenue sums in one ``array('d')``.
 _NI = len(_INT_FIELDS)
 #: The running sum of every empty window (shared: never modified).
 _NO_COUNTS = Counts()
 _NF = len(_FLOAT_FIELDS)
-_ZEROS_I = array("q", bytes(8 * _NI))
+#: The integer arrays' widths, narrowest first: a segment's counts start as 16-bit
+#: integers and are widened (all of the segment's buckets) the first time a value does
+#: not fit. Most segments are agents with a few answers per bucket: 22 instead of 88
+#: bytes of counts per bucket (~32 MiB with 100,000 agents and 500,000 buckets).
+_WIDTHS = ("h", "i", "q")
+_WIDER = {"h": "i", "i": "q"}
+_ZEROS_I = {code: array(code, bytes(array(code).itemsize * _NI)) for code in _WIDTHS}
 _ZEROS_F = array("d", bytes(8 * _NF))
+_NO_INTS = array(_WIDTHS[0])
+
+
+def _narrowest(values: Sequence[int]) -> array[int]:
+    """``values`` in the narrowest integer array that holds them all."""
+    for code in _WIDTHS[:-1]:
+        try:
+            return array(code, values)
+        except OverflowError:
+            continue
+    return array(_WIDTHS[-1], values)
 
 
 def _counts_of(ints: array[int], o: int, floats: array[float], f: int) -> Counts:
@@ -456,7 +473,9 @@ class SegmentWindows:
     ascending; their integer counts, 11 per bucket; their revenue sums, 3 per bucket),
     about 120 bytes a bucket and no Python object per bucket; the window sums and the
     total are :class:`Counts` (read on every alert round, see :meth:`peek`); the
-    configuration is one shared object. Integer counts stay exact (64-bit).
+    configuration is one shared object. Integer counts stay exact: they are stored in
+    16-bit integers until one does not fit, then 32-bit, then 64-bit (see
+    :meth:`_widen`).
     """
 
     __slots__ = ("_clock", "_floats", "_ints", "_pruned", "_shape", "_starts", "_sums", "_total")
@@ -470,7 +489,7 @@ class SegmentWindows:
         shape = _shape(bucket_seconds, windows, retain_seconds)
         self._shape = shape
         self._starts: array[int] = array("q")
-        self._ints: array[int] = array("q")
+        self._ints: array[int] = _NO_INTS
         self._floats: array[float] = array("d")
         #: running sum per window, longest first (``_shape.desc`` order); an empty window
         #: holds the shared, never modified :data:`_NO_COUNTS` (most windows of most
@@ -536,33 +555,45 @@ class SegmentWindows:
             # ``extend`` over-allocate: ~150 B per segment of a few buckets)
             i = n
             self._starts = starts + array("q", (start,))
-            self._ints = self._ints + _ZEROS_I
+            self._ints = self._ints + _ZEROS_I[self._ints.typecode]
             self._floats = self._floats + _ZEROS_F
         else:
             i = bisect.bisect_left(starts, start)
             if starts[i] != start:
                 self._starts = starts[:i] + array("q", (start,)) + starts[i:]
                 ints, floats = self._ints, self._floats
-                self._ints = ints[: i * _NI] + _ZEROS_I + ints[i * _NI :]
+                zeros = _ZEROS_I[ints.typecode]
+                self._ints = ints[: i * _NI] + zeros + ints[i * _NI :]
                 self._floats = floats[: i * _NF] + _ZEROS_F + floats[i * _NF :]
         (r, pr, pa, de, cn, cs, csat, en, es, rn, rw, rp, rd, sq) = values
         ints = self._ints
         o = i * _NI
-        ints[o] += r
-        ints[o + 1] += pr
-        ints[o + 2] += pa
-        ints[o + 3] += de
+        # new values first, then stored: an assignment that does not fit raises before
+        # it changes anything, so the same assignments are made again once widened
+        v = ints[o] + r, ints[o + 1] + pr, ints[o + 2] + pa, ints[o + 3] + de
+        try:
+            ints[o], ints[o + 1], ints[o + 2], ints[o + 3] = v
+        except OverflowError:
+            ints = self._widen(o, v)
         if cn or cs or csat:  # (an update can swap one score for another: cn 0, cs not)
-            ints[o + 4] += cn
-            ints[o + 5] += cs
-            ints[o + 6] += csat
+            v = ints[o + 4] + cn, ints[o + 5] + cs, ints[o + 6] + csat
+            try:
+                ints[o + 4], ints[o + 5], ints[o + 6] = v
+            except OverflowError:
+                ints = self._widen(o + 4, v)
         if en or es or sq:
-            ints[o + 7] += en
-            ints[o + 8] += es
-            ints[o + 10] += sq
+            # (rev_n, between them, stored again as it is)
+            v = ints[o + 7] + en, ints[o + 8] + es, ints[o + 9], ints[o + 10] + sq
+            try:
+                ints[o + 7], ints[o + 8], ints[o + 9], ints[o + 10] = v
+            except OverflowError:
+                ints = self._widen(o + 7, v)
         removal = rn < 0  # an update took a revenue answer out
         if rn or rw or rp or rd:
-            ints[o + 9] += rn
+            try:
+                ints[o + 9] += rn
+            except OverflowError:
+                ints = self._widen(o + 9, (ints[o + 9] + rn,))
             floats = self._floats
             f = i * _NF
             if removal and ints[o + 9] == 0:
@@ -599,6 +630,23 @@ class SegmentWindows:
     ) -> int:
         """:meth:`add` of one answer; returns its bucket start."""
         return self.add(ts, Counts.of_event(survey_type, score, account_value))
+
+    def _widen(self, o: int, values: Sequence[int]) -> array[int]:
+        """Widen the segment's integer counts until ``values`` fit at ``o``; store them
+        there and return the new array (the values' earlier fields may already be
+        stored: they are stored again, the same)."""
+        ints = self._ints
+        while True:
+            wider = _WIDER.get(ints.typecode)
+            if wider is None:
+                raise OverflowError(f"counts {values} do not fit in 64-bit integers")
+            ints = array(wider, ints)
+            try:
+                ints[o : o + len(values)] = array(ints.typecode, values)
+            except OverflowError:
+                continue
+            self._ints = ints
+            return ints
 
     def _indices(self, low: int, high: int) -> range:
         """Indices of the stored buckets whose start ``b`` has ``low <= b <= high``."""
@@ -830,7 +878,7 @@ class SegmentWindows:
             given[start] = counts if isinstance(counts, Counts) else Counts.from_list(counts)
         ordered = sorted(given)
         sw._starts = array("q", ordered)
-        sw._ints = array("q", [getattr(given[b], name) for b in ordered for name in _INT_FIELDS])
+        sw._ints = _narrowest([getattr(given[b], name) for b in ordered for name in _INT_FIELDS])
         sw._floats = array("d", [getattr(given[b], n) for b in ordered for n in _FLOAT_FIELDS])
         if pruned is not None and total is not None:
             raise ValueError("give the pruned base or the total, not both")

@@ -330,14 +330,19 @@ event_st = st.tuples(
 
 
 @st.composite
-def scenario(draw, value_st=None):
-    """A config and a list of operations: add events, advance the clock, query windows."""
+def scenario(draw, value_st=None, ev_st=None):
+    """A config and a list of operations: add events, advance the clock, query windows.
+
+    ``ev_st`` replaces the events: (survey, score, value, times) adds ``times`` such
+    answers at once (as a packed delta of a batch does)."""
     width, windows = draw(st.sampled_from(CONFIGS))
     spread = 3 * max(windows)  # ~3 days for the default config
     time_st = st.integers(0, spread * 1000).map(lambda ms: T0 + ms / 1000)
     ev = event_st
     if value_st is not None:
         ev = st.tuples(st.sampled_from(["nps", "csat", "ces"]), st.integers(0, 10), value_st)
+    if ev_st is not None:
+        ev = ev_st
     add_op = st.tuples(st.just("add"), time_st, ev)
     near = st.integers(-2 * max(windows), 2 * width).map(float)  # near the current clock
     ops = draw(
@@ -384,8 +389,10 @@ def run(width, windows, ops, check):
     for kind, t, ev in ops:
         if kind in ("add", "add_near"):
             ts = t if kind == "add" else now + t
-            survey, score, value = ev
+            survey, score, value, *times = ev
             counts = Counts.of_event(survey, _clip(survey, score), value)
+            if times:
+                counts = Counts.from_list([v * times[0] for v in counts.to_list()])
             events.append((ts, counts))
             assert sw.add(ts, counts) == math.floor(ts / width) * width
             stored.setdefault(math.floor(ts / width) * width, Counts()).add(counts)
@@ -456,6 +463,49 @@ def test_rebuild_from_buckets_is_identical(case, more):
     for length in windows:
         assert rebuilt.window(length) == sw.window(length)
     assert rebuilt.total() == sw.total()
+
+
+# answers at once: past 16-bit counts (32,767: 700 CES answers' squares), past 32-bit
+heavy_event_st = st.tuples(
+    st.sampled_from(["nps", "csat", "ces"]),
+    st.integers(0, 10),
+    st.none(),
+    st.sampled_from([1, 1, 700, 40_000, 50_000_000, 3_000_000_000]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenario(ev_st=heavy_event_st))
+def test_counts_past_16_and_32_bits_stay_exact(case):
+    # Buckets start as 16-bit integers and widen when a value does not fit.
+    width, windows, ops = case
+    sw, _events, clock = run(width, windows, ops, exact)
+    sw.prune()  # a late event may have re-created an expired bucket; from_buckets prunes it
+    stored = [[s, c.to_list()] for s, c in sw.buckets()]
+    rebuilt = SegmentWindows.from_buckets(
+        stored, sw.total(), clock, bucket_seconds=width, windows=windows
+    )
+    assert list(rebuilt.buckets()) == list(sw.buckets())
+
+
+def test_bucket_counts_take_the_width_they_need():
+    sw = SegmentWindows()
+    for i in range(5):  # an agent: a few answers per bucket
+        sw.add_event(T0 + 60 * i, "ces", 7)
+    assert sw._ints.itemsize == 2  # 22 bytes of counts per bucket, not 88
+    for _ in range(700):  # 700 x 49 = 34,300: the CES squares outgrow 16 bits
+        sw.add_event(T0, "ces", 7)
+    assert sw._ints.itemsize == 4
+    assert sw.bucket(sw.bucket_of(T0)).ces_sq == 701 * 49
+    assert sw.total().ces_sq == 705 * 49
+    sw.add(T0 + 240, Counts.from_list([v * 10**9 for v in Counts.of_event("ces", 7).to_list()]))
+    assert sw._ints.itemsize == 8
+    assert sw.bucket(sw.bucket_of(T0 + 240)).ces_sq == (10**9 + 1) * 49
+    assert [c.ces_n for _, c in sw.buckets()] == [701, 1, 1, 1, 10**9 + 1]
+    rebuilt = SegmentWindows.from_buckets(list(sw.buckets()), sw.total())
+    assert rebuilt._ints.itemsize == 8
+    small = SegmentWindows.from_buckets([(T0 // 60 * 60, Counts.of_event("nps", 9))])
+    assert small._ints.itemsize == 2
 
 
 def _close(got: Counts, want: Counts) -> None:
