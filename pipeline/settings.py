@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     dedupe_max_ids: int = Field(
         default=500_000,
         ge=0,
-        description="Memory cap of the dedupe (~230 bytes per id: ~115 MB at the default; "
+        description="Memory cap of the dedupe (~190 bytes per id: ~95 MB at the default; "
         "up to 1/64 more ids between two passes that forget the least recently seen).",
     )
 

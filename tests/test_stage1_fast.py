@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import sys
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -394,3 +395,57 @@ def test_dedupe_forgets_in_bulk_at_its_cap_and_counts_it() -> None:
         late.remember(f"old-{i}", (i, 0.0, 0))
     late.remember("new", (1, 100.0, 0))  # over cap + slack: the old ones are expired
     assert len(late) == 1 and late.evicted_early == 0
+
+
+class _SmallTable(DuplicateFilter):
+    TABLE_MIN = 4  # the packing table rebuilt after a few strings
+
+
+_STRING = (
+    st.none() | st.sampled_from(["", "null", "agent-1", "é", "billing|price"]) | st.text(max_size=5)
+)
+_USUAL = st.tuples(
+    st.integers(0, 2**64 - 1),  # digest
+    st.floats(0, 2e9),  # seen_at
+    st.integers(0, 3) | st.just(65_535),  # revision
+    st.integers(0, 2**32 - 1).map(lambda s: s // 60 * 60),  # bucket start
+    st.sampled_from(["nps", "csat", "ces"]),
+    st.integers(0, 10),
+    st.none() | st.floats(0, 1e9),  # account value
+    st.lists(_STRING, min_size=1, max_size=7),
+).map(lambda t: (*t[:7], *t[7]))
+# out of the packed ranges or types: kept as pack_entry keeps them
+_UNUSUAL = st.tuples(
+    st.integers(0, 2**64 - 1),
+    st.floats(0, 2e9),
+    st.integers(65_536, 70_000) | st.just(-1),
+    st.integers(-(2**40), 2**40) | st.sampled_from([True, 60.0]),
+    st.sampled_from(["nps", 3]),
+    st.integers(-300, 300) | st.just(False),
+    st.sampled_from([None, 5, float("nan"), float("inf"), "x"]),
+    st.lists(_STRING | st.integers(0, 3), min_size=0, max_size=3),
+).map(lambda t: (*t[:7], *t[7]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), _USUAL | _UNUSUAL), max_size=120))
+def test_dedupe_entries_come_back_identical_across_table_rebuilds(steps):
+    dedupe = _SmallTable(horizon_seconds=1e12, max_ids=1000)
+    last: dict[str, tuple] = {}
+    for i, entry in steps:
+        dedupe.remember(f"id-{i}", entry)
+        last[f"id-{i}"] = entry
+        for event_id, want in last.items():
+            assert repr(dedupe.get(event_id)) == repr(want)  # types too: 1 is not 1.0
+    assert len(dedupe._packer.names) <= max(_SmallTable.TABLE_MIN, 2 * 8 * len(last)) + 1
+
+
+def test_dedupe_entries_of_the_usual_shape_take_96_bytes():
+    dedupe = DuplicateFilter(horizon_seconds=3600, max_ids=10)
+    entry = (2**63 + 5, 1795772940.25, 0, 1795772940, "nps", 10, None,
+             "onboarding", "agent-000041", "mobile-app", "in-app", "apac", None)  # fmt: skip
+    dedupe.remember("bench-000000000", entry)
+    packed = dedupe._seen["bench-000000000"]
+    assert isinstance(packed, bytes) and sys.getsizeof(packed) <= 96
+    assert sys.getsizeof(pack_entry(entry)) > 128  # the JSON tail of the same entry
+    assert dedupe.get("bench-000000000") == entry
