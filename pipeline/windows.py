@@ -420,6 +420,10 @@ _WIDTHS = ("h", "i", "q")
 _WIDER = {"h": "i", "i": "q"}
 _ZEROS_I = {code: array(code, bytes(array(code).itemsize * _NI)) for code in _WIDTHS}
 _ZEROS_F = array("d", bytes(8 * _NF))
+#: The revenue sums of a segment without revenue answers: no array of its own (most
+#: answers carry no account value: 24 bytes a bucket and 64 a segment saved for those)
+_NO_FLOATS = array("d")
+_ZERO_SUMS = (0.0,) * _NF
 _NO_INTS = array(_WIDTHS[0])
 #: the clock last set by an advance: the segments advanced to the same bucket share its
 #: int object (32 bytes each: 3 MiB with 100,000 segments, measured by tracemalloc)
@@ -452,14 +456,14 @@ def _counts_of(ints: array[int], o: int, floats: array[float], f: int) -> Counts
         c.rev_n,
         c.ces_sq,
     ) = ints[o : o + _NI]
-    c.rev_weight, c.rev_promoters, c.rev_detractors = floats[f : f + _NF]
+    c.rev_weight, c.rev_promoters, c.rev_detractors = floats[f : f + _NF] or _ZERO_SUMS
     return c
 
 
 def _values_of(ints: array[int], o: int, floats: array[float], f: int) -> list[int | float]:
     """The bucket stored at ``o`` / ``f`` as a :meth:`Counts.to_list` list."""
     values: list[int | float] = ints[o : o + _NI].tolist()
-    values[10:10] = floats[f : f + _NF].tolist()
+    values[10:10] = floats[f : f + _NF].tolist() or _ZERO_SUMS
     return values
 
 
@@ -493,7 +497,7 @@ class SegmentWindows:
         self._shape = shape
         self._starts: array[int] = array("q")
         self._ints: array[int] = _NO_INTS
-        self._floats: array[float] = array("d")
+        self._floats: array[float] = _NO_FLOATS
         #: running sum per window, longest first (``_shape.desc`` order); an empty window
         #: holds the shared, never modified :data:`_NO_COUNTS` (most windows of most
         #: agents are empty at any one time)
@@ -561,7 +565,8 @@ class SegmentWindows:
             i = n
             self._starts = starts + array("q", (start,))
             self._ints = self._ints + _ZEROS_I[self._ints.typecode]
-            self._floats = self._floats + _ZEROS_F
+            if self._floats:
+                self._floats = self._floats + _ZEROS_F
         else:
             i = bisect.bisect_left(starts, start)
             if starts[i] != start:
@@ -569,7 +574,8 @@ class SegmentWindows:
                 ints, floats = self._ints, self._floats
                 zeros = _ZEROS_I[ints.typecode]
                 self._ints = ints[: i * _NI] + zeros + ints[i * _NI :]
-                self._floats = floats[: i * _NF] + _ZEROS_F + floats[i * _NF :]
+                if floats:
+                    self._floats = floats[: i * _NF] + _ZEROS_F + floats[i * _NF :]
         (r, pr, pa, de, cn, cs, csat, en, es, rn, rw, rp, rd, sq) = values
         ints = self._ints
         o = i * _NI
@@ -600,6 +606,8 @@ class SegmentWindows:
             except OverflowError:
                 ints = self._widen(o + 9, (ints[o + 9] + rn,))
             floats = self._floats
+            if not floats:  # the segment's first revenue: its sums get an array
+                floats = self._floats = array("d", bytes(8 * _NF * len(self._starts)))
             f = i * _NF
             if removal and ints[o + 9] == 0:
                 floats[f] = floats[f + 1] = floats[f + 2] = 0.0
@@ -896,7 +904,8 @@ class SegmentWindows:
         ordered = sorted(given)
         sw._starts = array("q", ordered)
         sw._ints = _narrowest([getattr(given[b], name) for b in ordered for name in _INT_FIELDS])
-        sw._floats = array("d", [getattr(given[b], n) for b in ordered for n in _FLOAT_FIELDS])
+        sums = [getattr(given[b], n) for b in ordered for n in _FLOAT_FIELDS]
+        sw._floats = array("d", sums) if any(sums) else _NO_FLOATS
         if pruned is not None and total is not None:
             raise ValueError("give the pruned base or the total, not both")
         if pruned is not None:

@@ -493,6 +493,7 @@ def test_bucket_counts_take_the_width_they_need():
     for i in range(5):  # an agent: a few answers per bucket
         sw.add_event(T0 + 60 * i, "ces", 7)
     assert sw._ints.itemsize == 2  # 22 bytes of counts per bucket, not 88
+    assert len(sw._floats) == 0  # no revenue answer: no revenue sums stored
     for _ in range(700):  # 700 x 49 = 34,300: the CES squares outgrow 16 bits
         sw.add_event(T0, "ces", 7)
     assert sw._ints.itemsize == 4
@@ -505,7 +506,10 @@ def test_bucket_counts_take_the_width_they_need():
     rebuilt = SegmentWindows.from_buckets(list(sw.buckets()), sw.total())
     assert rebuilt._ints.itemsize == 8
     small = SegmentWindows.from_buckets([(T0 // 60 * 60, Counts.of_event("nps", 9))])
-    assert small._ints.itemsize == 2
+    assert small._ints.itemsize == 2 and len(small._floats) == 0
+    small.add_event(T0 - 120, "nps", 3, 1000.0)  # the first revenue, in an earlier bucket
+    assert len(small._floats) == 3 * len(small) == 6
+    assert [c.rev_weight for _, c in small.buckets()] == [1000.0, 0.0]
 
 
 def _close(got: Counts, want: Counts) -> None:
