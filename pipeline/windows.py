@@ -477,8 +477,9 @@ class SegmentWindows:
 
     Storage is columnar, for memory: a worker holds hundreds of thousands of segments
     with a few buckets each. The stored buckets are three flat arrays (their starts,
-    ascending; their integer counts, 11 per bucket; their revenue sums, 3 per bucket),
-    about 120 bytes a bucket and no Python object per bucket; the window sums and the
+    ascending; their integer counts, 11 per bucket; their revenue sums, 3 per bucket,
+    only once the segment has a revenue answer), 30 bytes a bucket while the counts fit
+    16 bits (54 with revenue sums) and no Python object per bucket; the window sums and the
     total are :class:`Counts` (read on every alert round, see :meth:`peek`); the
     configuration is one shared object. Integer counts stay exact: they are stored in
     16-bit integers until one does not fit, then 32-bit, then 64-bit (see
