@@ -170,41 +170,48 @@ class _Packer:
     def __init__(self) -> None:
         self.names: list[str] = []
         self.index: dict[str | None, int] = {None: self._NONE_ID}
+        self._get = self.index.__getitem__
         self._structs: dict[int, struct.Struct] = {}
 
     def pack(self, entry: Entry) -> Stored:
         n = len(entry)
         if n < 8:
             return pack_entry(entry)
-        digest, seen_at, revision, bucket, survey, score, account, *strings = entry
-        if not (
-            type(digest) is int
-            and type(seen_at) is float
-            and type(revision) is int
-            and type(bucket) is int
-            and type(score) is int
-            and (account is None or (type(account) is float and account == account))
+        digest, seen_at, revision, bucket, survey, score, account = entry[:7]
+        if (
+            type(digest) is not int
+            or type(seen_at) is not float
+            or type(revision) is not int
+            or type(bucket) is not int
+            or type(score) is not int
         ):
             return pack_entry(entry)
-        index = self.index
-        try:
-            ids = [index[text] for text in strings]
-            survey_id = index[survey]
-        except (KeyError, TypeError):  # new strings (TypeError: not hashable)
-            if not all(text is None or type(text) is str for text in strings):
-                return pack_entry(entry)
-            if type(survey) is not str:
-                return pack_entry(entry)
-            ids = [index.get(text) or self._add(text) for text in strings]
-            survey_id = index.get(survey) or self._add(survey)
+        if account is None:
+            account = _NAN
+        elif type(account) is not float or account != account:
+            return pack_entry(entry)
         layout = self._structs.get(n)
         if layout is None:
             layout = self._structs[n] = struct.Struct(f"<QdBHIIbd{n - 7}I")
+        get = self._get
         try:
-            return layout.pack(
-                digest, seen_at, 0, revision, bucket, survey_id, score,
-                _NAN if account is None else account, *ids,
-            )  # fmt: skip
+            try:
+                return layout.pack(
+                    digest, seen_at, 0, revision, bucket, get(survey), score, account,
+                    *map(get, entry[7:]),
+                )  # fmt: skip
+            except (KeyError, TypeError):  # new strings (TypeError: not hashable)
+                strings = entry[7:]
+                if type(survey) is not str or not all(
+                    text is None or type(text) is str for text in strings
+                ):
+                    return pack_entry(entry)
+                index = self.index
+                ids = [index.get(text) or self._add(text) for text in strings]
+                survey_id = index.get(survey) or self._add(survey)
+                return layout.pack(
+                    digest, seen_at, 0, revision, bucket, survey_id, score, account, *ids
+                )
         except struct.error:  # out of the packed ranges
             return pack_entry(entry)
 
