@@ -479,14 +479,15 @@ class SegmentWindows:
     with a few buckets each. The stored buckets are three flat arrays (their starts,
     ascending; their integer counts, 11 per bucket; their revenue sums, 3 per bucket,
     only once the segment has a revenue answer), 30 bytes a bucket while the counts fit
-    16 bits (54 with revenue sums) and no Python object per bucket; the window sums and the
-    total are :class:`Counts` (read on every alert round, see :meth:`peek`); the
+    16 bits (54 with revenue sums) and no Python object per bucket; the window sums are
+    :class:`Counts` (read on every alert round, see :meth:`peek`), the all-time total is
+    derived from the longest one when read (:meth:`_all_time`); the
     configuration is one shared object. Integer counts stay exact: they are stored in
     16-bit integers until one does not fit, then 32-bit, then 64-bit (see
     :meth:`_widen`).
     """
 
-    __slots__ = ("_clock", "_floats", "_ints", "_pruned", "_shape", "_starts", "_sums", "_total")
+    __slots__ = ("_clock", "_floats", "_ints", "_pruned", "_shape", "_starts", "_sums")
 
     def __init__(
         self,
@@ -505,9 +506,8 @@ class SegmentWindows:
         #: (a tuple, replaced when a window's sum object changes: a list is two objects,
         #: ~32 bytes more per segment)
         self._sums: tuple[Counts, ...] = (_NO_COUNTS,) * len(shape.desc)
-        self._total = Counts()
         #: the sum of the buckets dropped by the retention (shared :data:`_NO_COUNTS`
-        #: until one is): total = pruned base + stored buckets
+        #: until one is): total = pruned base + stored buckets (:meth:`_all_time`)
         self._pruned = _NO_COUNTS
         self._clock: int | None = None
 
@@ -545,7 +545,7 @@ class SegmentWindows:
     def add(self, ts: Timestamp, delta: Counts) -> int:
         """Add ``delta`` (counts of events at time ``ts``) and return its bucket start.
 
-        Updates the bucket, the total and every window covering the bucket at the
+        Updates the bucket (and so the total) and every window covering the bucket at the
         current clock; a bucket ahead of the clock enters the windows on
         :meth:`advance`. ``delta`` is not kept (it may be reused by the caller).
         """
@@ -616,10 +616,6 @@ class SegmentWindows:
                 floats[f] += rw
                 floats[f + 1] += rp
                 floats[f + 2] += rd
-        total = self._total
-        total.add_values(values)
-        if removal:
-            total.settle_revenue()
         clock = self._clock
         if clock is not None and start <= clock:
             oldest = clock + width - start  # bucket is in window L iff L >= oldest
@@ -781,7 +777,7 @@ class SegmentWindows:
     def peek(self, window: int | None) -> Counts:
         """The running sum of a window (seconds; None: all time), not a copy: read it,
         never change it."""
-        return self._total if window is None else self._sums[self._shape.index[window]]
+        return self._all_time() if window is None else self._sums[self._shape.index[window]]
 
     def window_bounds(self, window: int | str) -> tuple[int, int] | None:
         """Event-time range ``[start, end)`` of a window at the clock; None before any."""
@@ -808,7 +804,35 @@ class SegmentWindows:
 
     def total(self) -> Counts:
         """All-time counts, including pruned buckets (a copy)."""
-        return self._total.copy()
+        return self._all_time()
+
+    def _all_time(self) -> Counts:
+        """The all-time counts, a new :class:`Counts`: the pruned base, the longest
+        window's running sum and the stored buckets outside that window (ahead of the
+        clock, or older and not pruned yet: none with the default retention but a late
+        answer's until the next advance).
+
+        Derived, not kept: a kept total was one more :class:`Counts` per segment (~140
+        bytes and its revenue floats: ~17 MiB at 100,000 segments) and one more addition
+        per delta, for reads that are rarer (snapshots, all-time listings)."""
+        acc = Counts()
+        if self._pruned is not _NO_COUNTS:
+            acc.add(self._pruned)
+        starts, ints, floats = self._starts, self._ints, self._floats
+        clock = self._clock
+        if clock is None:  # before the first advance every window is empty
+            outside: Iterable[int] = range(len(starts))
+        else:
+            longest = self._sums[0]
+            if longest is not _NO_COUNTS:
+                acc.add(longest)
+            low = bisect.bisect_left(starts, clock - self._shape.desc[0] + self._shape.width)
+            high = bisect.bisect_right(starts, clock, lo=low)
+            outside = (*range(low), *range(high, len(starts)))
+        for i in outside:
+            acc.add_values(_values_of(ints, i * _NI, floats, i * _NF))
+        acc.settle_revenue()
+        return acc
 
     def pruned_values(self) -> list[int | float] | None:
         """The pruned base (the sum of the buckets the retention dropped) as a
@@ -856,7 +880,7 @@ class SegmentWindows:
         if window is None or (isinstance(window, str) and parse_window_label(window) is None):
             if now is not None:
                 self.advance(now)
-            return window_kpis(self._total, None, confidence=confidence)
+            return window_kpis(self._all_time(), None, confidence=confidence)
         length = self._shape.desc[self._index(window)]
         counts = self.window(length, now)
         bounds = self.window_bounds(length)
@@ -910,20 +934,15 @@ class SegmentWindows:
         if pruned is not None and total is not None:
             raise ValueError("give the pruned base or the total, not both")
         if pruned is not None:
-            base = pruned.copy() if isinstance(pruned, Counts) else Counts.from_list(pruned)
-            sw._pruned = base
-            sw._total = base.copy()
-        for start in ordered:
-            sw._total.add(given[start])
-        if pruned is not None:
-            sw._total.settle_revenue()
+            sw._pruned = pruned.copy() if isinstance(pruned, Counts) else Counts.from_list(pruned)
         if total is not None:
-            stored = total.copy() if isinstance(total, Counts) else Counts.from_list(total)
-            base = stored.copy()
-            base.subtract(sw._total)  # the buckets' sum
+            base = total.copy() if isinstance(total, Counts) else Counts.from_list(total)
+            stored = Counts()
+            for start in ordered:
+                stored.add(given[start])
+            base.subtract(stored)  # the total less the buckets' sum
             if not base.is_empty():
                 sw._pruned = base
-            sw._total = stored
         if now is not None:
             sw.advance(now)
         return sw
