@@ -397,8 +397,11 @@ def test_dedupe_forgets_in_bulk_at_its_cap_and_counts_it() -> None:
     assert len(late) == 1 and late.evicted_early == 0
 
 
-class _SmallTable(DuplicateFilter):
-    TABLE_MIN = 4  # the packing table rebuilt after a few strings
+def _small_table(step: int) -> DuplicateFilter:
+    """A filter whose packing table is rebuilt after a few strings, ``step`` entries
+    moved to the new table per entry remembered."""
+    cls = type("SmallTable", (DuplicateFilter,), {"TABLE_MIN": 4, "REPACK_STEP": step})
+    return cls(horizon_seconds=1e12, max_ids=1000)
 
 
 _STRING = (
@@ -428,16 +431,44 @@ _UNUSUAL = st.tuples(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 30), _USUAL | _UNUSUAL), max_size=120))
-def test_dedupe_entries_come_back_identical_across_table_rebuilds(steps):
-    dedupe = _SmallTable(horizon_seconds=1e12, max_ids=1000)
+@given(
+    st.lists(st.tuples(st.integers(0, 30), _USUAL | _UNUSUAL), max_size=120),
+    st.sampled_from([1, 3, 1000]),
+)
+def test_dedupe_entries_come_back_identical_across_table_rebuilds(steps, step):
+    dedupe = _small_table(step)
     last: dict[str, tuple] = {}
+    rebuilds = 0
     for i, entry in steps:
+        moving = dedupe._previous is not None
         dedupe.remember(f"id-{i}", entry)
+        rebuilds += moving and dedupe._previous is None
         last[f"id-{i}"] = entry
-        for event_id, want in last.items():
+        for event_id, want in last.items():  # from either table during a rebuild
             assert repr(dedupe.get(event_id)) == repr(want)  # types too: 1 is not 1.0
-    assert len(dedupe._packer.names) <= max(_SmallTable.TABLE_MIN, 2 * 8 * len(last)) + 1
+    if dedupe._previous is None and rebuilds:  # a rebuilt table holds strings in use
+        in_use = {v for e in last.values() for v in e[4:] if type(v) is str}
+        assert set(dedupe._packer.names[1:]) <= in_use | set(dedupe._packer.index) - {None}
+        assert len(dedupe._packer.names) <= 2 * 8 * len(last) + 2 * 4
+
+
+def test_dedupe_table_rebuild_moves_entries_a_few_at_a_time():
+    dedupe = _small_table(2)
+    n = 0
+    while dedupe._previous is None:  # new agents until the table outgrows its limit
+        dedupe.remember(f"id-{n}", (n, 1.0, 0, 60, "nps", 9, None, f"agent-{n}"))
+        n += 1
+    old, new = dedupe._previous.marker, dedupe._packer.marker
+    assert old != new and n > 2
+    assert [dedupe._seen[f"id-{k}"][16] for k in range(n)] == [old] * n  # none moved yet
+    dedupe.remember(f"id-{n}", (n, 1.0, 0, 60, "nps", 9, None, "agent-0"))
+    markers = [dedupe._seen[f"id-{k}"][16] for k in range(n + 1)]
+    assert markers == [old] * (n - 2) + [new] * 3  # two moved, the newest packed anew
+    while dedupe._previous is not None:
+        n += 1
+        dedupe.remember(f"id-{n}", (n, 1.0, 0, 60, "nps", 9, None, "agent-0"))
+    assert {dedupe._seen[f"id-{k}"][16] for k in range(n + 1)} == {new}
+    assert dedupe.get("id-1") == (1, 1.0, 0, 60, "nps", 9, None, "agent-1")
 
 
 def test_dedupe_entries_of_the_usual_shape_take_96_bytes():
