@@ -335,11 +335,13 @@ def test_dedupe_remembers_the_recent_ids_within_the_horizon(steps, max_ids, hori
     """Against a brute-force model: every remembered version in order of recency.
 
     A lookup must find the last version of an id when it is among the ``max_ids`` ids
-    remembered last and was seen within the horizon of every ``now`` so far (a pass at a
-    later ``now`` may have dropped it); it must not find an id never remembered, or last
-    seen before the horizon of this ``now``. In between (ids past the cap, up to its
-    1/64 of slack) either answer is allowed. The memory never holds more than the cap
-    and its slack; with fewer than 64 ids it is exact: an id past the cap is forgotten.
+    remembered last and was seen within the horizon of every ``now`` so far, the lookups'
+    and the times of the versions remembered (a pass at a later ``now`` may have dropped
+    it: remembering past the cap drops the expired ids first); it must not find an id
+    never remembered, or last seen before the horizon of this ``now``. In between (ids
+    past the cap, up to its 1/64 of slack) either answer is allowed. The memory never
+    holds more than the cap and its slack; with fewer than 64 ids it is exact: an id
+    past the cap is forgotten.
     """
     dedupe = DuplicateFilter(horizon, max_ids)
     recency: list[str] = []  # most recent last
@@ -347,6 +349,7 @@ def test_dedupe_remembers_the_recent_ids_within_the_horizon(steps, max_ids, hori
     latest_now = -1.0
     for action, event_id, digest, at in steps:
         if action == "remember":
+            latest_now = max(latest_now, at)
             entry = (digest, at, 0, 60, "nps", 9, None)
             dedupe.remember(event_id, entry)
             if horizon > 0:
