@@ -415,6 +415,7 @@ def run(width, windows, ops, check):
     for length in windows:
         check(sw.window(length), brute_force(events, width, clock, length))
     check(sw.total(), brute_force(events, width, 0, None))
+    check(sw.peek(None), brute_force(events, width, 0, None))  # the same, maybe not a copy
     assert [start for start, _ in sw.buckets()] == sorted(stored)
     for start, counts in sw.buckets():
         check(counts, stored[start])
