@@ -441,18 +441,23 @@ _UNUSUAL = st.tuples(
 def test_dedupe_entries_come_back_identical_across_table_rebuilds(steps, step):
     dedupe = _small_table(step)
     last: dict[str, tuple] = {}
-    rebuilds = 0
     for i, entry in steps:
-        moving = dedupe._previous is not None
         dedupe.remember(f"id-{i}", entry)
-        rebuilds += moving and dedupe._previous is None
         last[f"id-{i}"] = entry
         for event_id, want in last.items():  # from either table during a rebuild
             assert repr(dedupe.get(event_id)) == repr(want)  # types too: 1 is not 1.0
-    if dedupe._previous is None and rebuilds:  # a rebuilt table holds strings in use
-        in_use = {v for e in last.values() for v in e[4:] if type(v) is str}
-        assert set(dedupe._packer.names[1:]) <= in_use | set(dedupe._packer.index) - {None}
-        assert len(dedupe._packer.names) <= 2 * 8 * len(last) + 2 * 4
+
+
+def test_dedupe_table_rebuild_leaves_the_strings_no_longer_used():
+    dedupe = _small_table(8)
+    for agent in ("agent-0", "agent-1", "agent-2"):  # one id, its agent changed twice
+        dedupe.remember("id-0", (0, 1.0, 0, 60, "nps", 9, None, agent))
+    assert dedupe._previous is not None  # 4 strings and "": the table outgrew 4
+    assert {"agent-0", "agent-1"} <= set(dedupe._previous.names)
+    dedupe.remember("id-1", (1, 1.0, 0, 60, "nps", 9, None, "agent-2"))  # moves id-0
+    assert dedupe._previous is None
+    assert set(dedupe._packer.names) == {"", "agent-2", "nps"}
+    assert dedupe.get("id-0") == (0, 1.0, 0, 60, "nps", 9, None, "agent-2")
 
 
 def test_dedupe_table_rebuild_moves_entries_a_few_at_a_time():
