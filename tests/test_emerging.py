@@ -22,6 +22,13 @@ def test_phrases_are_content_unigrams_and_adjacent_bigrams() -> None:
         "addebito", "doppio", "addebito doppio", "carta", "seconda", "volta", "seconda volta",
     )  # fmt: skip
     assert phrases("charged charged 10 10") == ("charged", "charged charged")
+    # no bigram across the end of a sentence ("weeks billing" is no phrase anybody wrote)
+    for text in ("Refund took weeks. Billing team slow", "Refund took weeks!\nbilling team slow"):
+        assert phrases(text) == (
+            "refund", "took", "refund took", "weeks", "took weeks",
+            "billing", "team", "billing team", "slow", "team slow",
+        )  # fmt: skip
+    assert "weeks billing" in phrases("Refund took weeks billing team")
 
 
 def brute_force(

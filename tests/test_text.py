@@ -290,6 +290,12 @@ def test_low_memory_lemmas_equal_the_default_dictionaries() -> None:
         ("Ottimo rapporto qualità prezzo", "it", ["price"]),  # phrase hides "qualità"
         ("Lunga attesa e operatore scortese", "it", ["wait_time", "staff_attitude"]),
         ("Nothing to say", "en", []),
+        # a phrase stays inside its sentence ("first call" is resolution)
+        ("Fixed on the first call", "en", ["resolution"]),
+        ("Help came from the first. Call me about it", "en", []),
+        ("Help came from the first!\nCall me about it", "en", []),
+        ("A fee of 49.90 after the first call", "en", ["resolution", "billing"]),
+        ("Billing: first; call me", "en", ["billing"]),
         ("The bill was wrong", None, ["billing"]),  # unknown language: every language
         ("La bolletta era sbagliata", None, ["billing"]),
     ],

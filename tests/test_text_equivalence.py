@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -277,7 +278,15 @@ def old_theme_info(matcher: ThemeMatcher, word: str, language: str) -> tuple[Any
 
 
 def old_themes(matcher: ThemeMatcher, text: str, language: str | None) -> list[str]:
+    """The code at 2e7cbc2, each sentence on its own (since then, no phrase reaches across
+    the end of a sentence: ``.!?;`` before white space, or a line break)."""
+    sentences = re.split(r"[.!?;]+\s+|\s*\n\s*", text.strip())
+
     def match_one(language: str, found: set[int]) -> None:
+        for sentence in sentences:
+            match_sentence(sentence, language, found)
+
+    def match_sentence(text: str, language: str, found: set[int]) -> None:
         infos = [old_theme_info(matcher, word, language) for word in old_words(text)]
         text_forms = [info[0] for info in infos]
         i, n = 0, len(infos)

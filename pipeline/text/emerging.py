@@ -51,7 +51,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from pipeline.text.normalize import strip_accents, words
+from pipeline.text.normalize import SENTENCE_END, strip_accents, words
 
 
 def _wordset(text: str) -> frozenset[str]:
@@ -86,18 +86,20 @@ _PLACEHOLDER = re.compile(r"\[[A-Z_]+\]")
 
 
 def phrases(text: str) -> tuple[str, ...]:
-    """The distinct unigrams and bigrams of ``text``, in order of first occurrence."""
+    """The distinct unigrams and bigrams of ``text``, in order of first occurrence; no
+    bigram reaches across the end of a sentence (:data:`SENTENCE_END`)."""
     found: dict[str, None] = {}
-    previous: str | None = None
-    for word in words(_PLACEHOLDER.sub(" ", text)):
-        token = strip_accents(word)
-        if len(token) < 2 or token in STOPWORDS or token.isdigit():
-            previous = None
-            continue
-        found[token] = None
-        if previous is not None:
-            found[f"{previous} {token}"] = None
-        previous = token
+    for sentence in SENTENCE_END.split(_PLACEHOLDER.sub(" ", text)):
+        previous: str | None = None
+        for word in words(sentence):
+            token = strip_accents(word)
+            if len(token) < 2 or token in STOPWORDS or token.isdigit():
+                previous = None
+                continue
+            found[token] = None
+            if previous is not None:
+                found[f"{previous} {token}"] = None
+            previous = token
     return tuple(found)
 
 

@@ -14,7 +14,9 @@ case, accents stripped, simplemma lemmas), and a keyword matches where its token
 contiguously in the comment's tokens: ``"charge twice"`` matches "I was charged twice",
 ``"fattura"`` matches "le fatture". Matches are leftmost-longest and do not overlap, so a
 phrase hides the shorter keywords inside it: "user friendly" is ease of use only, not
-also the staff's "friendly". The defaults (``data/themes.yaml``) cover nine CX
+also the staff's "friendly". A phrase does not reach across the end of a sentence (``.``,
+``!``, ``?`` or ``;`` before a space, or a line break): "Help came from the first. Call
+me back" is not the resolution's "first call". The defaults (``data/themes.yaml``) cover nine CX
 themes in English and Italian.
 
 A comment of unknown language (``None``) or of a language the taxonomy lacks is matched
@@ -36,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pipeline.text.normalize import Forms, forms, word_forms, words
+from pipeline.text.normalize import SENTENCE_END, Forms, forms, word_forms, words
 
 DEFAULT_TAXONOMY = Path(__file__).parent / "data" / "themes.yaml"
 
@@ -141,12 +143,14 @@ class ThemeMatcher:
     ) -> list[str]:
         """Themes whose keywords occur in ``text`` (normalised for ``language``);
         ``text_words``: ``words(text)`` when the caller has them already."""
-        if text_words is None:
-            text_words = words(text)
-        found: set[int] = set()
-        if language in self._words:
-            self._match(text_words, language, found)
+        sentences = SENTENCE_END.split(text.strip())
+        if len(sentences) > 1:  # the words of each sentence: phrases stay inside one
+            groups = [words(sentence) for sentence in sentences]
         else:
-            for known in self._words:
-                self._match(text_words, known, found)
+            groups = [words(text) if text_words is None else text_words]
+        found: set[int] = set()
+        languages = (language,) if language in self._words else tuple(self._words)
+        for known in languages:
+            for group in groups:
+                self._match(group, known, found)
         return [self.themes[position] for position in sorted(found)]
