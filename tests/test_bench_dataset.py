@@ -3,21 +3,40 @@ pipeline's own analysis where the two must agree (the themes of the comments).""
 
 from __future__ import annotations
 
+import itertools
+import random
 import re
 import time
 from collections import Counter
 
 import orjson
 
-from pipeline.bench.dataset import COMMENT_THEMES, COMMENTS, SCALES, generate
+from pipeline.bench.dataset import SCALES, SENTENCES, comment_themes, compose, generate
 from pipeline.text.stage_analytics import shared_analyzer
 
 
 def test_the_comments_themes_are_those_of_the_default_taxonomy() -> None:
+    """Each sentence alone, and every comment of two and three sentences (12,696 texts:
+    all that :func:`compose` can make), as the analyzer finds them."""
     analyzer = shared_analyzer()
-    assert set(COMMENT_THEMES) == set(COMMENTS)
-    for comment, themes in COMMENT_THEMES.items():
-        assert tuple(analyzer.analyze(comment).themes) == themes, comment
+    for sentence, themes in SENTENCES.items():
+        assert tuple(analyzer.analyze(sentence).themes) == themes, sentence
+    for k in (2, 3):
+        for sentences in itertools.permutations(SENTENCES, k):
+            comment = " ".join(sentences)
+            expected = set().union(*(SENTENCES[s] for s in sentences))
+            assert set(analyzer.analyze(comment).themes) == expected, comment
+            assert comment_themes(comment) == tuple(sorted(expected)), comment
+
+
+def test_comments_are_one_to_three_sentences_of_many_texts() -> None:
+    rng = random.Random(3)
+    comments = [compose(rng) for _ in range(20_000)]
+    sizes = Counter(sum(c.count(s) for s in SENTENCES if s != "ok") for c in comments)
+    assert 0.4 < (sizes[1] + sizes[0]) / len(comments) < 0.6  # "ok" alone counts as 0
+    assert 0.1 < sizes[3] / len(comments) < 0.2
+    # the three-sentence ones are mostly new: the per-text caches miss on those
+    assert len(set(comments)) > 3_000
 
 
 def test_theme_segments_count_every_valid_answer_with_that_comment() -> None:
@@ -39,7 +58,7 @@ def test_theme_segments_count_every_valid_answer_with_that_comment() -> None:
     assert len(valid) == data.valid
     expected: Counter[str] = Counter()
     for event in valid:
-        for theme in COMMENT_THEMES.get(event.get("comment", ""), ()):
+        for theme in comment_themes(event.get("comment", "")):
             expected[f"theme={theme}"] += 1
     got = {
         key: sum(counts[k] for k in ("responses", "csat_responses", "ces_responses"))
@@ -47,8 +66,8 @@ def test_theme_segments_count_every_valid_answer_with_that_comment() -> None:
         if key.startswith("theme=")
     }
     assert got == dict(expected) and set(got) == {
-        "theme=staff_attitude", "theme=ease_of_use", "theme=price", "theme=billing"
-    }  # fmt: skip
+        f"theme={theme}" for themes in SENTENCES.values() for theme in themes
+    }
     # without comment analytics the worker has no theme segments: neither has the truth
     assert set(plain.truth) == set(data.truth) - set(got)
     assert plain.truth["overall"] == data.truth["overall"]

@@ -40,7 +40,7 @@ from vaderSentiment.vaderSentiment import (
     scalar_inc_dec,
 )
 
-from pipeline.bench.dataset import COMMENTS as BENCH_COMMENTS
+from pipeline.bench.dataset import SENTENCES as BENCH_SENTENCES
 from pipeline.simulator import FeedbackSimulator, SimulatorConfig
 from pipeline.text import themes as themes_module
 from pipeline.text import vader_fast
@@ -414,7 +414,7 @@ def test_simulator_bench_labelled_and_naughty_comments_give_identical_results(
     labelled = [c["text"] for c in yaml.safe_load(LABELLED.read_text("utf-8"))["comments"]]
     texts = [
         *simulator_comments(2000),
-        *BENCH_COMMENTS,
+        *BENCH_SENTENCES,
         *labelled,
         *naughty_strings(),
         *built_for_vader(2000, 17),

@@ -10,7 +10,8 @@ Why: with text analytics on, every comment costs the child process of
 measures what the child spends per comment on three record sets: the simulator's records
 with the respondent's language (``attributes.language``: detection skipped), the same
 without it (detection runs), and the end-to-end benchmark's dataset
-(:func:`pipeline.bench.dataset.generate`: six fixed English comments, no language).
+(:func:`pipeline.bench.dataset.generate`: English comments of one to three of 24
+sentences, no language).
 
 * **in process**: the child's per-record work (:func:`~pipeline.text.insight.read_comment`
   then :func:`~pipeline.text.insight.insight_of`) over the set's commented records, after
