@@ -68,6 +68,7 @@ from pydantic import ValidationError
 from pipeline.batchio import BatchProducer
 from pipeline.bench import naive
 from pipeline.bench.dataset import DEPARTMENTS, TRUTH_FIELDS, Dataset, generate
+from pipeline.bench.diagnose import explain_run
 from pipeline.broker import EmbeddedBroker, free_port
 from pipeline.settings import DEFAULT_COMPRESSION, Compression, Settings
 from pipeline.topics import ensure_topics
@@ -297,6 +298,9 @@ def topic_env(bootstrap: str, run: str, partitions: int) -> dict[str, str]:
         "NPS_TOPIC_ALERTS": f"bench-{run}-alerts",
         "NPS_TOPIC_PARTITIONS": str(partitions),
         "NPS_BROKER_SESSION_TIMEOUT_SECONDS": "6",
+        # rebalances, resumes and replays in each worker's log (~10 KB a run): what a
+        # run whose counts differ needs explained (`--setting NPS_LOG_LEVEL=...` to change)
+        "NPS_LOG_LEVEL": "info",
     }
 
 
@@ -562,6 +566,12 @@ def run_pipeline(
         end_rss = [rss_kib(w.proc.pid) for w in workers]
         peak = [rss_kib(w.proc.pid, "VmHWM") for w in workers]  # processing, not the checks
         problems = verify_until(workers[0].url, data, 30.0)
+        diagnosis = []
+        if problems:  # read back while the workers still run: where did the answers go
+            (logdir / f"mismatches-{run}.txt").write_text("\n".join(problems) + "\n")
+            diagnosis = explain_run(bootstrap, env["NPS_TOPIC_DELTAS"], data, problems)
+            for line in diagnosis:
+                say(f"  {line}")
         checked = [rss_kib(w.proc.pid, "VmHWM") for w in workers]
         rate = pipeline_rate(expected, at_clock, sent, clock, done)
         result = {
@@ -578,6 +588,7 @@ def run_pipeline(
             / data.segments
             * 10_000,
             "mismatches": problems[:20],
+            "mismatch_diagnosis": diagnosis,
             "mismatch_count": len(problems),
             "text_analytics": "on" if cfg.text_analytics else "off",
             "compression": cfg.compression.value,
