@@ -52,6 +52,8 @@ _Index = dict[str, list[tuple[tuple[Forms, ...], int]]]
 #: per word of a comment: its forms, the theme of a one-word keyword it matches (lowest
 #: theme index; -1 for none), the multi-word keywords that may start at it (longest first)
 _WordInfo = tuple[Forms, int, tuple[tuple[tuple[Forms, ...], int], ...]]
+#: Put where a sentence ends (:data:`SENTENCE_END`): one word, part of no keyword.
+_SENTENCE_BREAK = " 0sentencebreak0 "
 #: Words remembered per language (:meth:`ThemeMatcher._info`), then the memory starts over.
 WORD_CACHE = 100_000
 
@@ -109,7 +111,7 @@ class ThemeMatcher:
             cache[word] = info
         return info
 
-    def _match(self, text_words: list[str], language: str, found: set[int]) -> None:
+    def _match(self, text_words: list[str], language: str, found: set[int]) -> bool:
         """Leftmost-longest matches: a phrase hides the shorter keywords inside it
         ("user friendly" is ease of use, not the staff's "friendly"). Between matches of
         the same length at one word, the theme listed first wins.
@@ -124,6 +126,7 @@ class ThemeMatcher:
             ]
         n = len(infos)
         start = 0
+        phrased = False
         for i in [k for k, info in enumerate(infos) if info[1] >= 0 or info[2]]:
             if i < start:
                 continue  # inside a phrase matched before
@@ -133,24 +136,33 @@ class ThemeMatcher:
                 if i + len(key) <= n and _rest_matches(key, infos, i):
                     found.add(position)
                     start = i + len(key)
+                    phrased = True
                     break
             else:
                 if single >= 0:
                     found.add(single)
+        return phrased
 
     def match(
         self, text: str, language: str | None, text_words: list[str] | None = None
     ) -> list[str]:
         """Themes whose keywords occur in ``text`` (normalised for ``language``);
         ``text_words``: ``words(text)`` when the caller has them already."""
-        sentences = SENTENCE_END.split(text.strip())
-        if len(sentences) > 1:  # the words of each sentence: phrases stay inside one
-            groups = [words(sentence) for sentence in sentences]
-        else:
-            groups = [words(text) if text_words is None else text_words]
-        found: set[int] = set()
+        if text_words is None:
+            text_words = words(text)
         languages = (language,) if language in self._words else tuple(self._words)
+        found: set[int] = set()
+        phrased = False
         for known in languages:
-            for group in groups:
-                self._match(group, known, found)
+            phrased |= self._match(text_words, known, found)
+        if phrased and SENTENCE_END.search(text) is not None:
+            # Again with a word that is part of no keyword where each sentence ends, so
+            # that no phrase matches across it. Only when a phrase matched: without one,
+            # the marks change nothing (they only take phrases away). Each sentence
+            # matched on its own took 7.6 against 3.4 µs per comment of the bench
+            # dataset, the marks always 6.2.
+            found.clear()
+            marked = words(SENTENCE_END.sub(_SENTENCE_BREAK, text))
+            for known in languages:
+                self._match(marked, known, found)
         return [self.themes[position] for position in sorted(found)]
