@@ -47,12 +47,17 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: Seconds to wait for a new child's analyzer (lingua's models, lexicons, taxonomy:
-#: ~0.5 s) and for the next results of a batch (a chunk of 128 comments of the longest
-#: kind takes ~1 s) before giving the child up. The stage waits synchronously, holding
-#: the worker's event loop, so both stay under the consumer session timeout (default
-#: 10 s, NPS_BROKER_SESSION_TIMEOUT_SECONDS): a hung child must not cost a rebalance.
-STARTUP_TIMEOUT = RESULT_TIMEOUT = 8.0
+#: Seconds to wait for the next results of a batch (a chunk of 128 comments of the
+#: longest kind takes ~1 s) before giving the child up, at most. The stage waits
+#: synchronously, holding the worker's event loop, so it waits well inside the consumer
+#: session timeout too (NPS_BROKER_SESSION_TIMEOUT_SECONDS, default 10 s; see
+#: :func:`pipeline.text.stage_analytics.answer_timeout`): a hung child must not cost a
+#: rebalance.
+RESULT_TIMEOUT = 8.0
+#: Seconds to wait for a new child's analyzer, whatever the session timeout: the worker
+#: starts its child before its consumer joins the group (several seconds), so a child
+#: is ready before the first batch unless the machine is badly overloaded.
+STARTUP_TIMEOUT = 8.0
 #: Seconds after a failure before a new child is started.
 RESTART_AFTER = 30.0
 #: Results per message: a small first chunk, then each a quarter larger up to the
@@ -74,8 +79,12 @@ class AnalysisFailed(RuntimeError):
 class AnalysisProcess:
     """One child process analysing batches of raw records for the scoring stage."""
 
-    def __init__(self, taxonomy: Path, max_event_bytes: int) -> None:
+    def __init__(
+        self, taxonomy: Path, max_event_bytes: int, answer_timeout: float = RESULT_TIMEOUT
+    ) -> None:
         self.taxonomy = taxonomy
+        #: seconds to wait for the next answer once the child is ready
+        self.answer_timeout = answer_timeout
         self.themes: dict[str, dict[str, list[str]]] | None = None  # loaded at start
         self.max_event_bytes = max_event_bytes
         self._proc: subprocess.Popen[bytes] | None = None
@@ -130,7 +139,7 @@ class AnalysisProcess:
         """The next results of ``batch`` and whether they are its last (older batches'
         leftovers are skipped); :class:`AnalysisFailed` if the child does not answer."""
         while True:
-            message = self._receive(RESULT_TIMEOUT if self._ready else STARTUP_TIMEOUT)
+            message = self._receive(self.answer_timeout if self._ready else STARTUP_TIMEOUT)
             if message == ("ready",):
                 self._ready = True
                 continue
@@ -167,8 +176,10 @@ class AnalysisProcess:
 class Offload:
     """The stage's side of the child: one batch at a time, restarts after a failure."""
 
-    def __init__(self, taxonomy: Path, max_event_bytes: int) -> None:
-        self.process = AnalysisProcess(taxonomy, max_event_bytes)
+    def __init__(
+        self, taxonomy: Path, max_event_bytes: int, answer_timeout: float = RESULT_TIMEOUT
+    ) -> None:
+        self.process = AnalysisProcess(taxonomy, max_event_bytes, answer_timeout)
         self.batch = 0
         self.waiting = False
         self._retry_at = 0.0

@@ -31,6 +31,7 @@ from prometheus_client import Counter
 
 from pipeline import metrics
 from pipeline.settings import Settings
+from pipeline.text import offload as offload_module
 from pipeline.text.analyze import CommentAnalyzer
 from pipeline.text.insight import NO_INSIGHT, Insight, insight_of, read_comment
 from pipeline.text.offload import Offload
@@ -67,7 +68,10 @@ class TextAnalytics:
         max_event_bytes: int = 256 * 1024,
         taxonomy: Path = DEFAULT_TAXONOMY,
         offload: bool = False,
+        answer_timeout: float | None = None,
     ) -> None:
+        """``answer_timeout``: seconds the stage waits for the child's next answer before
+        it gives the child up; default :data:`~pipeline.text.offload.RESULT_TIMEOUT`."""
         self._analyzer = analyzer
         self.taxonomy = taxonomy
         #: larger records are dead-lettered (oversize) unread: the pre-pass skips them too
@@ -80,6 +84,8 @@ class TextAnalytics:
         self._prepared: dict[int, tuple[str, str, Insight]] = {}
         #: with NPS_TEXT_PROCESS: the child analysing batches, the batch's records in order
         self.offload = shared_offload(taxonomy, max_event_bytes) if offload else None
+        if self.offload is not None and answer_timeout is not None:  # (one per process)
+            self.offload.process.answer_timeout = answer_timeout
         self._sent: list[int] = []
         self._slots: set[int] = set()
         self._batch = 0  # the child's batch number of this analytics' batch
@@ -109,6 +115,7 @@ class TextAnalytics:
             max_event_bytes=settings.max_event_bytes,
             taxonomy=taxonomy,
             offload=settings.text_process,
+            answer_timeout=answer_timeout(settings),
         )
 
     def prepare(self, records: list[RawRecord]) -> None:
@@ -221,6 +228,16 @@ class TextAnalytics:
                 counter = self._theme_counters[key] = metrics.COMMENT_THEMES.labels(*key)
             counter.inc(count)
         self._theme_counts.clear()
+
+
+def answer_timeout(settings: Settings) -> float:
+    """How long the stage waits for the analysis child: at most
+    :data:`~pipeline.text.offload.RESULT_TIMEOUT`, and well inside the consumer session
+    timeout (0.6 of it): the stage waits holding the worker's event loop, where the
+    scoring consumer's heartbeats run, and a child that hangs must cost the analysis of a
+    batch in the stage's own thread, not a rebalance (the benchmark's workers run with
+    a 6 s session timeout: 3.6 s)."""
+    return min(offload_module.RESULT_TIMEOUT, 0.6 * settings.broker_session_timeout_seconds)
 
 
 @lru_cache(maxsize=4)
