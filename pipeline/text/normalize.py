@@ -30,9 +30,9 @@ import simplemma
 _WORD = re.compile(r"[^\W_]+")
 #: Where a sentence ends: ``.``, ``!``, ``?`` or ``;`` before white space, or a line break.
 #: Theme phrases and emerging bigrams do not reach across it. A dot not followed by a
-#: space (``example.com``, ``49.90``) ends nothing.
-SENTENCE_END = re.compile(r"[.!?;]\s|\n")  # (this form: a third of the time of
-# "[.!?;]+\s+|\s*\n\s*", the same words on each side)
+#: space (``example.com``, ``49.90``) ends nothing. (Searched in a third of the time of
+#: ``[.!?;]+\s+|\s*\n\s*``, with the same words on each side.)
+SENTENCE_END = re.compile(r"[.!?;]\s|\n")
 #: Languages simplemma lemmatises here; any other code is only lower-cased and de-accented.
 LEMMA_LANGUAGES = frozenset({"en", "it"})
 

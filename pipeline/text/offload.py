@@ -176,10 +176,8 @@ class AnalysisProcess:
 class Offload:
     """The stage's side of the child: one batch at a time, restarts after a failure."""
 
-    def __init__(
-        self, taxonomy: Path, max_event_bytes: int, answer_timeout: float = RESULT_TIMEOUT
-    ) -> None:
-        self.process = AnalysisProcess(taxonomy, max_event_bytes, answer_timeout)
+    def __init__(self, taxonomy: Path, max_event_bytes: int) -> None:
+        self.process = AnalysisProcess(taxonomy, max_event_bytes)
         self.batch = 0
         self.waiting = False
         self._retry_at = 0.0
