@@ -279,25 +279,42 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
 
     @app.agent(deltas_topic, name="windows")
     async def windows(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        """Stage 2: packed deltas records, a few per scoring batch (see scoring_service)."""
-        batches = stream.take_events(DELTAS_PER_BATCH, within=settings.batch_within_seconds)
-        async for events in batches:
-            async with stage2:
-                # record by record, with the rounds each one makes due: a batch of a
-                # replay can span many minutes of event time, each judged in turn
-                changes: dict[bytes, bytes | None] = {}
-                for event in events:
-                    applied = state.apply_packed(
-                        [(event.message.partition, event.message.value)],
-                        engine.note_comments if engine is not None else None,
-                    )
-                    await alert_rounds(applied)
-                    changes.update(applied)
-                    # stage 1 runs between records: 16 in one go blocked the loop for
-                    # 50-100 ms (22 times in a 70 s half-load latency phase; none since)
-                    await asyncio.sleep(0)
-                await publish(list(changes.items()))
-            yield None
+        """Stage 2: packed deltas records, a few per scoring batch (see scoring_service).
+
+        A batch's records are acknowledged (so that Faust may commit their offsets) only
+        once its changelog write is acknowledged: ``noack_take``, then ``stream.ack``.
+        Faust's ``take_events`` acked a batch whenever its consumer stopped, finished or
+        not: a worker whose services crashed while the agent was writing committed
+        records the changelog never got, and the next worker, rebuilding from the
+        changelog and reading on from the commit, lost them (found by freezing a
+        benchmark worker past its session timeout). Any failure here crashes the
+        worker: a restarted one rebuilds the windows and reads again what was not
+        committed, where an agent left failed would stop counting unnoticed."""
+        batches = stream.noack_take(DELTAS_PER_BATCH, within=settings.batch_within_seconds)
+        try:
+            async for events in batches:
+                async with stage2:
+                    # record by record, with the rounds each one makes due: a batch of a
+                    # replay can span many minutes of event time, each judged in turn
+                    changes: dict[bytes, bytes | None] = {}
+                    for event in events:
+                        applied = state.apply_packed(
+                            [(event.message.partition, event.message.value)],
+                            engine.note_comments if engine is not None else None,
+                        )
+                        await alert_rounds(applied)
+                        changes.update(applied)
+                        # stage 1 runs between records: 16 in one go blocked the loop
+                        # for 50-100 ms (22 times in a 70 s half-load latency phase)
+                        await asyncio.sleep(0)
+                    await publish(list(changes.items()))
+                for event in events:  # written: their offsets may be committed
+                    await stream.ack(event)
+                yield None
+        except Exception as exc:
+            log.critical("windows agent failed: %r; stopping the worker", exc)
+            await _crash(app, exc)
+            raise
 
     @app.timer(1.0)
     async def judge_when_quiet() -> None:

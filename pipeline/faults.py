@@ -1,12 +1,14 @@
 """Crash injection for the recovery tests: SIGKILL this process at a named point.
 
 ``NPS_FAULT_INJECT="<point>:<n>"`` kills the worker (SIGKILL, no clean-up) the n-th
-time it reaches ``point``. Points:
+time it reaches ``point``; ``"<point>:<n>:raise"`` raises :class:`InjectedFault` there
+instead (the code at that point fails and the worker goes on). Points:
 
 * ``scoring-published``: a scoring batch's outputs are acknowledged, its input offsets
   are not committed yet (the batch will be replayed);
 * ``changelog-torn``: half of a windows write's changelog records are acknowledged,
-  the rest (and its marks) are not sent.
+  the rest (and its marks) are not sent (with ``:raise``, the windows agent fails in
+  mid-write and is restarted).
 
 Unset (always, outside tests) it costs one comparison per batch.
 """
@@ -16,8 +18,14 @@ from __future__ import annotations
 import os
 import signal
 
-_point, _, _count = os.environ.get("NPS_FAULT_INJECT", "").partition(":")
+_point, _, _rest = os.environ.get("NPS_FAULT_INJECT", "").partition(":")
+_count, _, _how = _rest.partition(":")
 _remaining = {_point: int(_count)} if _point and _count.isdigit() else {}
+_raise = _how == "raise"
+
+
+class InjectedFault(RuntimeError):
+    """Raised at a fault point configured with ``:raise``."""
 
 
 def enabled(point: str) -> bool:
@@ -25,9 +33,13 @@ def enabled(point: str) -> bool:
 
 
 def reached(point: str) -> None:
-    """SIGKILL this process if ``point`` is the configured one and its count is reached."""
+    """SIGKILL this process if ``point`` is the configured one and its count is reached
+    (with ``:raise``, raise :class:`InjectedFault`, once)."""
     if point not in _remaining:
         return
     _remaining[point] -= 1
-    if _remaining[point] <= 0:
-        os.kill(os.getpid(), signal.SIGKILL)
+    if _remaining[point] != 0:
+        return
+    if _raise:
+        raise InjectedFault(f"fault injected at {point}")
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -124,3 +124,36 @@ def test_random_sigkills_during_a_stream(broker, start_worker, worker_env) -> No
     producer.close()
     wait_for_drain(worker, len(truth.ids), timeout=120)
     assert mismatches(truth, api_counts(worker.url)) == []
+
+
+def test_a_windows_write_that_fails_stops_the_worker_and_is_not_committed(
+    broker, start_worker, worker_env
+) -> None:
+    """The windows agent fails in the middle of a batch's changelog write (half of it
+    acknowledged, no marks): the worker stops (an agent left failed would stop counting
+    unnoticed) without committing that batch's deltas records, and the next worker,
+    rebuilding from the changelog, reads them again. Faust's ``take_events`` acked a
+    batch whenever its consumer stopped, done or not: a benchmark worker frozen past its
+    session timeout crashed while its agent was writing, committed what the changelog
+    never got, and ~2,000 segments came out short."""
+    raw = worker_env["NPS_TOPIC_RAW"]
+    sim = FeedbackSimulator(SimulatorConfig(seed=34, comment_probability=0.3))
+    truth = Truth()
+    small_batches = {"NPS_BATCH_SIZE": "150"}
+
+    first = start_worker(NPS_FAULT_INJECT="changelog-torn:3:raise", **small_batches)
+    send(broker.bootstrap, raw, answers(sim, 2000), truth)
+    assert first.proc is not None
+    code = first.proc.wait(timeout=90)
+    log = first.log()
+    assert code not in (0, -signal.SIGKILL), f"worker ended with {code}:\n{log}"
+    assert "windows agent failed: InjectedFault" in log
+    first.stop()
+
+    second = start_worker(**small_batches)
+    send(broker.bootstrap, raw, answers(sim, 500), truth)
+    wait_for_drain(second, len(truth.ids), timeout=120)
+    counts = api_counts(second.url)
+    assert mismatches(truth, counts) == []
+    assert total(counts) == len(truth.ids) == 2500
+    assert "interrupted write rewritten" in second.log()  # the torn changelog write
