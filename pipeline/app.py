@@ -143,8 +143,19 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     table.apply_changelog_batch = _ignore_changelog  # type: ignore[method-assign]
     snapshots = SnapshotClock(settings.snapshot_interval_seconds)
 
+    # The windows agent, the timer that judges a quiet input and the rebuild after a
+    # rebalance take turns: a rebuild that ran while the agent had applied a batch not yet
+    # in the changelog replaced the state without it, and the agent then acknowledged
+    # the batch (a worker frozen past its session timeout had its partitions taken over
+    # while they were being written: thousands of segments came out short).
+    stage2 = asyncio.Lock()
+
     @table.on_recover
     async def rebuild_windows() -> None:
+        async with stage2:
+            await _rebuild_windows()
+
+    async def _rebuild_windows() -> None:
         partitions = {
             tp.partition
             for tp in app.assignor.assigned_actives()
@@ -243,8 +254,6 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
 
     changelog = table.changelog_topic.get_topic_name()
 
-    stage2 = asyncio.Lock()  # the windows agent and the timer below take turns
-
     snapshot_writer = SnapshotWriter(
         state, settings.topic_windows, producer.send, snapshots_throttle
     )
@@ -281,18 +290,22 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     async def windows(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         """Stage 2: packed deltas records, a few per scoring batch (see scoring_service).
 
-        A batch's records are acknowledged (so that Faust may commit their offsets) only
-        once its changelog write is acknowledged: ``noack_take``, then ``stream.ack``.
-        Faust's ``take_events`` acked a batch whenever its consumer stopped, finished or
-        not: a worker whose services crashed while the agent was writing committed
-        records the changelog never got, and the next worker, rebuilding from the
-        changelog and reading on from the commit, lost them (found by freezing a
-        benchmark worker past its session timeout). Any failure here crashes the
-        worker: a restarted one rebuilds the windows and reads again what was not
-        committed, where an agent left failed would stop counting unnoticed."""
-        batches = stream.noack_take(DELTAS_PER_BATCH, within=settings.batch_within_seconds)
+        A batch's records count as processed (Faust may commit their offsets) only once
+        its changelog write is acknowledged. ``take_events`` acks a batch when the agent
+        asks for the next one, but also when the agent stops in the middle of it: a
+        worker whose services crashed while the agent was writing committed records the
+        changelog never got, and the next worker, rebuilding from the changelog and
+        reading on from the commit, lost them (found by freezing a benchmark worker past
+        its session timeout). So each record holds one more reference while its batch is
+        handled, given back only once the batch is written: interrupted, the batch stays
+        unacknowledged and is read again by whoever owns the partition next. Any failure
+        here stops the worker: a restarted one rebuilds the windows and reads again what
+        was not committed, where an agent left failed would stop counting unnoticed."""
+        batches = stream.take_events(DELTAS_PER_BATCH, within=settings.batch_within_seconds)
         try:
             async for events in batches:
+                for event in events:
+                    event.message.incref()
                 async with stage2:
                     # record by record, with the rounds each one makes due: a batch of a
                     # replay can span many minutes of event time, each judged in turn
@@ -308,8 +321,8 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
                         # for 50-100 ms (22 times in a 70 s half-load latency phase)
                         await asyncio.sleep(0)
                     await publish(list(changes.items()))
-                for event in events:  # written: their offsets may be committed
-                    await stream.ack(event)
+                for event in events:  # written: take_events' ack may now be the last
+                    event.message.decref()
                 yield None
         except Exception as exc:
             log.critical("windows agent failed: %r; stopping the worker", exc)
