@@ -68,6 +68,11 @@ def clock_key(partition: int) -> bytes:
     return f"C|{partition}".encode()
 
 
+#: The key in a partition's marks of the last deltas offset applied (raw partitions are
+#: >= 0): see :meth:`WindowState.applied_offset`.
+APPLIED = -1
+
+
 def mark_key(partition: int) -> bytes:
     return f"M|{partition}".encode()
 
@@ -148,6 +153,21 @@ class WindowState:
         self.replayed_groups = 0
 
     # -- updates -------------------------------------------------------------------------
+
+    def applied_offset(self, partition: int, offset: int) -> None:
+        """Note that the deltas record at ``offset`` of ``partition`` was applied: kept
+        in the partition's marks (key :data:`APPLIED`, no raw partition's) and so written
+        with them, at the end of the changelog write that holds the record's changes."""
+        marks = self.marks.get(partition)
+        if marks is None:
+            marks = self.marks[partition] = {}
+        marks[APPLIED] = offset
+        self._marks_moved.add(partition)
+
+    def applied_through(self, partition: int) -> int | None:
+        """The offset of the last deltas record of ``partition`` whose changes the state
+        (rebuilt from the changelog, or since) holds; None if none is known."""
+        return self.marks.get(partition, {}).get(APPLIED)
 
     def new_segment(self) -> SegmentWindows:
         return SegmentWindows(self.bucket_seconds, self.windows, self.retain_seconds)
