@@ -144,10 +144,10 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     snapshots = SnapshotClock(settings.snapshot_interval_seconds)
 
     # The windows agent, the timer that judges a quiet input and the rebuild after a
-    # rebalance take turns: a rebuild that ran while the agent had applied a batch not yet
-    # in the changelog replaced the state without it, and the agent then acknowledged
-    # the batch (a worker frozen past its session timeout had its partitions taken over
-    # while they were being written: thousands of segments came out short).
+    # rebalance take turns: a rebuild while the agent had applied a batch not yet in the
+    # changelog would replace the state without it, and the agent would then acknowledge
+    # the batch (one of the holes looked at when a worker frozen past its session timeout
+    # lost answers; see tests/bench/freeze_run.py).
     stage2 = asyncio.Lock()
 
     @table.on_recover
