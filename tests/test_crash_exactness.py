@@ -66,6 +66,20 @@ def total(counts: dict[str, dict[str, int]]) -> int:
     return row["responses"] + row["csat_responses"] + row["ces_responses"]
 
 
+def counts_exactly(
+    worker, bootstrap: str, raw: str, events: list[dict], truth: Truth, expected: int
+) -> None:
+    """A worker taking over after a crash in the middle of a changelog write: sent
+    ``events`` more, its windows hold every distinct answer once (``expected`` in all),
+    the torn write dropped and rewritten."""
+    send(bootstrap, raw, events, truth)
+    wait_for_drain(worker, len(truth.ids), timeout=120)
+    counts = api_counts(worker.url)
+    assert mismatches(truth, counts) == []
+    assert total(counts) == len(truth.ids) == expected
+    assert "interrupted write rewritten" in worker.log()  # the torn changelog write
+
+
 def test_kills_between_publish_and_commit_and_inside_a_changelog_write(
     broker, start_worker, worker_env
 ) -> None:
@@ -87,12 +101,7 @@ def test_kills_between_publish_and_commit_and_inside_a_changelog_write(
     assert "replaying from offset" in second.log()  # the first worker's batch, cut alike
 
     third = start_worker(**small_batches)
-    send(broker.bootstrap, raw, answers(sim, 500), truth)
-    wait_for_drain(third, len(truth.ids), timeout=120)
-    counts = api_counts(third.url)
-    assert mismatches(truth, counts) == []
-    assert total(counts) == len(truth.ids) == 4000
-    assert "interrupted write rewritten" in third.log()  # the torn changelog write
+    counts_exactly(third, broker.bootstrap, raw, answers(sim, 500), truth, 4000)
 
     # downstream sees repeats (at-least-once) but every answer, with its own key
     scored = read_topic(broker.bootstrap, worker_env["NPS_TOPIC_SCORED"])
@@ -151,9 +160,4 @@ def test_a_windows_write_that_fails_stops_the_worker_and_is_not_committed(
     first.stop()
 
     second = start_worker(**small_batches)
-    send(broker.bootstrap, raw, answers(sim, 500), truth)
-    wait_for_drain(second, len(truth.ids), timeout=120)
-    counts = api_counts(second.url)
-    assert mismatches(truth, counts) == []
-    assert total(counts) == len(truth.ids) == 2500
-    assert "interrupted write rewritten" in second.log()  # the torn changelog write
+    counts_exactly(second, broker.bootstrap, raw, answers(sim, 500), truth, 2500)

@@ -79,12 +79,11 @@ class AnalysisFailed(RuntimeError):
 class AnalysisProcess:
     """One child process analysing batches of raw records for the scoring stage."""
 
-    def __init__(
-        self, taxonomy: Path, max_event_bytes: int, answer_timeout: float = RESULT_TIMEOUT
-    ) -> None:
+    def __init__(self, taxonomy: Path, max_event_bytes: int) -> None:
         self.taxonomy = taxonomy
-        #: seconds to wait for the next answer once the child is ready
-        self.answer_timeout = answer_timeout
+        #: seconds to wait for the next answer once the child is ready (the stage sets
+        #: it from its settings: :func:`pipeline.text.stage_analytics.answer_timeout`)
+        self.answer_timeout = RESULT_TIMEOUT
         self.themes: dict[str, dict[str, list[str]]] | None = None  # loaded at start
         self.max_event_bytes = max_event_bytes
         self._proc: subprocess.Popen[bytes] | None = None
