@@ -15,7 +15,8 @@ changelog records; ``tests/bench/bench_stage2.py`` prints the records per event)
 
 Table keys (bytes): ``B|<partition>|<bucket start>|<segment>`` -> counts list,
 ``P|<partition>|<segment>`` -> pruned base, ``C|<partition>`` -> clock,
-``M|<partition>`` -> marks. (Changelogs written before the pruned base have
+``M|<partition>`` -> marks, ``F|<partition>`` -> the fence token of the worker that
+rebuilt it last (see :func:`complete_publishes`). (Changelogs written before the pruned base have
 ``T|<partition>|<segment>`` -> all-time total instead: :meth:`WindowState.rebuild`
 reads them and rewrites them as pruned bases.)
 
@@ -28,7 +29,9 @@ before (a replay after a crash) and is skipped. Every write of the table's chang
 ends, for each partition it touches, with that partition's marks
 (:meth:`WindowState.mark_changes`), and recovery (:func:`complete_publishes`) keeps a
 partition's changelog only up to its last marks record: the windows are then exactly
-those of the applied groups, whatever moment a worker was killed at.
+those of the applied groups, whatever moment a worker was killed at. A worker that lost
+a partition without knowing it yet cannot overwrite the new owner's writes: the
+changelog is fenced (:func:`complete_publishes`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.changelog import LogRecord
 from pipeline.owned import owned
 from pipeline.segments import OVERALL, segment_labels
 from pipeline.settings import Settings
@@ -68,11 +72,6 @@ def clock_key(partition: int) -> bytes:
     return f"C|{partition}".encode()
 
 
-#: The key in a partition's marks of the last deltas offset applied (raw partitions are
-#: >= 0): see :meth:`WindowState.applied_offset`.
-APPLIED = -1
-
-
 def mark_key(partition: int) -> bytes:
     return f"M|{partition}".encode()
 
@@ -82,14 +81,67 @@ def key_partition(key: bytes) -> int:
     return int(key.split(b"|", 2)[1])
 
 
-def complete_publishes(
-    items: Iterable[tuple[int, bytes, bytes | None]],
-) -> tuple[dict[bytes, bytes | None], set[bytes]]:
-    """Changelog records (partition, key, value in log order) up to each partition's last
-    marks record: the latest value per key, and the keys written after it (an
-    interrupted write, to be overwritten with the recovered value)."""
+def fence_key(partition: int) -> bytes:
+    return f"F|{partition}".encode()
+
+
+#: Fence tokens: ``epoch << FENCE_EPOCH_SHIFT | consumer group generation``.
+FENCE_EPOCH_SHIFT = 32
+
+
+def next_fence(records: Iterable[LogRecord], generation: int) -> int:
+    """The fence token of a worker rebuilding from changelog ``records`` in consumer
+    group ``generation``: above every fence token found there (the epoch grows by one
+    with every rebuild, so a group whose generations started again from 1, after Kafka
+    forgot an empty group, still fences above the old ones), and, between two workers
+    that read the same fences, the one of the later generation is higher."""
+    epoch = max(
+        (token >> FENCE_EPOCH_SHIFT for _, key, _, token in records
+         if token is not None and key.startswith(b"F|")),
+        default=0,
+    )  # fmt: skip
+    return (epoch + 1) << FENCE_EPOCH_SHIFT | max(generation, 0)
+
+
+@dataclass
+class Recovered:
+    """A changelog read back by :func:`complete_publishes`."""
+
+    #: the latest value per key, of the complete writes
+    latest: dict[bytes, bytes | None]
+    #: the keys written after their partition's last marks (an interrupted write, to be
+    #: overwritten with the recovered value)
+    torn: set[bytes]
+    #: records ignored as written by a worker fenced off the partition
+    fenced: int
+
+
+def complete_publishes(items: Iterable[LogRecord]) -> Recovered:
+    """Changelog records (partition, key, value, writer's fence token, in log order),
+    without the records of fenced writers (see :class:`Recovered`), up to each
+    partition's last marks record.
+
+    Fencing: a worker that rebuilds a partition first writes a fence record (key
+    ``F|<partition>``) with a token higher than any before it (:func:`next_fence`) and
+    carries that token in a header of every record it writes. A worker that lost the
+    partition without knowing it yet (frozen past its session timeout, say) may still
+    write: its records come after the new owner's fence with a lower token, and are
+    ignored here. Without that, such a late write overwrote the new owner's buckets with
+    older values, and the next rebuild lost the answers in between (found by freezing a
+    benchmark worker, ``tests/bench/freeze_run.py``). Records without a token (written
+    before fences existed) are never fenced."""
     per_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
-    for partition, key, value in items:
+    fences: dict[int, int] = {}
+    fenced = 0
+    for partition, key, value, token in items:
+        if token is not None:
+            fence = fences.get(partition, -1)
+            if token < fence:
+                fenced += 1
+                continue
+            if key.startswith(b"F|"):
+                fences[partition] = max(fence, token)
+                continue
         per_partition.setdefault(partition, []).append((key, value))
     latest: dict[bytes, bytes | None] = {}
     torn: set[bytes] = set()
@@ -97,7 +149,7 @@ def complete_publishes(
         last = max((i for i, (key, _) in enumerate(records) if key.startswith(b"M|")), default=-1)
         latest.update(records[: last + 1])
         torn.update(key for key, _ in records[last + 1 :])
-    return latest, torn
+    return Recovered(latest, torn, fenced)
 
 
 def dimension_of(segment: str) -> str:
@@ -151,23 +203,11 @@ class WindowState:
         self._marks_moved: set[int] = set()
         #: packed-deltas groups skipped as already applied (replays)
         self.replayed_groups = 0
+        #: the fence token this worker writes under (set by each rebuild: see
+        #: complete_publishes); 0 until the first, before which nothing is written
+        self.fence = 0
 
     # -- updates -------------------------------------------------------------------------
-
-    def applied_offset(self, partition: int, offset: int) -> None:
-        """Note that the deltas record at ``offset`` of ``partition`` was applied: kept
-        in the partition's marks (key :data:`APPLIED`, no raw partition's) and so written
-        with them, at the end of the changelog write that holds the record's changes."""
-        marks = self.marks.get(partition)
-        if marks is None:
-            marks = self.marks[partition] = {}
-        marks[APPLIED] = offset
-        self._marks_moved.add(partition)
-
-    def applied_through(self, partition: int) -> int | None:
-        """The offset of the last deltas record of ``partition`` whose changes the state
-        (rebuilt from the changelog, or since) holds; None if none is known."""
-        return self.marks.get(partition, {}).get(APPLIED)
 
     def new_segment(self) -> SegmentWindows:
         return SegmentWindows(self.bucket_seconds, self.windows, self.retain_seconds)
@@ -307,7 +347,9 @@ class WindowState:
                 if partition in partitions and kind == "C":
                     clocks[partition] = float(orjson.loads(raw_value))
                 elif partition in partitions:
-                    marks[partition] = {int(k): v for k, v in orjson.loads(raw_value).items()}
+                    marks[partition] = {
+                        int(k): v for k, v in orjson.loads(raw_value).items() if int(k) >= 0
+                    }  # (a negative key: the last deltas offset applied, written until 2026-11)
                 continue
             part, _, rest = rest.partition("|")
             partition = int(part)

@@ -20,6 +20,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from functools import partial
+from itertools import chain
 from typing import Any
 
 import faust
@@ -27,13 +28,13 @@ from faust.web import Request, Response, View
 
 from pipeline import api, faults, metrics
 from pipeline import web as live_page
-from pipeline.aggregate import Change, WindowState, complete_publishes
+from pipeline.aggregate import Change, WindowState, complete_publishes, fence_key, next_fence
 from pipeline.alert_rules import load_rules
 from pipeline.alertmanager import AlertmanagerSink
 from pipeline.alerts import AlertEngine, alertmanager_payload
 from pipeline.batchio import BatchProducer, Record
 from pipeline.catchup import CatchUpThrottle
-from pipeline.changelog import committed_beyond, read_range, read_to_end
+from pipeline.changelog import fence_headers, read_to_end
 from pipeline.faust_transport import App as PipelineApp
 from pipeline.followups.worker import register_followups
 from pipeline.malloc_tuning import heap_trimmer
@@ -142,6 +143,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     # records in table.data as well doubled the memory of every segment.
     table.apply_changelog_batch = _ignore_changelog  # type: ignore[method-assign]
     snapshots = SnapshotClock(settings.snapshot_interval_seconds)
+    changelog = table.changelog_topic.get_topic_name()
 
     # The windows agent, the timer that judges a quiet input and the rebuild after a
     # rebalance take turns: a rebuild while the agent had applied a batch not yet in the
@@ -161,52 +163,43 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             for tp in app.assignor.assigned_actives()
             if tp.topic == settings.topic_deltas
         }
-        read = await read_to_end(
-            ",".join(settings.bootstrap_servers),
-            table.changelog_topic.get_topic_name(),
-            partitions,
-            client_id=f"{settings.app_id}-recovery",
+        bootstrap = ",".join(settings.bootstrap_servers)
+        client_id = f"{settings.app_id}-recovery"
+        read = await read_to_end(bootstrap, changelog, partitions, client_id=client_id)
+        # the fence first (see complete_publishes), then the rest of the log: what an
+        # earlier owner wrote before the fence is in the rebuilt windows, and what it
+        # wrote after is ignored, now and by every later rebuild
+        state.fence = next_fence(read.records, app.consumer_generation_id)
+        if partitions:
+            await producer.start()
+            await producer.send(
+                [(changelog, p, fence_key(p), str(state.fence).encode()) for p in partitions],
+                fence_headers(state.fence),
+            )
+        rest = await read_to_end(
+            bootstrap, changelog, partitions, client_id=client_id, start=read.ends
         )
+        found = complete_publishes(chain(read.records, rest.records))
+        del read, rest
         # only whole writes (see pipeline.aggregate); keys of a write cut short by a
         # crash get their recovered value again with the next write
-        latest, torn = complete_publishes(read)
-        items = [(key, value) for key, value in latest.items() if value is not None]
+        items = [(key, value) for key, value in found.latest.items() if value is not None]
         state.rebuild(items, partitions)
-        state.pending.update({key: latest.get(key) for key in torn})
-        del read, latest
-        await catch_up(partitions)
+        state.pending.update({key: found.latest.get(key) for key in found.torn})
         gc.freeze()  # the rebuilt windows: long-lived, never scanned by the collector again
-        if torn:
-            log.warning("changelog: %d records of an interrupted write rewritten", len(torn))
+        if found.torn:
+            log.warning("changelog: %d records of an interrupted write rewritten", len(found.torn))
+        if found.fenced:
+            log.warning(
+                "changelog: %d records ignored, written by a worker after it had lost "
+                "their partitions to another",
+                found.fenced,
+            )
         if engine is not None:
             engine.rebuild(items, partitions)
             if sink is not None:
                 for alert in engine.firing():
                     sink.fire(alert.fingerprint, *alertmanager_payload(alert), alert.started_at)
-
-    async def catch_up(partitions: set[int]) -> None:
-        """Apply the deltas records between the last one the rebuilt state holds and
-        the group's committed offset, which Faust reads on from, in case the commit is
-        ahead of the changelog (a worker that crashed mid-write). Groups applied before
-        are skipped by the marks, as in any replay. In the freeze runs of
-        ``tests/bench/freeze_run.py`` it never found such a gap, yet without it they
-        lost answers again: the loss it hides is still open (README, "What is left")."""
-        bootstrap = ",".join(settings.bootstrap_servers)
-        topic = settings.topic_deltas
-        gaps = await committed_beyond(bootstrap, settings.app_id, topic, {
-            p: state.applied_through(p) for p in partitions
-        })  # fmt: skip
-        for partition, (start, end) in sorted(gaps.items()):
-            log.warning(
-                "deltas partition %d: committed up to offset %d but the changelog holds "
-                "records only up to %d: applying those in between",
-                partition, end, start - 1,
-            )  # fmt: skip
-            changes: dict[bytes, bytes | None] = {}
-            for offset, value in await read_range(bootstrap, topic, partition, start, end):
-                changes.update(state.apply_packed([(partition, value)]))
-                state.applied_offset(partition, offset)
-            await publish(list(changes.items()))
 
     producer = BatchProducer(
         ",".join(settings.bootstrap_servers),
@@ -277,8 +270,6 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             else:
                 sink.resolve(alert.fingerprint, datetime.now(UTC))
 
-    changelog = table.changelog_topic.get_topic_name()
-
     snapshot_writer = SnapshotWriter(
         state, settings.topic_windows, producer.send, snapshots_throttle
     )
@@ -302,10 +293,10 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         if records and not producer.started:
             await _until(lambda: producer.started)
         if records and faults.enabled("changelog-torn"):
-            await producer.send(records[: len(records) // 2])
+            await producer.send(records[: len(records) // 2], fence_headers(state.fence))
             faults.reached("changelog-torn")
         if records:
-            await producer.send(records)
+            await producer.send(records, fence_headers(state.fence))
         if snapshots_throttle.allow(state.clock):
             boundary = snapshots.crossed(state.clock)
             if boundary is not None:
@@ -340,7 +331,6 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
                             [(event.message.partition, event.message.value)],
                             engine.note_comments if engine is not None else None,
                         )
-                        state.applied_offset(event.message.partition, event.message.offset)
                         await alert_rounds(applied)
                         changes.update(applied)
                         # stage 1 runs between records: 16 in one go blocked the loop

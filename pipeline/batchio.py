@@ -68,12 +68,18 @@ class BatchProducer:
         self._segment_partitions: dict[str, int] = {}
         self._cached_for = 0
         self.started = False
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
-        """Connect (inside the running event loop, as aiokafka requires)."""
-        self._producer = AIOKafkaProducer(**self._config)
-        await self._producer.start()
-        self.started = True
+        """Connect (inside the running event loop, as aiokafka requires); once, whoever
+        asks first (the scoring stage, or the windows' first rebuild, which may run
+        before the app's services start)."""
+        async with self._starting:
+            if self._producer is None:
+                producer = AIOKafkaProducer(**self._config)
+                await producer.start()
+                self._producer = producer
+                self.started = True
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -118,12 +124,16 @@ class BatchProducer:
             found = cache[key] = partition_of(key.encode(), partitions)
         return found
 
-    async def send(self, records: Iterable[Record]) -> int:
+    async def send(
+        self, records: Iterable[Record], headers: list[tuple[str, bytes]] | None = None
+    ) -> int:
         """Send ``records`` and wait until the broker acknowledged all of them.
 
-        Records keep their order within a partition. Returns how many were sent.
-        Raises the producer's error if a batch could not be delivered.
+        Records keep their order within a partition; every one carries ``headers``.
+        Returns how many were sent. Raises the producer's error if a batch could not be
+        delivered.
         """
+        headers = headers or []
         producer = self.producer
         builders: dict[tuple[str, int], Any] = {}
         pending: list[asyncio.Future[Any]] = []
@@ -135,15 +145,17 @@ class BatchProducer:
             builder = builders.get((topic, partition))
             if builder is None:
                 builder = builders[(topic, partition)] = producer.create_batch()
-            if builder.append(key=key, value=value, timestamp=None) is None:
+            if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 if builder.record_count():
                     pending.append(await producer.send_batch(builder, topic, partition=partition))
                 builder = builders[(topic, partition)] = producer.create_batch()
-                if builder.append(key=key, value=value, timestamp=None) is None:
+                if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     # larger than a batch: aiokafka sends it as a batch of its own size
                     del builders[(topic, partition)]
                     pending.append(
-                        await producer.send(topic, value=value, key=key, partition=partition)
+                        await producer.send(
+                            topic, value=value, key=key, partition=partition, headers=headers
+                        )
                     )
             sent += 1
         for (topic, partition), builder in builders.items():

@@ -12,21 +12,47 @@ reports correctly, as does Kafka. The window state is rebuilt from what it reads
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 #: How long to wait for the first fetch answer of a partition before giving up.
 FETCH_TIMEOUT_SECONDS = 60.0
 
+#: The record header that carries the writer's fence token (see pipeline.aggregate).
+FENCE_HEADER = "fence"
+
+#: (partition, key, value, fence token of the writer or None)
+LogRecord = tuple[int, bytes, bytes | None, int | None]
+
+
+class TopicRead(NamedTuple):
+    """What :func:`read_to_end` read: the keyed records, in offset order per partition,
+    and per partition the offset it read up to (the next :func:`read_to_end` can start
+    there)."""
+
+    records: list[LogRecord]
+    ends: dict[int, int]
+
+
+def fence_headers(token: int) -> list[tuple[str, bytes]]:
+    """The headers of a record written under fence ``token``."""
+    return [(FENCE_HEADER, str(token).encode())]
+
 
 async def read_to_end(
-    bootstrap_servers: str, topic: str, partitions: set[int], *, client_id: str
-) -> list[tuple[int, bytes, bytes | None]]:
-    """(partition, key, value) of every keyed record of ``topic``'s ``partitions``, in
-    offset order per partition, up to each partition's high watermark at the time of
-    reading."""
+    bootstrap_servers: str,
+    topic: str,
+    partitions: set[int],
+    *,
+    client_id: str,
+    start: dict[int, int] | None = None,
+) -> TopicRead:
+    """Every keyed record of ``topic``'s ``partitions`` from ``start`` (per partition;
+    the beginning when not given) up to each partition's high watermark at the time of
+    reading, with the fence token of its writer when it carries one."""
     if not partitions:
-        return []
+        return TopicRead([], {})
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
@@ -40,77 +66,42 @@ async def read_to_end(
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        items: list[tuple[int, bytes, bytes | None]] = []
+        for tp in tps:
+            if start is not None and start.get(tp.partition):
+                consumer.seek(tp, start[tp.partition])
+        records: list[LogRecord] = []
+        tokens: dict[bytes, int] = {}  # one int object per token (millions of records)
         waiting = set(tps)
+        ends: dict[int, int] = {}
         deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
         while waiting:
             batches = await consumer.getmany(*waiting, timeout_ms=200, max_records=50_000)
             for messages in batches.values():
-                items.extend((m.partition, m.key, m.value) for m in messages if m.key is not None)
+                for m in messages:
+                    if m.key is None:
+                        continue
+                    token = None
+                    for name, raw in m.headers:
+                        if name == FENCE_HEADER and raw is not None:
+                            token = tokens.get(raw)
+                            if token is None:
+                                token = tokens[raw] = int(raw)
+                    records.append((m.partition, m.key, m.value, token))
             progressed = False
             for tp in list(waiting):
                 highwater = consumer.highwater(tp)
                 if highwater is None:
                     continue
-                if await consumer.position(tp) >= highwater:
+                position = await consumer.position(tp)
+                if position >= highwater:
                     waiting.discard(tp)
+                    ends[tp.partition] = position
                     progressed = True
             if batches or progressed:
                 deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
             elif time.monotonic() > deadline:
                 names = ", ".join(f"{tp.topic}:{tp.partition}" for tp in sorted(waiting))
                 raise TimeoutError(f"no fetch answer for {names} in {FETCH_TIMEOUT_SECONDS} s")
-        return items
-    finally:
-        await consumer.stop()
-
-
-async def committed_beyond(
-    bootstrap_servers: str, group: str, topic: str, applied: dict[int, int | None]
-) -> dict[int, tuple[int, int]]:
-    """Per partition of ``topic`` whose ``group`` commit is beyond the offset after
-    ``applied`` (the last offset whose changes are held; None: none), the range
-    ``(start, end)`` of offsets in between. Reads the group's commits without joining."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        gaps = {}
-        for partition, last in applied.items():
-            committed = await consumer.committed(TopicPartition(topic, partition))
-            start = 0 if last is None else last + 1
-            if committed is not None and committed > start:
-                gaps[partition] = (start, committed)
-        return gaps
-    finally:
-        await consumer.stop()
-
-
-async def read_range(
-    bootstrap_servers: str, topic: str, partition: int, start: int, end: int
-) -> list[tuple[int, bytes]]:
-    """(offset, value) of the records of ``topic``'s ``partition`` in ``[start, end)``."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        found: list[tuple[int, bytes]] = []
-        deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
-        while await consumer.position(tp) < end:
-            messages = (await consumer.getmany(tp, timeout_ms=200)).get(tp, [])
-            found.extend((m.offset, m.value) for m in messages if m.offset < end)
-            if messages:
-                deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
-            elif time.monotonic() > deadline:
-                raise TimeoutError(f"no records of {topic}:{partition} from {start}")
-        return found
+        return TopicRead(records, ends)
     finally:
         await consumer.stop()

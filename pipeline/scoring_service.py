@@ -320,7 +320,7 @@ class ScoringConsumer(Service):
             {tp.partition % partitions for tp in assigned},
             client_id=f"{self.settings.app_id}-score-resume",
         )
-        for _, key, value in read:
+        for _, key, value, _ in read.records:
             if value is not None and int(key) in values:
                 values[int(key)].append(value)
         restored = 0

@@ -157,22 +157,20 @@ def test_a_changelog_with_totals_is_read_and_rewritten_with_pruned_bases() -> No
     assert again.get("agent=a").total() == windows.total()
 
 
-def test_the_applied_deltas_offset_travels_with_the_marks() -> None:
-    """The last deltas offset applied per partition is written with the partition's marks
-    (the changelog write that holds its changes) and rebuilt from them: after a rebalance
-    the windows read again whatever the group committed beyond it."""
-    from pipeline.aggregate import APPLIED, WindowState
-    from pipeline.settings import load_settings
+def test_fence_tokens_grow_past_every_fence_even_when_generations_start_again() -> None:
+    """A rebuild fences above every token in the changelog; two workers that read the
+    same fences are told apart by their group generation; a group Kafka forgot (its
+    generations start again from 1) still fences above the old tokens."""
+    from pipeline.aggregate import complete_publishes, fence_key, next_fence
 
-    state = WindowState(load_settings())
-    assert state.applied_through(2) is None
-    state.applied_offset(2, 41)
-    state.applied_offset(2, 42)
-    written = dict((key, value) for _, key, value in state.changelog_write([]))
-    marks = orjson.loads(written[b"M|2"])
-    assert marks == {str(APPLIED): 42}
-    rebuilt = WindowState(load_settings())
-    rebuilt.rebuild(list(written.items()), {0, 1, 2, 3})
-    assert rebuilt.applied_through(2) == 42 and rebuilt.applied_through(1) is None
-    # a raw partition's mark and the offset side by side: groups are judged as before
-    assert rebuilt.marks[2] == {APPLIED: 42}
+    first = next_fence([], 57)
+    assert next_fence([], 58) > first
+    log = [(0, fence_key(0), b"", first), (0, b"M|0", b"{}", first)]
+    after_reset = next_fence(log, 1)
+    assert after_reset > first
+    # what the older token writes after the newer fence is ignored, not what it wrote before
+    log += [(0, b"C|0", b"1.0", first), (0, fence_key(0), b"", after_reset)]
+    log += [(0, b"C|0", b"2.0", first), (0, b"M|0", b"{}", first)]
+    found = complete_publishes(log)
+    assert found.latest == {b"M|0": b"{}"} and found.torn == {b"C|0"}  # 1.0: torn
+    assert found.fenced == 2
