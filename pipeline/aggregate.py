@@ -72,6 +72,11 @@ def clock_key(partition: int) -> bytes:
     return f"C|{partition}".encode()
 
 
+#: The key in a partition's marks of the last deltas offset applied (raw partitions are
+#: >= 0): see :meth:`WindowState.applied_offset`.
+APPLIED = -1
+
+
 def mark_key(partition: int) -> bytes:
     return f"M|{partition}".encode()
 
@@ -208,6 +213,21 @@ class WindowState:
         self.fence = 0
 
     # -- updates -------------------------------------------------------------------------
+
+    def applied_offset(self, partition: int, offset: int) -> None:
+        """Note that the deltas record at ``offset`` of ``partition`` was applied: kept
+        in the partition's marks (key :data:`APPLIED`, no raw partition's) and so written
+        with them, at the end of the changelog write that holds the record's changes."""
+        marks = self.marks.get(partition)
+        if marks is None:
+            marks = self.marks[partition] = {}
+        marks[APPLIED] = offset
+        self._marks_moved.add(partition)
+
+    def applied_through(self, partition: int) -> int | None:
+        """The offset of the last deltas record of ``partition`` whose changes the state
+        (rebuilt from the changelog, or since) holds; None if none is known."""
+        return self.marks.get(partition, {}).get(APPLIED)
 
     def new_segment(self) -> SegmentWindows:
         return SegmentWindows(self.bucket_seconds, self.windows, self.retain_seconds)
@@ -347,9 +367,7 @@ class WindowState:
                 if partition in partitions and kind == "C":
                     clocks[partition] = float(orjson.loads(raw_value))
                 elif partition in partitions:
-                    marks[partition] = {
-                        int(k): v for k, v in orjson.loads(raw_value).items() if int(k) >= 0
-                    }  # (a negative key: the last deltas offset applied, written until 2026-11)
+                    marks[partition] = {int(k): v for k, v in orjson.loads(raw_value).items()}
                 continue
             part, _, rest = rest.partition("|")
             partition = int(part)

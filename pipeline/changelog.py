@@ -105,3 +105,54 @@ async def read_to_end(
         return TopicRead(records, ends)
     finally:
         await consumer.stop()
+
+
+async def committed_beyond(
+    bootstrap_servers: str, group: str, topic: str, applied: dict[int, int | None]
+) -> dict[int, tuple[int, int]]:
+    """Per partition of ``topic`` whose ``group`` commit is beyond the offset after
+    ``applied`` (the last offset whose changes are held; None: none), the range
+    ``(start, end)`` of offsets in between. Reads the group's commits without joining."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        gaps = {}
+        for partition, last in applied.items():
+            committed = await consumer.committed(TopicPartition(topic, partition))
+            start = 0 if last is None else last + 1
+            if committed is not None and committed > start:
+                gaps[partition] = (start, committed)
+        return gaps
+    finally:
+        await consumer.stop()
+
+
+async def read_range(
+    bootstrap_servers: str, topic: str, partition: int, start: int, end: int
+) -> list[tuple[int, bytes]]:
+    """(offset, value) of the records of ``topic``'s ``partition`` in ``[start, end)``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        found: list[tuple[int, bytes]] = []
+        deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
+        while await consumer.position(tp) < end:
+            messages = (await consumer.getmany(tp, timeout_ms=200)).get(tp, [])
+            found.extend((m.offset, m.value) for m in messages if m.offset < end)
+            if messages:
+                deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
+            elif time.monotonic() > deadline:
+                raise TimeoutError(f"no records of {topic}:{partition} from {start}")
+        return found
+    finally:
+        await consumer.stop()

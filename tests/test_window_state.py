@@ -174,3 +174,24 @@ def test_fence_tokens_grow_past_every_fence_even_when_generations_start_again() 
     found = complete_publishes(log)
     assert found.latest == {b"M|0": b"{}"} and found.torn == {b"C|0"}  # 1.0: torn
     assert found.fenced == 2
+
+
+def test_the_applied_deltas_offset_travels_with_the_marks() -> None:
+    """The last deltas offset applied per partition is written with the partition's marks
+    (the changelog write that holds its changes) and rebuilt from them: after a rebalance
+    the windows read again whatever the group committed beyond it."""
+    from pipeline.aggregate import APPLIED, WindowState
+    from pipeline.settings import load_settings
+
+    state = WindowState(load_settings())
+    assert state.applied_through(2) is None
+    state.applied_offset(2, 41)
+    state.applied_offset(2, 42)
+    written = dict((key, value) for _, key, value in state.changelog_write([]))
+    marks = orjson.loads(written[b"M|2"])
+    assert marks == {str(APPLIED): 42}
+    rebuilt = WindowState(load_settings())
+    rebuilt.rebuild(list(written.items()), {0, 1, 2, 3})
+    assert rebuilt.applied_through(2) == 42 and rebuilt.applied_through(1) is None
+    # a raw partition's mark and the offset side by side: groups are judged as before
+    assert rebuilt.marks[2] == {APPLIED: 42}
