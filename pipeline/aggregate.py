@@ -16,9 +16,9 @@ changelog records; ``tests/bench/bench_stage2.py`` prints the records per event)
 Table keys (bytes): ``B|<partition>|<bucket start>|<segment>`` -> counts list,
 ``P|<partition>|<segment>`` -> pruned base, ``C|<partition>`` -> clock,
 ``M|<partition>`` -> marks, ``F|<partition>`` -> the fence token of the worker that
-rebuilt it last (see :func:`complete_publishes`). (Changelogs written before the pruned base have
-``T|<partition>|<segment>`` -> all-time total instead: :meth:`WindowState.rebuild`
-reads them and rewrites them as pruned bases.)
+rebuilt it last (see :func:`complete_publishes`). (Changelogs written before the pruned
+base have ``T|<partition>|<segment>`` -> all-time total instead:
+:meth:`WindowState.rebuild` reads them and rewrites them as pruned bases.)
 
 Exactly once, without broker transactions: every packed deltas record groups its
 segments by the raw partition and scoring-batch end offset they came from
@@ -131,10 +131,11 @@ def complete_publishes(items: Iterable[LogRecord]) -> Recovered:
     carries that token in a header of every record it writes. A worker that lost the
     partition without knowing it yet (frozen past its session timeout, say) may still
     write: its records come after the new owner's fence with a lower token, and are
-    ignored here. Without that, such a late write overwrote the new owner's buckets with
-    older values, and the next rebuild lost the answers in between (found by freezing a
-    benchmark worker, ``tests/bench/freeze_run.py``). Records without a token (written
-    before fences existed) are never fenced."""
+    ignored here. Without that, such a late write would overwrite the new owner's buckets
+    with older values, and the next rebuild would lose the answers in between
+    (``test_crashes_and_zombies_anywhere_count_every_batch_once``; the freeze runs of
+    ``tests/bench/freeze_run.py`` never produced such a write). Records without a token
+    (written before fences existed) are never fenced."""
     per_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
     fences: dict[int, int] = {}
     fenced = 0

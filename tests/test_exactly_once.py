@@ -125,7 +125,7 @@ def test_crashes_and_zombies_anywhere_count_every_batch_once(batches, data) -> N
             size = len(worker.changes) + len(worker.state.pending) + 1
             torn = data.draw(st.integers(0, size), label="torn at") if crash else None
             if crash and data.draw(st.booleans(), label="frozen, not crashed"):
-                zombie, zombie_at, torn = worker, position, None  # it goes on later
+                zombie, zombie_at = worker, position  # it goes on later, unpublished
             else:
                 worker.publish(torn)
             if not crash:
