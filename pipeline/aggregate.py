@@ -230,6 +230,20 @@ class WindowState:
         (rebuilt from the changelog, or since) holds; None if none is known."""
         return self.marks.get(partition, {}).get(APPLIED)
 
+    def unapplied_from(self, partition: int, offset: int) -> int | None:
+        """Where applying deltas records up to ``offset`` of ``partition`` starts: None
+        when the partition is not held here (not in the last rebuild) or that record was
+        applied already; ``offset`` when it follows the last one applied; an earlier
+        offset when the records in between never were (they are read and applied first:
+        Faust's consumer skips records around a rebalance and may commit past them, see
+        the windows agent). With no record applied yet, the partition's start (0)."""
+        if partition not in self.partitions:
+            return None
+        through = self.applied_through(partition)
+        if through is None:
+            return 0
+        return through + 1 if offset > through else None
+
     def new_segment(self) -> SegmentWindows:
         return SegmentWindows(self.bucket_seconds, self.windows, self.retain_seconds)
 

@@ -34,7 +34,7 @@ from pipeline.alertmanager import AlertmanagerSink
 from pipeline.alerts import AlertEngine, alertmanager_payload
 from pipeline.batchio import BatchProducer, Record
 from pipeline.catchup import CatchUpThrottle
-from pipeline.changelog import committed_beyond, fence_headers, read_range, read_to_end
+from pipeline.changelog import fence_headers, read_range, read_to_end
 from pipeline.faust_transport import App as PipelineApp
 from pipeline.followups.worker import register_followups
 from pipeline.malloc_tuning import heap_trimmer
@@ -186,7 +186,6 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         items = [(key, value) for key, value in found.latest.items() if value is not None]
         state.rebuild(items, partitions)
         state.pending.update({key: found.latest.get(key) for key in found.torn})
-        await catch_up(partitions)
         gc.freeze()  # the rebuilt windows: long-lived, never scanned by the collector again
         if found.torn:
             log.warning("changelog: %d records of an interrupted write rewritten", len(found.torn))
@@ -201,31 +200,6 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             if sink is not None:
                 for alert in engine.firing():
                     sink.fire(alert.fingerprint, *alertmanager_payload(alert), alert.started_at)
-
-    async def catch_up(partitions: set[int]) -> None:
-        """Apply the deltas records between the last one the rebuilt state holds and
-        the group's committed offset, which Faust reads on from, in case the commit is
-        ahead of the changelog (a worker that crashed mid-write). Groups applied before
-        are skipped by the marks, as in any replay. In the freeze runs of
-        ``tests/bench/freeze_run.py`` it never found such a gap, yet without it they
-        lost answers again, with the changelog fenced as well: the loss it hides is still
-        open (README, "What is left")."""
-        bootstrap = ",".join(settings.bootstrap_servers)
-        topic = settings.topic_deltas
-        gaps = await committed_beyond(bootstrap, settings.app_id, topic, {
-            p: state.applied_through(p) for p in partitions
-        })  # fmt: skip
-        for partition, (start, end) in sorted(gaps.items()):
-            log.warning(
-                "deltas partition %d: committed up to offset %d but the changelog holds "
-                "records only up to %d: applying those in between",
-                partition, end, start - 1,
-            )  # fmt: skip
-            changes: dict[bytes, bytes | None] = {}
-            for offset, value in await read_range(bootstrap, topic, partition, start, end):
-                changes.update(state.apply_packed([(partition, value)]))
-                state.applied_offset(partition, offset)
-            await publish(list(changes.items()))
 
     producer = BatchProducer(
         ",".join(settings.bootstrap_servers),
@@ -328,6 +302,40 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
             if boundary is not None:
                 snapshot_writer.request(boundary)
 
+    async def apply_record(
+        partition: int, offset: int, value: bytes, changes: dict[bytes, bytes | None]
+    ) -> None:
+        """One deltas record into the windows, with the alert rounds it makes due (a batch
+        of a replay can span many minutes of event time, each judged in turn); its table
+        changes go to ``changes``."""
+        applied = state.apply_packed(
+            [(partition, value)], engine.note_comments if engine is not None else None
+        )
+        state.applied_offset(partition, offset)
+        await alert_rounds(applied)
+        changes.update(applied)
+        # stage 1 runs between records: 16 in one go blocked the loop for 50-100 ms (22
+        # times in a 70 s half-load latency phase)
+        await asyncio.sleep(0)
+
+    async def apply_deltas(
+        partition: int, start: int, end: int, changes: dict[bytes, bytes | None]
+    ) -> None:
+        """Apply the deltas records ``[start, end)`` of ``partition``, read from the topic:
+        records Faust's consumer did not hand over (see the windows agent)."""
+        if start >= end:
+            return
+        bootstrap = ",".join(settings.bootstrap_servers)
+        missed = await read_range(bootstrap, settings.topic_deltas, partition, start, end)
+        log.warning(
+            "deltas partition %d: offsets %d-%d not delivered by the consumer (%d records): "
+            "read and applied directly",
+            partition, start, end - 1, len(missed),
+        )  # fmt: skip
+        metrics.DELTAS_READ_DIRECTLY.inc(len(missed))
+        for offset, value in missed:
+            await apply_record(partition, offset, value, changes)
+
     @app.agent(deltas_topic, name="windows")
     async def windows(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         """Stage 2: packed deltas records, a few per scoring batch (see scoring_service).
@@ -340,7 +348,18 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         reading on from the commit, lost them (found by freezing a benchmark worker past
         its session timeout). So each record holds one more reference while its batch is
         handled, given back only once the batch is written: interrupted, the batch stays
-        unacknowledged and is read again by whoever owns the partition next. Any failure
+        unacknowledged and is read again by whoever owns the partition next.
+
+        The windows hold each deltas record exactly once, in offset order: the offset of
+        the last one applied travels with the partition's marks in the changelog
+        (:meth:`~pipeline.aggregate.WindowState.unapplied_from`). Records at or below it
+        are skipped; a record beyond the next one means Faust's consumer left records out
+        (around a rebalance its streams drop what was fetched while the flow was paused,
+        its seek back may not bring them again, and its commit steps over such holes as
+        over transaction markers: a worker frozen past its session timeout made the other
+        lose answers that way), and those are read from the topic and applied first.
+        Holes Faust committed past with nothing after them are found by
+        :func:`judge_when_quiet`. Any failure
         here stops the worker: a restarted one rebuilds the windows and reads again what
         was not committed, where an agent left failed would stop counting unnoticed."""
         batches = stream.take_events(DELTAS_PER_BATCH, within=settings.batch_within_seconds)
@@ -349,20 +368,15 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
                 for event in events:
                     event.message.incref()
                 async with stage2:
-                    # record by record, with the rounds each one makes due: a batch of a
-                    # replay can span many minutes of event time, each judged in turn
                     changes: dict[bytes, bytes | None] = {}
                     for event in events:
-                        applied = state.apply_packed(
-                            [(event.message.partition, event.message.value)],
-                            engine.note_comments if engine is not None else None,
-                        )
-                        state.applied_offset(event.message.partition, event.message.offset)
-                        await alert_rounds(applied)
-                        changes.update(applied)
-                        # stage 1 runs between records: 16 in one go blocked the loop
-                        # for 50-100 ms (22 times in a 70 s half-load latency phase)
-                        await asyncio.sleep(0)
+                        message = event.message
+                        start = state.unapplied_from(message.partition, message.offset)
+                        if start is not None:
+                            await apply_deltas(message.partition, start, message.offset, changes)
+                            await apply_record(
+                                message.partition, message.offset, message.value, changes
+                            )
                     await publish(list(changes.items()))
                 for event in events:  # written: take_events' ack may now be the last
                     event.message.decref()
@@ -374,11 +388,19 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
 
     @app.timer(1.0)
     async def judge_when_quiet() -> None:
-        """Rounds and snapshots left due (catching up, then the input went quiet)."""
+        """Rounds and snapshots left due (catching up, then the input went quiet), and
+        deltas records Faust's consumer committed without handing them over (see the
+        windows agent) when no later record came to show them."""
         if not producer.started or stage2.locked():
             return
         async with stage2:
-            await publish(state.take_pending())
+            changes = dict(state.take_pending())
+            if not app.rebalancing:
+                for partition, committed in _committed(app, settings.topic_deltas).items():
+                    start = state.unapplied_from(partition, committed)
+                    if start is not None:
+                        await apply_deltas(partition, start, committed, changes)
+            await publish(list(changes.items()))
 
     trim_heap = heap_trimmer() if settings.malloc_trim_seconds > 0 else None
     if trim_heap is not None:
@@ -439,6 +461,20 @@ def _ignore_changelog(batch: Any) -> None:
 async def _until(condition: Callable[[], bool], interval: float = 0.05) -> None:
     while not condition():
         await asyncio.sleep(interval)
+
+
+def _committed(app: faust.App, topic: str) -> dict[int, int]:
+    """Partition -> the offset the group committed (the next record to read) of the
+    assigned partitions of ``topic``, as Faust's consumer last committed or read it."""
+    if not app.started:
+        return {}
+    # faust keeps no public accessor for the committed offsets
+    committed = app.consumer._committed_offset
+    return {
+        tp.partition: offset
+        for tp in app.consumer.assignment()
+        if tp.topic == topic and (offset := committed.get(tp)) is not None
+    }
 
 
 def _consumer_lag(app: faust.App) -> list[tuple[str, int, int]]:

@@ -107,32 +107,11 @@ async def read_to_end(
         await consumer.stop()
 
 
-async def committed_beyond(
-    bootstrap_servers: str, group: str, topic: str, applied: dict[int, int | None]
-) -> dict[int, tuple[int, int]]:
-    """Per partition of ``topic`` whose ``group`` commit is beyond the offset after
-    ``applied`` (the last offset whose changes are held; None: none), the range
-    ``(start, end)`` of offsets in between. Reads the group's commits without joining."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        gaps = {}
-        for partition, last in applied.items():
-            committed = await consumer.committed(TopicPartition(topic, partition))
-            start = 0 if last is None else last + 1
-            if committed is not None and committed > start:
-                gaps[partition] = (start, committed)
-        return gaps
-    finally:
-        await consumer.stop()
-
-
 async def read_range(
     bootstrap_servers: str, topic: str, partition: int, start: int, end: int
 ) -> list[tuple[int, bytes]]:
-    """(offset, value) of the records of ``topic``'s ``partition`` in ``[start, end)``."""
+    """(offset, value) of the records of ``topic``'s ``partition`` in ``[start, end)``
+    (from the partition's first record when ``start`` is before it)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         group_id=None,
@@ -143,7 +122,7 @@ async def read_range(
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
-        consumer.seek(tp, start)
+        consumer.seek(tp, max(start, (await consumer.beginning_offsets([tp]))[tp]))
         found: list[tuple[int, bytes]] = []
         deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
         while await consumer.position(tp) < end:

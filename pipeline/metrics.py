@@ -75,6 +75,11 @@ REVISIONS = Counter(
     "change=content when only other fields did (a comment sent later).",
     ["change"],
 )
+DELTAS_READ_DIRECTLY = Counter(
+    f"{PREFIX}_deltas_read_directly_total",
+    "Deltas records the windows stage read from the topic itself because Faust's consumer "
+    "left them out around a rebalance (each is applied once, in offset order, either way).",
+)
 DEDUPE_IDS = Gauge(f"{PREFIX}_dedupe_ids", "Event ids currently remembered by the dedupe.")
 DEDUPE_EVICTED = Counter(
     f"{PREFIX}_dedupe_evicted_total",

@@ -195,3 +195,24 @@ def test_the_applied_deltas_offset_travels_with_the_marks() -> None:
     assert rebuilt.applied_through(2) == 42 and rebuilt.applied_through(1) is None
     # a raw partition's mark and the offset side by side: groups are judged as before
     assert rebuilt.marks[2] == {APPLIED: 42}
+
+
+def test_deltas_records_are_applied_from_the_one_after_the_last_applied() -> None:
+    """Which deltas records a delivered one calls for (the windows agent applies those from
+    the returned offset up to it, reading the ones in between from the topic)."""
+    from pipeline.aggregate import WindowState
+    from pipeline.settings import load_settings
+
+    state = WindowState(load_settings())
+    state.rebuild([], {0, 1})
+    assert state.unapplied_from(0, 0) == 0  # nothing applied yet: from the start
+    assert state.unapplied_from(0, 5) == 0  # the records before 5 first
+    assert state.unapplied_from(3, 0) is None  # not held here: left alone
+    state.applied_offset(0, 7)
+    assert state.unapplied_from(0, 8) == 8  # the next one: itself only
+    assert state.unapplied_from(0, 12) == 8  # 8-11 never handed over: read first
+    assert state.unapplied_from(0, 7) is None and state.unapplied_from(0, 2) is None
+    written = dict((key, value) for _, key, value in state.changelog_write([]))
+    rebuilt = WindowState(load_settings())
+    rebuilt.rebuild(list(written.items()), {0})
+    assert rebuilt.unapplied_from(0, 8) == 8 and rebuilt.unapplied_from(0, 7) is None
