@@ -148,8 +148,7 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
     # The windows agent, the timer that judges a quiet input and the rebuild after a
     # rebalance take turns: a rebuild while the agent had applied a batch not yet in the
     # changelog would replace the state without it, and the agent would then acknowledge
-    # the batch (one of the holes looked at when a worker frozen past its session timeout
-    # lost answers; see tests/bench/freeze_run.py).
+    # the batch.
     stage2 = asyncio.Lock()
 
     @table.on_recover
@@ -328,9 +327,9 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         bootstrap = ",".join(settings.bootstrap_servers)
         missed = await read_range(bootstrap, settings.topic_deltas, partition, start, end)
         log.warning(
-            "deltas partition %d: offsets %d-%d not delivered by the consumer (%d records): "
-            "read and applied directly",
-            partition, start, end - 1, len(missed),
+            "deltas partition %d: offsets %s not delivered by the consumer: "
+            "%d records read and applied directly",
+            partition, start if end - start == 1 else f"{start}-{end - 1}", len(missed),
         )  # fmt: skip
         metrics.DELTAS_READ_DIRECTLY.inc(len(missed))
         for offset, value in missed:

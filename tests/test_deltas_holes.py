@@ -96,8 +96,8 @@ def test_the_windows_apply_deltas_records_the_group_committed_past(
         )
     assert counts["overall"]["responses"] == 0  # only the two departments were sent
     log = worker.log_path.read_text()
-    assert "deltas partition 0: offsets 0-5 not delivered by the consumer (6 records)" in log
-    assert "deltas partition 1: offsets 0-3 not delivered by the consumer (4 records)" in log
+    assert "deltas partition 0: offsets 0-5 not delivered by the consumer: 6 records read" in log
+    assert "deltas partition 1: offsets 0-3 not delivered by the consumer: 4 records read" in log
     metric = re.search(
         r"^nps_pipeline_deltas_read_directly_total (\S+)$", worker.get("/metrics").decode(), re.M
     )

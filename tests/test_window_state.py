@@ -179,7 +179,7 @@ def test_fence_tokens_grow_past_every_fence_even_when_generations_start_again() 
 def test_the_applied_deltas_offset_travels_with_the_marks() -> None:
     """The last deltas offset applied per partition is written with the partition's marks
     (the changelog write that holds its changes) and rebuilt from them: after a rebalance
-    the windows read again whatever the group committed beyond it."""
+    the windows go on from the record after it, whatever Faust's consumer hands over."""
     from pipeline.aggregate import APPLIED, WindowState
     from pipeline.settings import load_settings
 

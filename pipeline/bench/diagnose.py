@@ -14,14 +14,13 @@ they can be looked up in the workers' logs (the benchmark's workers log at ``inf
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Iterable
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline.bench.dataset import Dataset
+from pipeline.changelog import scan
 
 #: (partition, offset, value) of a record read back
 Read = tuple[int, int, bytes]
@@ -78,37 +77,11 @@ def explain(records: Iterable[Read], data: Dataset, problems: list[str]) -> list
     return lines
 
 
-async def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Read]:
+async def read_topic(bootstrap: str, topic: str) -> list[Read]:
     """Every record of ``topic``, from its start to its end as of now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        found: list[Read] = []
-        deadline = time.monotonic() + timeout
-
-        def left() -> bool:  # the high watermark of a fetch, not only ListOffsets' answer
-            # (the embedded broker answers that with the last batch's base offset + 1)
-            return any(
-                position < max(ends[tp], consumer.highwater(tp) or 0)
-                for tp, position in positions.items()
-            )
-
-        positions = dict.fromkeys(tps, 0)
-        while left() and time.monotonic() < deadline:
-            for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
-                found.extend((tp.partition, m.offset, m.value) for m in messages)
-                if messages:
-                    positions[tp] = messages[-1].offset + 1
-        return found
-    finally:
-        await consumer.stop()
+    found: list[Read] = []
+    await scan(bootstrap, topic, None, lambda m: found.append((m.partition, m.offset, m.value)))
+    return found
 
 
 def explain_run(bootstrap: str, deltas_topic: str, data: Dataset, problems: list[str]) -> list[str]:

@@ -15,14 +15,12 @@ still equal the ground truth. Printed per run: events/s, count mismatches and, w
 there are some, where the answers went (:mod:`pipeline.bench.diagnose`); the workers'
 logs (``info``) are in the directory printed first. Exit 1 if any run differs.
 
-Tenth session (2026-11-27): 2,160 to 4,718 segments short in 5 of 8 runs before the
-windows changes of that session (the answers all in the deltas topic: lost in the
-windows stage), 0 of 12 after them, and 2 of 2 again without the rebuild's catch-up,
-which never found a gap: the loss is hidden by timing, not fixed; see the README's
-"What is left". Eleventh session: with the changelog fenced, no run showed a late write of
-the frozen worker (the rebuild logs those it ignores); without the catch-up 1 of 1 short,
-with it 0 of 3. A run whose windows never reach the answer count ends after 180 s and
-counts as differing.
+Tenth and eleventh sessions: 868 to 4,718 segments short in 5 of 8 runs, the answers all
+in the deltas topic; hidden by timing with a rebuild catch-up. Twelfth session: the cause
+was Faust's consumer leaving deltas records out around the rebalance and committing past
+them; the windows now read such holes themselves (README, "Failure behaviour"; the worker
+logs each as ``not delivered by the consumer``). A run whose windows never reach the
+answer count ends after 180 s and counts as differing.
 """
 
 from __future__ import annotations
