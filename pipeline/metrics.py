@@ -75,6 +75,12 @@ REVISIONS = Counter(
     "change=content when only other fields did (a comment sent later).",
     ["change"],
 )
+SCORING_COMMITS_REFUSED = Counter(
+    f"{PREFIX}_scoring_commits_refused_total",
+    "Scoring batches whose offset commit the group refused because it had rebalanced "
+    "without this worker (it did not answer for longer than the session timeout); the "
+    "batch is read again by the partitions' owner.",
+)
 DELTAS_READ_DIRECTLY = Counter(
     f"{PREFIX}_deltas_read_directly_total",
     "Deltas records the windows stage read from the topic itself because Faust's consumer "

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
 from mode import Service
 
 from pipeline import faults, metrics, progress
@@ -268,10 +269,25 @@ class ScoringConsumer(Service):
         metrics.PROCESSING_LATENCY.observe(time.perf_counter() - started)
 
     async def _commit_sent(self) -> None:
-        """Wait for the last batch's commit (raises its error, if it failed)."""
+        """Wait for the last batch's commit. One the group refused because it rebalanced
+        without this worker (frozen, or starved of CPU, past the session timeout) is
+        logged and counted, and the worker goes on: its consumer rejoins the group, and
+        the batch is read again by whoever owns its partitions now, cut where this worker
+        cut it (:mod:`pipeline.progress`). Any other failure is raised."""
         committing, self.committing = self.committing, None
-        if committing is not None:
+        if committing is None:
+            return
+        try:
             await committing
+        except CommitFailedError as exc:
+            metrics.SCORING_COMMITS_REFUSED.inc()
+            log.warning(
+                "the offsets of the last scoring batch were refused (%s): the group "
+                "rebalanced while this worker did not answer for longer than the session "
+                "timeout; the batch is read again by its partitions' owner, and this "
+                "worker rejoins the group",
+                type(exc).__name__,
+            )
 
     async def settle(self) -> None:
         """Wait until the batch in flight, if any, is published and committed (before a

@@ -14,6 +14,7 @@ the same answer do not count again.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import time
@@ -161,3 +162,50 @@ def test_a_windows_write_that_fails_stops_the_worker_and_is_not_committed(
 
     second = start_worker(**small_batches)
     counts_exactly(second, broker.bootstrap, raw, answers(sim, 500), truth, 2500)
+
+
+def test_a_worker_frozen_past_its_session_timeout_works_on(
+    broker, start_worker, worker_env
+) -> None:
+    """Two workers share a steady stream; one is frozen (SIGSTOP: a stalled VM, a
+    machine starved of CPU) for 10 s, past its 6 s session timeout, and both groups
+    rebalance without it. Thawed, it finds its last commits refused and rejoins: it goes
+    on working (it used to exit with the refused commit), and every answer counts once
+    (the rebalances drop records out of Faust's streams: the windows read them)."""
+    raw = worker_env["NPS_TOPIC_RAW"]
+    sim = FeedbackSimulator(SimulatorConfig(seed=55, comment_probability=0.3))
+    truth = Truth()
+    survivor = start_worker()
+    frozen = start_worker()
+    assert frozen.proc is not None
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
+
+    def stream(seconds: float) -> None:  # ~400 answers/s
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            send(broker.bootstrap, raw, answers(sim, 40), truth, producer)
+            time.sleep(0.1)
+
+    stream(4)
+    os.kill(frozen.proc.pid, signal.SIGSTOP)
+    try:
+        stream(10)
+    finally:
+        os.kill(frozen.proc.pid, signal.SIGCONT)
+    stream(6)
+    producer.close()
+    wait_for_drain(survivor, len(truth.ids), timeout=120)
+    assert mismatches(truth, api_counts(survivor.url)) == []
+    assert frozen.proc.poll() is None, f"the frozen worker exited:\n{frozen.log()}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and b'"ready":true' not in _readyz(frozen):
+        time.sleep(0.5)
+    assert b'"ready":true' in _readyz(frozen), frozen.log()
+    assert mismatches(truth, api_counts(frozen.url)) == []  # its API answers the same
+
+
+def _readyz(worker) -> bytes:
+    try:
+        return worker.get("/readyz").replace(b" ", b"")
+    except OSError:  # 503 while it rebalances
+        return b""

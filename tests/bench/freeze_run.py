@@ -9,8 +9,9 @@ Each run is ``nps-pipeline bench``'s pipeline phase with two workers (the same d
 workers, ground-truth check and mismatch diagnosis, :func:`pipeline.bench.run.run_pipeline`)
 and, ``--delay`` seconds after the records start to be produced, one worker stopped with
 SIGSTOP for ``--freeze`` seconds (the benchmark's workers have a 6 s session timeout):
-both consumer groups rebalance while data flows, the frozen worker comes back to a
-failed commit and stops, and the other takes its partitions over. The window counts must
+both consumer groups rebalance while data flows, the other worker takes its partitions
+over, and the frozen one comes back to refused commits and rejoins (it stopped there
+until the twelfth session). The window counts must
 still equal the ground truth. Printed per run: events/s, count mismatches and, when
 there are some, where the answers went (:mod:`pipeline.bench.diagnose`); the workers'
 logs (``info``) are in the directory printed first. Exit 1 if any run differs.
