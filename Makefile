@@ -35,7 +35,7 @@ tools:
 ## Run the whole test suite (unit, property and integration tests on the embedded broker),
 ## in TEST_WORKERS pytest processes (pytest-xdist; each file runs in one of them, with a
 ## broker of its own): most tests wait on brokers and workers, so even on 2 cores three
-## processes beat two (2026-11-27, 693 tests: 612 s of pytest against 770 s with two).
+## processes beat two (2026-11-27, fresh clones, 693 tests: 615 s of pytest against 770).
 TEST_WORKERS ?= 3
 test: $(STAMP) tools
 	$(BIN)/ruff check pipeline schemas tests

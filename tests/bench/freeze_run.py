@@ -16,7 +16,7 @@ still equal the ground truth. Printed per run: events/s, count mismatches and, w
 there are some, where the answers went (:mod:`pipeline.bench.diagnose`); the workers'
 logs (``info``) are in the directory printed first. Exit 1 if any run differs.
 
-Tenth and eleventh sessions: 868 to 4,718 segments short in 5 of 8 runs, the answers all
+Tenth and eleventh sessions: 2,160 to 4,718 segments short in 5 of 8 runs, the answers all
 in the deltas topic; hidden by timing with a rebuild catch-up. Twelfth session: the cause
 was Faust's consumer leaving deltas records out around the rebalance and committing past
 them; the windows now read such holes themselves (README, "Failure behaviour"; the worker
