@@ -90,22 +90,10 @@ def fence_key(partition: int) -> bytes:
     return f"F|{partition}".encode()
 
 
-#: Fence tokens: ``epoch << FENCE_EPOCH_SHIFT | consumer group generation``.
-FENCE_EPOCH_SHIFT = 32
-
-
-def next_fence(records: Iterable[LogRecord], generation: int) -> int:
-    """The fence token of a worker rebuilding from changelog ``records`` in consumer
-    group ``generation``: above every fence token found there (the epoch grows by one
-    with every rebuild, so a group whose generations started again from 1, after Kafka
-    forgot an empty group, still fences above the old ones), and, between two workers
-    that read the same fences, the one of the later generation is higher."""
-    epoch = max(
-        (token >> FENCE_EPOCH_SHIFT for _, key, _, token in records
-         if token is not None and key.startswith(b"F|")),
-        default=0,
-    )  # fmt: skip
-    return (epoch + 1) << FENCE_EPOCH_SHIFT | max(generation, 0)
+def fence_tokens(records: Iterable[LogRecord]) -> list[int]:
+    """The tokens of the fence records among changelog ``records`` (see
+    :mod:`pipeline.fencing`)."""
+    return [token for _, key, _, token in records if token is not None and key.startswith(b"F|")]
 
 
 @dataclass
@@ -127,7 +115,7 @@ def complete_publishes(items: Iterable[LogRecord]) -> Recovered:
     partition's last marks record.
 
     Fencing: a worker that rebuilds a partition first writes a fence record (key
-    ``F|<partition>``) with a token higher than any before it (:func:`next_fence`) and
+    ``F|<partition>``) with a token above the earlier owners' (:mod:`pipeline.fencing`) and
     carries that token in a header of every record it writes. A worker that lost the
     partition without knowing it yet (frozen past its session timeout, say) may still
     write: its records come after the new owner's fence with a lower token, and are

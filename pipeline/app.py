@@ -28,7 +28,7 @@ from faust.web import Request, Response, View
 
 from pipeline import api, faults, metrics
 from pipeline import web as live_page
-from pipeline.aggregate import Change, WindowState, complete_publishes, fence_key, next_fence
+from pipeline.aggregate import Change, WindowState, complete_publishes, fence_key, fence_tokens
 from pipeline.alert_rules import load_rules
 from pipeline.alertmanager import AlertmanagerSink
 from pipeline.alerts import AlertEngine, alertmanager_payload
@@ -36,6 +36,8 @@ from pipeline.batchio import BatchProducer, Record
 from pipeline.catchup import CatchUpThrottle
 from pipeline.changelog import fence_headers, read_range, read_to_end
 from pipeline.faust_transport import App as PipelineApp
+from pipeline.faust_transport import confirm_generation
+from pipeline.fencing import next_fence
 from pipeline.followups.worker import register_followups
 from pipeline.malloc_tuning import heap_trimmer
 from pipeline.scoring import ScoringStage
@@ -168,8 +170,22 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         # the fence first (see complete_publishes), then the rest of the log: what an
         # earlier owner wrote before the fence is in the rebuilt windows, and what it
         # wrote after is ignored, now and by every later rebuild
-        state.fence = next_fence(read.records, app.consumer_generation_id)
-        if partitions:
+        generation = app.consumer_generation_id
+        fence = next_fence(fence_tokens(read.records), generation)
+        state.fence = fence.token
+        confirmed = not fence.needs_confirmation or await confirm_generation(
+            app, [(settings.topic_deltas, p) for p in partitions], generation
+        )
+        if not confirmed:
+            # a stale takeover (this worker's generation is over): what it writes now is
+            # below the current owner's fence, and the rejoin brings a rebuild again
+            log.warning(
+                "changelog: generation %d of the consumer group is over; the partitions' "
+                "owners fenced them in a later one: not fencing, waiting for the rejoin",
+                generation,
+            )
+            state.fence = fence.stale
+        if partitions and confirmed:
             await producer.start()
             await producer.send(
                 [(changelog, p, fence_key(p), str(state.fence).encode()) for p in partitions],

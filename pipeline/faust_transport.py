@@ -7,15 +7,21 @@ embedded broker (Tansu) was measured to hold it even when records were there: wi
 windows agent reading the deltas topic, the windows (and so the alert rounds) trailed
 the scored events by 1.3-2 s in the benchmark's latency phase. The app's consumer here
 waits at most :data:`FETCH_MAX_WAIT_MS`, as does the scoring stage's own consumer
-(``pipeline.scoring_service``). Everything else is Faust's driver as it is.
+(``pipeline.scoring_service``).
+
+It also asks the broker whether a consumer group generation is still current
+(:meth:`_Consumer.confirm_generation`), for the changelog's fence (:mod:`pipeline.fencing`).
+Everything else is Faust's driver as it is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TransportT
 
@@ -32,10 +38,38 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
+    async def confirm_generation(self, partitions: list[tuple[str, int]], generation: int) -> bool:
+        consumer = self._ensure_consumer()
+        tps = [TopicPartition(topic, partition) for topic, partition in partitions]
+        offsets = {tp: await consumer.committed(tp) for tp in tps}
+        missing = [tp for tp, offset in offsets.items() if offset is None]
+        if missing:  # nothing committed: where the consumer would start (earliest)
+            offsets.update(await consumer.beginning_offsets(missing))
+        try:
+            await consumer.commit({tp: offset for tp, offset in offsets.items()})
+        except (CommitFailedError, IllegalStateError):
+            return False
+        # the commit went out with the coordinator's generation: a rejoin since the
+        # caller's takeover began would have made it the next one's
+        return bool(consumer._coordinator.generation == generation)
+
 
 class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def confirm_generation(
+        self, partitions: Iterable[tuple[str, int]], generation: int
+    ) -> bool:
+        """Whether consumer group ``generation`` is still current, as the broker says: an
+        offset commit of ``partitions`` (topic, partition), at the offsets the group
+        already committed, is accepted in it. False for a member whose generation is
+        over (it has not learnt yet); broker errors other than that raise."""
+        thread = self._thread
+        assert isinstance(thread, _ConsumerThread)
+        return bool(
+            await thread.call_thread(thread.confirm_generation, list(partitions), generation)
+        )
 
 
 class _Transport(driver.Transport):
@@ -47,3 +81,13 @@ class App(faust.App):
 
     def _new_transport(self) -> TransportT:
         return _Transport(self.conf.broker_consumer, self)
+
+
+async def confirm_generation(
+    app: faust.App, partitions: Iterable[tuple[str, int]], generation: int
+) -> bool:
+    """:meth:`_Consumer.confirm_generation` of an :class:`App`'s consumer."""
+    consumer = app.consumer
+    if not isinstance(consumer, _Consumer):
+        raise TypeError(f"{consumer!r} is not the consumer of pipeline.faust_transport.App")
+    return await consumer.confirm_generation(partitions, generation)

@@ -22,8 +22,12 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
 
+from pipeline.aggregate import fence_key
+from pipeline.changelog import fence_headers
+from pipeline.fencing import EPOCH_SHIFT
 from pipeline.simulator import FeedbackSimulator, SimulatorConfig
 from tests.soak.soak import read_topic, wait_for_drain
 from tests.soak.truth import Truth, api_counts, mismatches
@@ -202,6 +206,48 @@ def test_a_worker_frozen_past_its_session_timeout_works_on(
         time.sleep(0.5)
     assert b'"ready":true' in _readyz(frozen), frozen.log()
     assert mismatches(truth, api_counts(frozen.url)) == []  # its API answers the same
+
+
+def test_a_group_the_broker_forgot_fences_above_its_earlier_life(
+    broker, start_worker, worker_env
+) -> None:
+    """Kafka deletes a consumer group once every member has been gone past the offsets'
+    retention; its generations then start again from 1, below the fences its earlier
+    life left in the changelog (here one of generation 1,000). The rebuild finds its
+    generation below the fenced one, the broker confirms it is current, and it fences
+    in a new epoch: what it writes survives the next worker's rebuild (fenced in the old
+    epoch, all of it would be ignored there)."""
+    raw = worker_env["NPS_TOPIC_RAW"]
+    changelog = f"{worker_env['NPS_APP_ID']}-windows-state-changelog"
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic(changelog, num_partitions=4, replication_factor=1)])
+    admin.close()
+    earlier = 1 << EPOCH_SHIFT | 1000
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    for partition in range(4):
+        producer.send(
+            changelog,
+            key=fence_key(partition),
+            value=str(earlier).encode(),
+            partition=partition,
+            headers=fence_headers(earlier),
+        )
+    producer.close()
+
+    sim = FeedbackSimulator(SimulatorConfig(seed=34, comment_probability=0.3))
+    truth = Truth()
+    first = start_worker()
+    send(broker.bootstrap, raw, answers(sim, 800), truth)
+    wait_for_drain(first, len(truth.ids), timeout=120)
+    assert mismatches(truth, api_counts(first.url)) == []
+    first.stop()
+    assert "consumer group is over" not in first.log()
+
+    second = start_worker()
+    send(broker.bootstrap, raw, answers(sim, 200), truth)
+    wait_for_drain(second, len(truth.ids), timeout=120)
+    assert mismatches(truth, api_counts(second.url)) == []
+    assert "records ignored" not in second.log()
 
 
 def _readyz(worker) -> bytes:

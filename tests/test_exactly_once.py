@@ -18,9 +18,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.aggregate import WindowState, complete_publishes, fence_key, next_fence
+from pipeline.aggregate import WindowState, complete_publishes, fence_key, fence_tokens
 from pipeline.changelog import LogRecord
 from pipeline.dedupe import REVISION, DuplicateFilter, Seen, content_digest, make_entry
+from pipeline.fencing import next_fence
 from pipeline.progress import cut, encode, resume
 from pipeline.scoring import deltas_document
 from pipeline.scoring_service import pack_deltas
@@ -66,13 +67,19 @@ def totals(state: WindowState) -> dict[str, list[int | float]]:
 
 class Worker:
     """The windows stage of app.py without Kafka: rebuild behind a fence, apply, then
-    write changes + marks under the fence's token."""
+    write changes + marks under the fence's token. ``current`` is the group's current
+    generation, as the broker would confirm it (``generation`` below it: a worker
+    taking over in a generation that is already over)."""
 
-    def __init__(self, log: list[LogRecord], generation: int = 0) -> None:
+    def __init__(self, log: list[LogRecord], generation: int = 0, current: int = 0) -> None:
         self.log = log
         self.state = WindowState(SETTINGS)
-        self.state.fence = next_fence(log, generation)
-        log.append((0, fence_key(0), b"", self.state.fence))
+        fence = next_fence(fence_tokens(log), generation)
+        if not fence.needs_confirmation or generation >= current:
+            self.state.fence = fence.token
+            log.append((0, fence_key(0), b"", self.state.fence))
+        else:
+            self.state.fence = fence.stale
         found = complete_publishes(log)
         self.state.rebuild([(k, v) for k, v in found.latest.items() if v is not None], {0})
         self.state.pending.update({key: found.latest.get(key) for key in found.torn})
@@ -98,8 +105,9 @@ class Worker:
 def test_crashes_and_zombies_anywhere_count_every_batch_once(batches, data) -> None:
     """Workers crash at random points (torn writes, uncommitted input), or lose their
     partition while frozen and, unaware, go on applying and writing (a zombie, whose
-    commits the group refuses) between the new owner's writes: the totals are those of
-    counting every scoring batch once."""
+    commits the group refuses) between the new owner's writes, or were frozen before
+    their takeover and do it after the new owner's (a zombie that reads the new owner's
+    fence): the totals are those of counting every scoring batch once."""
     records = packed_records(batches)
     reference = Worker([])
     for record in records:
@@ -108,7 +116,7 @@ def test_crashes_and_zombies_anywhere_count_every_batch_once(batches, data) -> N
 
     log: list[LogRecord] = []
     generation = 1
-    worker = Worker(log, generation)
+    worker = Worker(log, generation, generation)
     zombie: Worker | None = None
     zombie_at = 0  # the zombie's next input offset
     committed = position = 0  # the input offsets: committed, next to read
@@ -124,7 +132,8 @@ def test_crashes_and_zombies_anywhere_count_every_batch_once(batches, data) -> N
             crash = crashes < 4 and data.draw(st.booleans(), label="crash")
             size = len(worker.changes) + len(worker.state.pending) + 1
             torn = data.draw(st.integers(0, size), label="torn at") if crash else None
-            if crash and data.draw(st.booleans(), label="frozen, not crashed"):
+            frozen = crash and data.draw(st.booleans(), label="frozen, not crashed")
+            if frozen:
                 zombie, zombie_at = worker, position  # it goes on later, unpublished
             else:
                 worker.publish(torn)
@@ -134,8 +143,11 @@ def test_crashes_and_zombies_anywhere_count_every_batch_once(batches, data) -> N
             crashes += 1
             generation += 1
             # restart: state from the changelog, input from the commit
-            worker = Worker(log, generation)
+            worker = Worker(log, generation, generation)
             position = committed
+            if not frozen and data.draw(st.booleans(), label="a stale takeover after it"):
+                # a member of the generation before, frozen before its takeover
+                zombie, zombie_at = Worker(log, generation - 1, generation), committed
     worker.publish()
     assert totals(worker.state) == expected
     assert totals(Worker(log, generation + 1).state) == expected  # and from the changelog

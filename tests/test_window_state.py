@@ -157,23 +157,36 @@ def test_a_changelog_with_totals_is_read_and_rewritten_with_pruned_bases() -> No
     assert again.get("agent=a").total() == windows.total()
 
 
-def test_fence_tokens_grow_past_every_fence_even_when_generations_start_again() -> None:
-    """A rebuild fences above every token in the changelog; two workers that read the
-    same fences are told apart by their group generation; a group Kafka forgot (its
-    generations start again from 1) still fences above the old tokens."""
-    from pipeline.aggregate import complete_publishes, fence_key, next_fence
+def test_fence_tokens_follow_the_group_generation_not_the_log() -> None:
+    """A takeover in a later generation fences above the earlier ones in the same epoch;
+    one in an earlier generation (a worker frozen before its takeover, thawed after the
+    new owner's) is below, unless the broker confirms its generation is current: then
+    Kafka forgot the group (generations start again from 1) and the epoch grows."""
+    from pipeline.aggregate import complete_publishes, fence_key, fence_tokens
+    from pipeline.fencing import EPOCH_SHIFT, next_fence
 
     first = next_fence([], 57)
-    assert next_fence([], 58) > first
-    log = [(0, fence_key(0), b"", first), (0, b"M|0", b"{}", first)]
-    after_reset = next_fence(log, 1)
-    assert after_reset > first
-    # what the older token writes after the newer fence is ignored, not what it wrote before
-    log += [(0, b"C|0", b"1.0", first), (0, fence_key(0), b"", after_reset)]
-    log += [(0, b"C|0", b"2.0", first), (0, b"M|0", b"{}", first)]
+    assert first.token == 1 << EPOCH_SHIFT | 57 and not first.needs_confirmation
+    log = [(0, fence_key(0), b"", first.token), (0, b"M|0", b"{}", first.token)]
+    later = next_fence(fence_tokens(log), 58)
+    assert later.token == 1 << EPOCH_SHIFT | 58 and not later.needs_confirmation
+    assert next_fence(fence_tokens(log), 57).token == first.token  # the same owner again
+    log += [(0, fence_key(0), b"", later.token)]
+    # a member of generation 57 finishing a takeover it began before generation 58
+    earlier = next_fence(fence_tokens(log), 57)
+    assert earlier.needs_confirmation and earlier.stale < later.token < earlier.token
+    log += [(0, b"C|0", b"1.0", earlier.stale), (0, b"M|0", b"{}", earlier.stale)]
+    assert complete_publishes(log).fenced == 2  # what it writes is ignored
+    # generation 1 confirmed: the group's generations started again
+    reset = next_fence(fence_tokens(log), 1)
+    assert reset.needs_confirmation and reset.token == 2 << EPOCH_SHIFT | 1
+    log += [(0, fence_key(0), b"", reset.token)]
+    after_reset = next_fence(fence_tokens(log), 2)
+    assert after_reset.token == 2 << EPOCH_SHIFT | 2 and not after_reset.needs_confirmation
+    # what an older token writes after the newer fence is ignored, not what it wrote before
+    log += [(0, b"C|0", b"2.0", later.token), (0, b"M|0", b"{}", reset.token)]
     found = complete_publishes(log)
-    assert found.latest == {b"M|0": b"{}"} and found.torn == {b"C|0"}  # 1.0: torn
-    assert found.fenced == 2
+    assert found.latest == {b"M|0": b"{}"} and found.fenced == 3
 
 
 def test_the_applied_deltas_offset_travels_with_the_marks() -> None:
