@@ -77,6 +77,13 @@ def clock_key(partition: int) -> bytes:
 APPLIED = -1
 
 
+def scoring_fence_mark(raw: int) -> int:
+    """The key in a partition's marks of raw partition ``raw``'s scoring fence: the
+    lowest writer token whose deltas groups of that raw partition are applied (see
+    :meth:`WindowState.apply_packed`; raw partitions are >= 0, :data:`APPLIED` is -1)."""
+    return -2 - raw
+
+
 def mark_key(partition: int) -> bytes:
     return f"M|{partition}".encode()
 
@@ -197,6 +204,9 @@ class WindowState:
         self._marks_moved: set[int] = set()
         #: packed-deltas groups skipped as already applied (replays)
         self.replayed_groups = 0
+        #: packed-deltas groups skipped as written by a scoring stage fenced off their raw
+        #: partition (see apply_packed)
+        self.fenced_groups = 0
         #: the fence token this worker writes under (set by each rebuild: see
         #: complete_publishes); 0 until the first, before which nothing is written
         self.fence = 0
@@ -252,6 +262,16 @@ class WindowState:
         partition's clock, once the record is applied (alert rounds are evaluated there,
         so a batch spanning many minutes of event time is judged minute by minute, not
         once at its end).
+
+        Scoring fences: a scoring stage that takes a raw partition over writes a fence
+        record (``{"f": [[raw partition, token], ...], "g": []}``, no clock) to every
+        deltas partition before it reads that partition's progress, and its groups carry
+        its token (a fourth element). A group of a lower token than its raw partition's
+        fence comes from a worker that lost the raw partition without knowing it yet
+        (frozen between reading a batch and publishing it): its batch may end elsewhere
+        than the new owner's replay of the same records, which the marks could not match
+        up, so it is skipped (the new owner publishes those records again). Groups
+        without a token are never fenced.
         """
         all_marks = self.marks
         moved = self._marks_moved
@@ -259,11 +279,20 @@ class WindowState:
         def items() -> Iterator[_Item]:
             for partition, value in records:
                 document = orjson.loads(value)
-                clock = float(document["t"])
                 marks = all_marks.get(partition)
                 if marks is None:
                     marks = all_marks[partition] = {}
-                for raw, end, segments in document["g"]:
+                for raw, token in document.get("f", ()):
+                    key = scoring_fence_mark(raw)
+                    if token > marks.get(key, -1):
+                        marks[key] = token
+                        moved.add(partition)
+                for group in document["g"]:
+                    raw, end, segments = group[0], group[1], group[2]
+                    token = group[3] if len(group) > 3 else None
+                    if token is not None and token < marks.get(scoring_fence_mark(raw), -1):
+                        self.fenced_groups += 1
+                        continue
                     if end <= marks.get(raw, -1):
                         self.replayed_groups += 1
                         continue
@@ -273,7 +302,9 @@ class WindowState:
                     # (integer starts, every field): no object built per segment
                     for segment, deltas in segments:  # the clock moves once all are in
                         yield partition, segment, deltas["b"], deltas.get("c"), None
-                yield partition, None, (), None, clock
+                clock = document.get("t")
+                if clock is not None:
+                    yield partition, None, (), None, float(clock)
 
         return self._apply(items(), on_comments, on_clock)
 

@@ -323,10 +323,18 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
         """One deltas record into the windows, with the alert rounds it makes due (a batch
         of a replay can span many minutes of event time, each judged in turn); its table
         changes go to ``changes``."""
+        fenced = state.fenced_groups
         applied = state.apply_packed(
             [(partition, value)], engine.note_comments if engine is not None else None
         )
         state.applied_offset(partition, offset)
+        if state.fenced_groups > fenced:
+            metrics.DELTAS_GROUPS_FENCED.inc(state.fenced_groups - fenced)
+            log.warning(
+                "deltas partition %d offset %d: %d groups skipped, published by a scoring "
+                "stage after another had taken their raw partitions over",
+                partition, offset, state.fenced_groups - fenced,
+            )  # fmt: skip
         await alert_rounds(applied)
         changes.update(applied)
         # stage 1 runs between records: 16 in one go blocked the loop for 50-100 ms (22

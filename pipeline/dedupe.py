@@ -380,6 +380,17 @@ class DuplicateFilter:
             self._previous = None
             self._table_limit = max(self.TABLE_MIN, 2 * len(packer.names))
 
+    def clear(self) -> None:
+        """Forget every id (the scoring stage's partitions were all revoked: whatever it
+        is given next is restored from the progress of their committed batches)."""
+        self._seen = {}
+        self._expire_at = -math.inf
+        self._journal = []
+        self._packer = _Packer()
+        self._table_limit = self.TABLE_MIN
+        self._previous = None
+        self._to_move = []
+
     def take_journal(self) -> list[Journaled]:
         """Entries remembered since the last call, oldest first (to persist them)."""
         journal, self._journal = self._journal, []

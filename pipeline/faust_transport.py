@@ -21,9 +21,10 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TransportT
+
+from pipeline import fencing
 
 #: Longest wait of one fetch, of the app's consumer (Faust's: 1,500 ms) and of the scoring
 #: stage's (aiokafka's default: 500 ms): the latency floor when the input is quiet, and on
@@ -39,19 +40,8 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         return consumer
 
     async def confirm_generation(self, partitions: list[tuple[str, int]], generation: int) -> bool:
-        consumer = self._ensure_consumer()
         tps = [TopicPartition(topic, partition) for topic, partition in partitions]
-        offsets = {tp: await consumer.committed(tp) for tp in tps}
-        missing = [tp for tp, offset in offsets.items() if offset is None]
-        if missing:  # nothing committed: where the consumer would start (earliest)
-            offsets.update(await consumer.beginning_offsets(missing))
-        try:
-            await consumer.commit({tp: offset for tp, offset in offsets.items()})
-        except (CommitFailedError, IllegalStateError):
-            return False
-        # the commit went out with the coordinator's generation: a rejoin since the
-        # caller's takeover began would have made it the next one's
-        return bool(consumer._coordinator.generation == generation)
+        return await fencing.confirm_generation(self._ensure_consumer(), tps, generation)
 
 
 class _Consumer(driver.Consumer):
@@ -61,10 +51,8 @@ class _Consumer(driver.Consumer):
     async def confirm_generation(
         self, partitions: Iterable[tuple[str, int]], generation: int
     ) -> bool:
-        """Whether consumer group ``generation`` is still current, as the broker says: an
-        offset commit of ``partitions`` (topic, partition), at the offsets the group
-        already committed, is accepted in it. False for a member whose generation is
-        over (it has not learnt yet); broker errors other than that raise."""
+        """:func:`pipeline.fencing.confirm_generation` of ``partitions`` (topic,
+        partition), in the consumer's thread."""
         thread = self._thread
         assert isinstance(thread, _ConsumerThread)
         return bool(

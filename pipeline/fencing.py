@@ -24,6 +24,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
 #: Fence tokens: ``epoch << EPOCH_SHIFT | consumer group generation``.
 EPOCH_SHIFT = 32
 
@@ -57,3 +60,24 @@ def next_fence(tokens: Iterable[int], generation: int) -> Fence:
     if generation >= fenced_generation:
         return Fence(same_epoch, False, same_epoch)
     return Fence((epoch + 1) << EPOCH_SHIFT | generation, True, same_epoch)
+
+
+async def confirm_generation(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], generation: int
+) -> bool:
+    """Whether ``consumer``'s group ``generation`` is still current, as the broker says:
+    an offset commit of ``partitions`` (assigned to it), at the offsets the group
+    already committed, is accepted in it. False for a member whose generation is over
+    (it has not learnt it yet); other broker errors raise."""
+    tps = list(partitions)
+    offsets = {tp: await consumer.committed(tp) for tp in tps}
+    missing = [tp for tp, offset in offsets.items() if offset is None]
+    if missing:  # nothing committed: where the consumer would start (earliest)
+        offsets.update(await consumer.beginning_offsets(missing))
+    try:
+        await consumer.commit(offsets)
+    except (CommitFailedError, IllegalStateError):
+        return False
+    # the commit went out in the coordinator's generation: a rejoin since the caller's
+    # takeover began would have made it the next one's (aiokafka has no public accessor)
+    return bool(consumer._coordinator.generation == generation)

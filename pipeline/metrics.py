@@ -81,6 +81,11 @@ SCORING_COMMITS_REFUSED = Counter(
     "without this worker (it did not answer for longer than the session timeout); the "
     "batch is read again by the partitions' owner.",
 )
+DELTAS_GROUPS_FENCED = Counter(
+    f"{PREFIX}_deltas_groups_fenced_total",
+    "Deltas groups the windows stage skipped: published by a scoring stage after another "
+    "worker had taken their raw partition over (a worker frozen mid-batch).",
+)
 DELTAS_READ_DIRECTLY = Counter(
     f"{PREFIX}_deltas_read_directly_total",
     "Deltas records the windows stage read from the topic itself because Faust's consumer "

@@ -25,6 +25,16 @@ A worker that is assigned a raw partition reads that partition's progress record
 * ``entries``: the dedupe memory of the committed batches, so a duplicate that arrives
   after a crash is still recognised.
 
+Fences: taking a raw partition over, a worker first reads its progress and the fence
+tokens so far, then fences the partition with its token (:mod:`pipeline.fencing`: the
+scoring group's generation; :func:`fence`:
+``{"p": raw partition, "k": token}`` under key ``<raw partition>-fence``, here and in
+every deltas partition; the windows stage skips the deltas groups of lower tokens, see
+:meth:`pipeline.aggregate.WindowState.apply_packed`), then reads the progress written
+meanwhile too. A worker frozen while it held the partition may still publish a batch it
+had read: its groups written after the fence are skipped, and any written before it are
+matched up by the cuts, since its progress record came before them.
+
 On a real Kafka cluster give the topic ``retention.ms`` of the dedupe horizon (older
 progress is never needed); the embedded broker keeps it until it restarts.
 """
@@ -48,6 +58,19 @@ def encode(
     partition: int, start: int, end: int, watermark: float | None, entries: list[Journaled]
 ) -> bytes:
     return orjson.dumps({"p": partition, "s": start, "e": end, "w": watermark, "d": entries})
+
+
+def fence(partition: int, token: int) -> tuple[bytes, bytes]:
+    """(key, value) of a progress fence record (see the module docstring)."""
+    return f"{partition}-fence".encode(), orjson.dumps({"p": partition, "k": token})
+
+
+def fence_of(key: bytes, value: bytes) -> tuple[int, int] | None:
+    """(raw partition, token) of a progress fence record; None for a batch's record."""
+    if not key.endswith(b"-fence"):
+        return None
+    document = orjson.loads(value)
+    return int(document["p"]), int(document["k"])
 
 
 @dataclass

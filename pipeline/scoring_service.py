@@ -42,8 +42,9 @@ from mode import Service
 
 from pipeline import faults, metrics, progress
 from pipeline.batchio import BatchProducer, Record
-from pipeline.changelog import read_to_end
+from pipeline.changelog import LogRecord, read_to_end
 from pipeline.faust_transport import FETCH_MAX_WAIT_MS
+from pipeline.fencing import confirm_generation, next_fence
 from pipeline.scoring import Output, ScoringStage
 from pipeline.settings import Settings
 from pipeline.validate import RawRecord
@@ -56,16 +57,23 @@ SegmentDeltas = tuple[str, dict[str, object]]
 
 
 def pack_deltas(
-    groups: list[tuple[int, int, list[SegmentDeltas] | orjson.Fragment]], clock: float
+    groups: list[tuple[int, int, list[SegmentDeltas] | orjson.Fragment, int | None]],
+    clock: float,
 ) -> bytes:
     """One deltas-topic record: ``{"t": clock, "g": [[raw partition, batch end offset,
-    [[segment, deltas], ...]], ...]}``.
+    [[segment, deltas], ...], writer's scoring fence token or null], ...]}``.
 
     ``deltas`` are the per-segment documents of :func:`pipeline.scoring.deltas_document`;
     a group's list may come encoded already (:func:`encode_groups`). Every raw partition
     of the batch has a group, even an empty one.
     """
     return orjson.dumps({"t": clock, "g": groups})
+
+
+def pack_fence(tokens: dict[int, int]) -> bytes:
+    """A deltas-topic fence record: raw partition -> scoring fence token (see
+    :mod:`pipeline.progress`)."""
+    return orjson.dumps({"f": sorted(tokens.items()), "g": []})
 
 
 def encode_groups(
@@ -127,6 +135,8 @@ class ScoringConsumer(Service):
         #: raw partitions whose progress was read (aiokafka may fetch a newly assigned
         #: partition before the assignment callback that reads it has finished)
         self.resumed: set[int] = set()
+        #: per raw partition read here, the scoring fence token its deltas groups carry
+        self.tokens: dict[int, int] = {}
         self.progress_topic = progress.progress_topic(settings.app_id)
 
     async def on_start(self) -> None:
@@ -175,6 +185,7 @@ class ScoringConsumer(Service):
         consumer = self.consumer
         assert consumer is not None
         while not self.should_stop:
+            generation = consumer._coordinator.generation  # no public accessor
             polled = await consumer.getmany(
                 timeout_ms=int(self.settings.batch_within_seconds * 1000),
                 max_records=self.settings.batch_size,
@@ -203,13 +214,13 @@ class ScoringConsumer(Service):
                         consumer.seek(tp, messages[0].offset)
                         continue
                     ready[tp] = messages
-                lost = await self._handle(consumer, ready) if ready else None
+                lost = await self._handle(consumer, ready, generation) if ready else None
             if lost:
                 await self._stop_for_lost_data(lost)
                 return
 
     async def _handle(
-        self, consumer: AIOKafkaConsumer, polled: dict[TopicPartition, list[Any]]
+        self, consumer: AIOKafkaConsumer, polled: dict[TopicPartition, list[Any]], generation: int
     ) -> str | None:
         """Score a polled batch, publish what it produced and commit its offsets; or,
         what shows that the broker lost data (nothing published then)."""
@@ -251,7 +262,9 @@ class ScoringConsumer(Service):
         # Sent, not waited for: the next batch is read and scored meanwhile (a round trip
         # less per batch). It is waited for before the next commit, a rebalance or a stop.
         await self._commit_sent()
-        self.committing = asyncio.ensure_future(self._commit(consumer, offsets, started, count))
+        self.committing = asyncio.ensure_future(
+            self._commit(consumer, offsets, started, count, generation)
+        )
         for tp, offset in rewind.items():  # fetched past the cut: read those again
             consumer.seek(tp, offset)
         return None
@@ -262,7 +275,16 @@ class ScoringConsumer(Service):
         offsets: dict[TopicPartition, int],
         started: float,
         count: int,
+        generation: int,
     ) -> None:
+        # aiokafka sends a commit with the generation current when it is sent, and a
+        # member may commit any partition: a worker frozen past its session timeout that
+        # had rejoined meanwhile would move the group's offsets past a batch the windows
+        # skip as fenced (pipeline.progress)
+        if consumer._coordinator.generation != generation or any(
+            tp not in consumer.assignment() for tp in offsets
+        ):
+            raise CommitFailedError("the group rebalanced since the batch was read")
         await consumer.commit(offsets)
         self.positions.update(offsets)
         metrics.BATCH_SIZE.observe(count)
@@ -328,17 +350,56 @@ class ScoringConsumer(Service):
         consumer = self.consumer
         if consumer is None or not assigned:
             return
+        generation = consumer._coordinator.generation  # aiokafka has no public accessor
         partitions = await self.producer.partitions(self.progress_topic)
         values: dict[int, list[bytes]] = {tp.partition: [] for tp in assigned}
-        read = await read_to_end(
-            ",".join(self.settings.bootstrap_servers),
-            self.progress_topic,
-            {tp.partition % partitions for tp in assigned},
-            client_id=f"{self.settings.app_id}-score-resume",
+        fenced: dict[int, list[int]] = {raw: [] for raw in values}  # fence tokens so far
+
+        def keep(records: list[LogRecord]) -> None:
+            for _, key, value, _ in records:
+                if value is None:
+                    continue
+                fence = progress.fence_of(key, value)
+                if fence is None and int(key) in values:
+                    values[int(key)].append(value)
+                elif fence is not None and fence[0] in fenced:
+                    fenced[fence[0]].append(fence[1])
+
+        bootstrap = ",".join(self.settings.bootstrap_servers)
+        topic, client_id = self.progress_topic, f"{self.settings.app_id}-score-resume"
+        wanted = {tp.partition % partitions for tp in assigned}
+        read = await read_to_end(bootstrap, topic, wanted, client_id=client_id)
+        keep(read.records)
+        # fenced before the rest is read (see pipeline.progress), by the group generation
+        # (pipeline.fencing)
+        fences = {raw: next_fence(tokens, generation) for raw, tokens in fenced.items()}
+        confirmed = not any(f.needs_confirmation for f in fences.values()) or (
+            await confirm_generation(consumer, assigned, generation)
         )
-        for _, key, value, _ in read.records:
-            if value is not None and int(key) in values:
-                values[int(key)].append(value)
+        tokens = {raw: f.token if confirmed else f.stale for raw, f in fences.items()}
+        if confirmed:
+            deltas = await self.producer.partitions(self.settings.topic_deltas)
+            await self.producer.send(
+                [
+                    *((topic, raw % partitions, *progress.fence(raw, token))
+                      for raw, token in tokens.items()),
+                    *((self.settings.topic_deltas, p, None, pack_fence(tokens))
+                      for p in range(deltas)),
+                ]
+            )  # fmt: skip
+        else:
+            # a stale takeover: what it publishes is below the owners' fences, and the
+            # rejoin brings a resume again
+            log.warning(
+                "scoring: generation %d of the consumer group is over; raw partitions %s "
+                "were fenced in a later one: not fencing, waiting for the rejoin",
+                generation,
+                sorted(fenced),
+            )
+        rest = await read_to_end(bootstrap, topic, wanted, client_id=client_id, start=read.ends)
+        keep(rest.records)
+        del read, rest
+        self.tokens.update(tokens)
         restored = 0
         for tp in assigned:
             committed = await consumer.committed(tp) or 0
@@ -462,7 +523,7 @@ class ScoringConsumer(Service):
         records: list[Record] = []
         # per deltas partition (as many as each part was split in), one group per raw
         # partition of the batch
-        groups: list[list[tuple[int, int, list[SegmentDeltas] | orjson.Fragment]]] = [
+        groups: list[list[tuple[int, int, list[SegmentDeltas] | orjson.Fragment, int | None]]] = [
             [] for _ in (parts[0].deltas if parts else ())
         ]
         clocks = []
@@ -477,7 +538,9 @@ class ScoringConsumer(Service):
                 (settings.topic_followups, None, key, value) for key, value in out.followups
             )
             for partition, items in enumerate(part.deltas):
-                groups[partition].append((part.partition, part.end, items))
+                groups[partition].append(
+                    (part.partition, part.end, items, self.tokens.get(part.partition))
+                )
             if out.clock is not None:
                 clocks.append(out.clock)
         if clocks:
@@ -501,9 +564,19 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # let the batch in flight finish and commit before its partitions move
         await self.service.settle()
         self.service.stage.watermarks.forget(tp.partition for tp in revoked)
+        consumer = self.service.consumer
+        if consumer is not None and not consumer.assignment() - set(revoked):
+            # All of them (aiokafka's rebalances revoke every partition): the dedupe
+            # memory is restored from the progress of committed batches on assignment.
+            # Kept, it would hold the ids of batches this worker published after it had
+            # lost their partitions (frozen mid-batch), which are fenced off in the
+            # windows (see pipeline.progress): read again here later, they would be
+            # taken for duplicates of answers never counted.
+            self.service.stage.dedupe.clear()
         for tp in revoked:
             self.service.cuts.pop(tp.partition, None)
             self.service.resumed.discard(tp.partition)
+            self.service.tokens.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("scoring partitions assigned: %s", sorted(tp.partition for tp in assigned))

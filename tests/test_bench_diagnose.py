@@ -8,7 +8,7 @@ from collections import Counter
 from pipeline.bench.dataset import Dataset
 from pipeline.bench.diagnose import answers_per_segment, differing_segments, explain
 from pipeline.scoring import deltas_document
-from pipeline.scoring_service import pack_deltas
+from pipeline.scoring_service import pack_deltas, pack_fence
 from pipeline.windows import Counts
 
 
@@ -42,6 +42,22 @@ def test_answers_are_summed_per_segment_and_a_replayed_group_counts_once() -> No
     # the same group in another deltas partition is another group
     found, _ = answers_per_segment([(2, 0, first), (3, 0, replay)])
     assert found["agent=a"] == 5
+
+
+def test_groups_behind_a_scoring_fence_are_left_out_as_the_windows_skip_them() -> None:
+    def group(end: int, token: int) -> bytes:
+        items = [("agent=a", deltas_document({600: answers(("nps", 9))}, 630.0))]
+        return pack_deltas([(0, end, items, token)], 630.0)
+
+    found, _ = answers_per_segment(
+        [
+            (1, 0, group(10, 1)),
+            (1, 1, pack_fence({0: 2})),
+            (1, 2, group(20, 1)),
+            (1, 3, group(25, 2)),
+        ]
+    )
+    assert found["agent=a"] == 2  # the late group of token 1 after the fence is not counted
 
 
 def test_explain_tells_lost_in_the_windows_stage_from_lost_before_it() -> None:

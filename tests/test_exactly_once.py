@@ -239,3 +239,76 @@ def test_digest_is_the_same_in_every_process() -> None:
         for seed in ("1", "2")
     }
     assert runs == {str(content_digest(b"feedback"))}
+
+
+def _batch(end: int, answers: int, token: int | None) -> tuple:
+    """A deltas group of raw partition 0: ``answers`` promoters, batch end ``end``."""
+    counts = Counts()
+    for _ in range(answers):
+        counts.add(Counts.of_event("nps", 10))
+    items = [("overall", deltas_document({int(T0 // 60) * 60: counts}, T0))]
+    return (0, end, items, token)
+
+
+def test_a_frozen_scoring_stage_late_batch_is_fenced_off() -> None:
+    """Worker 1 committed raw offsets [0, 10), read [10, 20) and froze before publishing
+    it; worker 2 took raw partition 0 over at offset 10 (fence token 2) and read the
+    progress before worker 1's record of that batch existed; worker 1, thawed, published
+    its batch after the fence and before worker 2 published [10, 25). Without tokens the
+    windows count [10, 20) twice (the two batches end apart: the marks cannot match
+    them up)."""
+    from pipeline.scoring_service import pack_fence
+
+    def run(tokens: bool) -> WindowState:
+        state = WindowState(SETTINGS)
+        state.rebuild([], {0})
+        one, two = (1, 2) if tokens else (None, None)
+        records = [
+            pack_deltas([_batch(10, 10, one)], T0),
+            pack_fence({0: 2}),
+            pack_deltas([_batch(20, 10, one)], T0),  # worker 1, thawed: [10, 20)
+            pack_deltas([_batch(25, 15, two)], T0 + 1),  # worker 2: [10, 25)
+        ]
+        for offset, record in enumerate(records):
+            state.apply_packed([(0, record)])
+            state.applied_offset(0, offset)
+        return state
+
+    assert run(tokens=False).partitions[0].segments["overall"].total().responses == 35
+    fenced = run(tokens=True)
+    assert fenced.partitions[0].segments["overall"].total().responses == 25
+    assert fenced.fenced_groups == 1
+    # the fence travels with the marks: a rebuilt state still skips such a group
+    written = dict((key, value) for _, key, value in fenced.changelog_write([]))
+    rebuilt = WindowState(SETTINGS)
+    rebuilt.rebuild(list(written.items()), {0})
+    rebuilt.apply_packed([(0, pack_deltas([_batch(30, 3, 1)], T0 + 2))])
+    assert rebuilt.fenced_groups == 1
+
+
+def test_a_late_batch_published_before_the_fence_is_matched_by_the_cuts() -> None:
+    """Worker 1's batch [10, 20) reached the deltas before worker 2's fence: its
+    progress record came before, so worker 2 replays with a cut at 20 and its group
+    ending there is skipped as applied; every answer counts once."""
+    from pipeline.scoring_service import pack_fence
+
+    state = WindowState(SETTINGS)
+    state.rebuild([], {0})
+    for record in (
+        pack_deltas([_batch(10, 10, 1)], T0),
+        pack_deltas([_batch(20, 10, 1)], T0),  # worker 1, before the fence
+        pack_fence({0: 2}),
+        pack_deltas([_batch(20, 10, 2)], T0),  # worker 2's replay, cut at 20
+        pack_deltas([_batch(25, 5, 2)], T0 + 1),
+    ):
+        state.apply_packed([(0, record)])
+    assert state.partitions[0].segments["overall"].total().responses == 25
+    assert (state.replayed_groups, state.fenced_groups) == (1, 0)
+
+
+def test_progress_fence_records_are_told_apart_from_batch_records() -> None:
+    from pipeline.progress import fence, fence_of
+
+    key, value = fence(3, 7)
+    assert fence_of(key, value) == (3, 7)
+    assert fence_of(b"3", encode(3, 0, 10, None, [])) is None

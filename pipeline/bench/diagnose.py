@@ -28,13 +28,20 @@ Read = tuple[int, int, bytes]
 
 def answers_per_segment(records: Iterable[Read]) -> tuple[Counter[str], dict[str, list[str]]]:
     """Answers per segment in packed deltas records (NPS, CSAT and CES answers: fields 0,
-    4 and 7 of a bucket's counts), each group once; and per segment the records holding
-    it, as ``partition/offset``."""
+    4 and 7 of a bucket's counts), each group once and none a scoring fence skips (see
+    :meth:`pipeline.aggregate.WindowState.apply_packed`); and per segment the records
+    holding it, as ``partition/offset``."""
     answers: Counter[str] = Counter()
     where: dict[str, list[str]] = {}
     seen: set[tuple[int, int, int]] = set()
+    fences: dict[tuple[int, int], int] = {}  # (deltas partition, raw partition) -> token
     for partition, offset, value in records:
-        for raw, end, segments in orjson.loads(value)["g"]:
+        document = orjson.loads(value)
+        for raw, token in document.get("f", ()):
+            fences[partition, raw] = max(token, fences.get((partition, raw), -1))
+        for raw, end, segments, *token in document["g"]:
+            if token and token[0] is not None and token[0] < fences.get((partition, raw), -1):
+                continue  # fenced off, as the windows stage skips it
             if (partition, raw, end) in seen:
                 continue
             seen.add((partition, raw, end))

@@ -67,6 +67,7 @@ def run(
     service = ScoringConsumer.__new__(ScoringConsumer)  # its methods, no consumer
     service.settings, service.stage, service.producer = settings, stage, producer
     service.progress_topic = progress_topic
+    service.tokens = dict.fromkeys(range(settings.topic_partitions), 1 << 32)  # fenced
     if stage.text is not None:
         stage.text.start()  # one child per process, shared by the runs
     began = time.perf_counter()
