@@ -28,6 +28,9 @@ from kafka.admin import NewTopic
 from pipeline.aggregate import fence_key
 from pipeline.changelog import fence_headers
 from pipeline.fencing import EPOCH_SHIFT
+from pipeline.progress import fence as progress_fence
+from pipeline.progress import progress_topic
+from pipeline.scoring_service import pack_fence
 from pipeline.simulator import FeedbackSimulator, SimulatorConfig
 from tests.soak.soak import read_topic, wait_for_drain
 from tests.soak.truth import Truth, api_counts, mismatches
@@ -211,21 +214,28 @@ def test_a_worker_frozen_past_its_session_timeout_works_on(
     assert mismatches(truth, api_counts(frozen.url)) == []  # its API answers the same
 
 
-def test_a_group_the_broker_forgot_fences_above_its_earlier_life(
+def test_groups_the_broker_forgot_fence_above_their_earlier_life(
     broker, start_worker, worker_env
 ) -> None:
     """Kafka deletes a consumer group once every member has been gone past the offsets'
     retention; its generations then start again from 1, below the fences its earlier
-    life left in the changelog (here one of generation 1,000). The rebuild finds its
-    generation below the fenced one, the broker confirms it is current, and it fences
-    in a new epoch: what it writes survives the next worker's rebuild (fenced in the old
-    epoch, all of it would be ignored there)."""
+    life left (here of generation 1,000: in the changelog, and the scoring fences in the
+    progress topic and the deltas topic). The rebuild and the scoring resume find their
+    generation below the fenced one, the broker confirms it is current, and they fence
+    in a new epoch: the windows count what the scoring stage publishes, and what the
+    windows write survives the next worker's rebuild (fenced in the old epoch, all of
+    it would be skipped or ignored)."""
     raw = worker_env["NPS_TOPIC_RAW"]
-    changelog = f"{worker_env['NPS_APP_ID']}-windows-state-changelog"
+    app_id = worker_env["NPS_APP_ID"]
+    changelog = f"{app_id}-windows-state-changelog"
+    deltas, progress = worker_env["NPS_TOPIC_DELTAS"], progress_topic(app_id)
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    admin.create_topics([NewTopic(changelog, num_partitions=4, replication_factor=1)])
+    admin.create_topics(
+        [NewTopic(name, 4, replication_factor=1) for name in (changelog, deltas, progress)]
+    )
     admin.close()
     earlier = 1 << EPOCH_SHIFT | 1000
+    scoring_fence = pack_fence(dict.fromkeys(range(4), earlier))
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
     for partition in range(4):
         producer.send(
@@ -235,6 +245,9 @@ def test_a_group_the_broker_forgot_fences_above_its_earlier_life(
             partition=partition,
             headers=fence_headers(earlier),
         )
+        key, value = progress_fence(partition, earlier)
+        producer.send(progress, key=key, value=value, partition=partition)
+        producer.send(deltas, value=scoring_fence, partition=partition)
     producer.close()
 
     sim = FeedbackSimulator(SimulatorConfig(seed=34, comment_probability=0.3))
@@ -251,6 +264,7 @@ def test_a_group_the_broker_forgot_fences_above_its_earlier_life(
     wait_for_drain(second, len(truth.ids), timeout=120)
     assert mismatches(truth, api_counts(second.url)) == []
     assert "records ignored" not in second.log()
+    assert "groups skipped" not in first.log() + second.log()
 
 
 def _readyz(worker) -> bytes:
