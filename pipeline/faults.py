@@ -2,8 +2,14 @@
 
 ``NPS_FAULT_INJECT="<point>:<n>"`` kills the worker (SIGKILL, no clean-up) the n-th
 time it reaches ``point``; ``"<point>:<n>:raise"`` raises :class:`InjectedFault` there
-instead (the code at that point fails and the worker goes on). Points:
+instead (the code at that point fails and the worker goes on); ``"<point>:<n>:stop"``
+freezes it there (SIGSTOP to itself, every thread: a stalled machine) until the test
+sends SIGCONT. Points:
 
+* ``scoring-scored``: a scoring batch is scored, nothing of it is published yet (not
+  even its progress record);
+* ``scoring-resumed``: the scoring stage has fenced and read the progress of the raw
+  partitions just assigned, and publishes nothing before its next batch;
 * ``scoring-published``: a scoring batch's outputs are acknowledged, its input offsets
   are not committed yet (the batch will be replayed);
 * ``changelog-torn``: half of a windows write's changelog records are acknowledged,
@@ -21,7 +27,7 @@ import signal
 _point, _, _rest = os.environ.get("NPS_FAULT_INJECT", "").partition(":")
 _count, _, _how = _rest.partition(":")
 _remaining = {_point: int(_count)} if _point and _count.isdigit() else {}
-_raise = _how == "raise"
+_raise, _stop = _how == "raise", _how == "stop"
 
 
 class InjectedFault(RuntimeError):
@@ -34,7 +40,7 @@ def enabled(point: str) -> bool:
 
 def reached(point: str) -> None:
     """SIGKILL this process if ``point`` is the configured one and its count is reached
-    (with ``:raise``, raise :class:`InjectedFault`, once)."""
+    (with ``:raise``, raise :class:`InjectedFault`, once; with ``:stop``, SIGSTOP it)."""
     if point not in _remaining:
         return
     _remaining[point] -= 1
@@ -42,4 +48,4 @@ def reached(point: str) -> None:
         return
     if _raise:
         raise InjectedFault(f"fault injected at {point}")
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGSTOP if _stop else signal.SIGKILL)

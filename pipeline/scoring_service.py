@@ -255,6 +255,7 @@ class ScoringConsumer(Service):
         records = self._records(parts)
         if lost := self._commit_lost(known, await asyncio.gather(*asked)):
             return lost
+        faults.reached("scoring-scored")
         await self.producer.send(progress_records)  # before any output (see module doc)
         await self.producer.send(records)
         faults.reached("scoring-published")
@@ -423,6 +424,7 @@ class ScoringConsumer(Service):
                     found.cuts,
                 )
         self.resumed.update(tp.partition for tp in assigned)
+        faults.reached("scoring-resumed")
         log.info(
             "scoring resumed raw partitions %s (%d dedupe ids restored)",
             sorted(tp.partition for tp in assigned),

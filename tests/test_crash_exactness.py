@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -212,6 +213,63 @@ def test_a_worker_frozen_past_its_session_timeout_works_on(
         time.sleep(0.5)
     assert b'"ready":true' in _readyz(frozen), frozen.log()
     assert mismatches(truth, api_counts(frozen.url)) == []  # its API answers the same
+
+
+def test_a_batch_published_late_by_a_frozen_scoring_stage_counts_once(
+    broker, start_worker, worker_env
+) -> None:
+    """Point 5 of the README's processing guarantees, staged with fault points that
+    freeze a worker (SIGSTOP to itself): the second worker freezes with a scored batch
+    not yet published; the first takes its raw partitions over, fences them and reads
+    their progress, and freezes before its first batch. Then the frozen one is thawed
+    and publishes its late batch (its progress record and deltas groups) before the
+    first one replays the same records in a batch of its own, ending elsewhere: the
+    windows see the late groups first and the replay after, which the marks cannot
+    match up. The fence skips the late groups (without it those answers count twice)."""
+    raw = worker_env["NPS_TOPIC_RAW"]
+    sim = FeedbackSimulator(SimulatorConfig(seed=89, comment_probability=0.3))
+    truth = Truth()
+    # the first worker's resumes: alone, beside the second, taking the second's over
+    first = start_worker(NPS_FAULT_INJECT="scoring-resumed:3:stop")
+    late = start_worker(NPS_FAULT_INJECT="scoring-scored:3:stop")
+    assert first.proc is not None and late.proc is not None
+    streaming = threading.Event()
+    streaming.set()
+
+    def stream() -> None:  # ~200 answers/s until told to stop
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
+        while streaming.is_set():
+            send(broker.bootstrap, raw, answers(sim, 20), truth, producer)
+            time.sleep(0.1)
+        producer.close()
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    try:
+        _until_stopped(late.proc.pid, late, timeout=60)
+        _until_stopped(first.proc.pid, first, timeout=60)
+    finally:
+        os.kill(late.proc.pid, signal.SIGCONT)
+        time.sleep(3)  # it publishes its late batch; its commit is refused
+        os.kill(first.proc.pid, signal.SIGCONT)
+        time.sleep(3)
+        streaming.clear()
+        sender.join()
+    wait_for_drain(first, len(truth.ids), timeout=120)
+    assert mismatches(truth, api_counts(first.url)) == []
+    logs = first.log() + late.log()
+    assert "groups skipped, published by a scoring stage after another" in logs, logs
+
+
+def _until_stopped(pid: int, worker, timeout: float) -> None:
+    """Until process ``pid`` is stopped (SIGSTOP: state ``T``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"worker {pid} did not reach its fault point:\n{worker.log()}")
 
 
 def test_groups_the_broker_forgot_fence_above_their_earlier_life(
