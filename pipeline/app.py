@@ -155,8 +155,18 @@ def create_app(settings: Settings, *, status_line: bool = False) -> faust.App:
 
     @table.on_recover
     async def rebuild_windows() -> None:
-        async with stage2:
-            await _rebuild_windows()
+        # Faust runs this in a task whose exception nobody reads (its recovery waits on
+        # the tables' callbacks with asyncio.wait) and then resumes the partitions: a
+        # rebuild that failed would leave the windows counting on a state without the
+        # changelog's. So a failure stops the worker, as one of the windows agent does.
+        try:
+            faults.reached("windows-rebuild")
+            async with stage2:
+                await _rebuild_windows()
+        except Exception as exc:
+            log.critical("rebuilding the windows failed: %r; stopping the worker", exc)
+            await _crash(app, exc)
+            raise
 
     async def _rebuild_windows() -> None:
         partitions = {

@@ -12,6 +12,8 @@ sends SIGCONT. Points:
   partitions just assigned, and publishes nothing before its next batch;
 * ``scoring-published``: a scoring batch's outputs are acknowledged, its input offsets
   are not committed yet (the batch will be replayed);
+* ``windows-rebuild``: the windows stage starts rebuilding its state after a rebalance
+  (with ``:raise``, the rebuild fails);
 * ``changelog-torn``: half of a windows write's changelog records are acknowledged,
   the rest (and its marks) are not sent (with ``:raise``, the windows agent fails in
   mid-write and is restarted).

@@ -33,6 +33,7 @@ from pipeline.progress import fence as progress_fence
 from pipeline.progress import progress_topic
 from pipeline.scoring_service import pack_fence
 from pipeline.simulator import FeedbackSimulator, SimulatorConfig
+from tests.conftest import WorkerProcess
 from tests.soak.soak import read_topic, wait_for_drain
 from tests.soak.truth import Truth, api_counts, mismatches
 
@@ -170,6 +171,22 @@ def test_a_windows_write_that_fails_stops_the_worker_and_is_not_committed(
 
     second = start_worker(**small_batches)
     counts_exactly(second, broker.bootstrap, raw, answers(sim, 500), truth, 2500)
+
+
+def test_a_windows_rebuild_that_fails_stops_the_worker(worker_env, tmp_path) -> None:
+    """Faust reads no exception of the callback that rebuilds the windows after a
+    rebalance and resumes the partitions anyway: a failed rebuild must stop the worker,
+    not leave it counting on windows without the changelog's state."""
+    worker = WorkerProcess(
+        {**worker_env, "NPS_FAULT_INJECT": "windows-rebuild:1:raise"}, tmp_path / "w.log"
+    )
+    try:
+        with pytest.raises(AssertionError, match="worker exited early"):
+            worker.start(timeout=90)
+        assert worker.proc is not None and worker.proc.returncode != 0
+        assert "rebuilding the windows failed: InjectedFault" in worker.log()
+    finally:
+        worker.stop()
 
 
 def test_a_worker_frozen_past_its_session_timeout_works_on(
