@@ -279,17 +279,9 @@ class DuplicateFilter:
     def __init__(self, horizon_seconds: float, max_ids: int) -> None:
         self.horizon = horizon_seconds
         self.max_ids = max_ids
-        #: event id -> entry (packed, see :class:`_Packer`), least recently seen first
-        self._seen: dict[str, Stored] = {}
         self._slack = max_ids // 64  # ids over the cap before it forgets in bulk
-        self._expire_at = -math.inf  # the ``now`` of the next pass over expired entries
         self.evicted_early = 0  # forgotten before the horizon because of max_ids
-        self._journal: list[Journaled] = []
-        self._packer = _Packer()
-        self._table_limit = self.TABLE_MIN
-        #: during a table rebuild: the table being left, and the ids to move from it
-        self._previous: _Packer | None = None
-        self._to_move: list[str] = []
+        self.clear()
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -381,15 +373,18 @@ class DuplicateFilter:
             self._table_limit = max(self.TABLE_MIN, 2 * len(packer.names))
 
     def clear(self) -> None:
-        """Forget every id (the scoring stage's partitions were all revoked: whatever it
-        is given next is restored from the progress of their committed batches)."""
-        self._seen = {}
-        self._expire_at = -math.inf
-        self._journal = []
+        """Forget every id (also when the scoring stage's partitions were all revoked:
+        whatever it is given next is restored from the progress of their committed
+        batches)."""
+        #: event id -> entry (packed, see :class:`_Packer`), least recently seen first
+        self._seen: dict[str, Stored] = {}
+        self._expire_at = -math.inf  # the ``now`` of the next pass over expired entries
+        self._journal: list[Journaled] = []
         self._packer = _Packer()
         self._table_limit = self.TABLE_MIN
-        self._previous = None
-        self._to_move = []
+        #: during a table rebuild: the table being left, and the ids to move from it
+        self._previous: _Packer | None = None
+        self._to_move: list[str] = []
 
     def take_journal(self) -> list[Journaled]:
         """Entries remembered since the last call, oldest first (to persist them)."""

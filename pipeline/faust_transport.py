@@ -10,7 +10,7 @@ waits at most :data:`FETCH_MAX_WAIT_MS`, as does the scoring stage's own consume
 (``pipeline.scoring_service``).
 
 It also asks the broker whether a consumer group generation is still current
-(:meth:`_Consumer.confirm_generation`), for the changelog's fence (:mod:`pipeline.fencing`).
+(:func:`confirm_generation`), for the changelog's fence (:mod:`pipeline.fencing`).
 Everything else is Faust's driver as it is.
 """
 
@@ -39,25 +39,10 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
-    async def confirm_generation(self, partitions: list[tuple[str, int]], generation: int) -> bool:
-        tps = [TopicPartition(topic, partition) for topic, partition in partitions]
-        return await fencing.confirm_generation(self._ensure_consumer(), tps, generation)
-
 
 class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    async def confirm_generation(
-        self, partitions: Iterable[tuple[str, int]], generation: int
-    ) -> bool:
-        """:func:`pipeline.fencing.confirm_generation` of ``partitions`` (topic,
-        partition), in the consumer's thread."""
-        thread = self._thread
-        assert isinstance(thread, _ConsumerThread)
-        return bool(
-            await thread.call_thread(thread.confirm_generation, list(partitions), generation)
-        )
 
 
 class _Transport(driver.Transport):
@@ -74,8 +59,11 @@ class App(faust.App):
 async def confirm_generation(
     app: faust.App, partitions: Iterable[tuple[str, int]], generation: int
 ) -> bool:
-    """:meth:`_Consumer.confirm_generation` of an :class:`App`'s consumer."""
-    consumer = app.consumer
-    if not isinstance(consumer, _Consumer):
-        raise TypeError(f"{consumer!r} is not the consumer of pipeline.faust_transport.App")
-    return await consumer.confirm_generation(partitions, generation)
+    """:func:`pipeline.fencing.confirm_generation` of ``partitions`` (topic, partition)
+    for the app's consumer, in the thread it runs in."""
+    thread = app.consumer._thread  # faust keeps no public accessor
+    tps = [TopicPartition(topic, partition) for topic, partition in partitions]
+    confirmed = await thread.call_thread(
+        fencing.confirm_generation, thread._ensure_consumer(), tps, generation
+    )
+    return bool(confirmed)

@@ -282,8 +282,8 @@ class ScoringConsumer(Service):
         # member may commit any partition: a worker frozen past its session timeout that
         # had rejoined meanwhile would move the group's offsets past a batch the windows
         # skip as fenced (pipeline.progress)
-        if consumer._coordinator.generation != generation or any(
-            tp not in consumer.assignment() for tp in offsets
+        if consumer._coordinator.generation != generation or not offsets.keys() <= (
+            consumer.assignment()
         ):
             raise CommitFailedError("the group rebalanced since the batch was read")
         await consumer.commit(offsets)
