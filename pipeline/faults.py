@@ -2,12 +2,15 @@
 
 ``NPS_FAULT_INJECT="<point>:<n>"`` kills the worker (SIGKILL, no clean-up) the n-th
 time it reaches ``point``; ``"<point>:<n>:raise"`` raises :class:`InjectedFault` there
-instead (the code at that point fails and the worker goes on); ``"<point>:<n>:stop"``
+instead (the code at that point fails and the worker goes on); ``"<point>:<n>:fail"``
+raises it the n-th time and every time after (a failure that lasts); ``"<point>:<n>:stop"``
 freezes it there (SIGSTOP to itself, every thread: a stalled machine) until the test
 sends SIGCONT. Points:
 
 * ``scoring-scored``: a scoring batch is scored, nothing of it is published yet (not
   even its progress record);
+* ``scoring-resume``: the scoring stage starts reading the progress of the raw
+  partitions just assigned (with ``:raise`` or ``:fail``, the reading fails);
 * ``scoring-resumed``: the scoring stage has fenced and read the progress of the raw
   partitions just assigned, and publishes nothing before its next batch;
 * ``scoring-published``: a scoring batch's outputs are acknowledged, its input offsets
@@ -29,7 +32,7 @@ import signal
 _point, _, _rest = os.environ.get("NPS_FAULT_INJECT", "").partition(":")
 _count, _, _how = _rest.partition(":")
 _remaining = {_point: int(_count)} if _point and _count.isdigit() else {}
-_raise, _stop = _how == "raise", _how == "stop"
+_raise, _fail, _stop = _how == "raise", _how == "fail", _how == "stop"
 
 
 class InjectedFault(RuntimeError):
@@ -42,10 +45,13 @@ def enabled(point: str) -> bool:
 
 def reached(point: str) -> None:
     """SIGKILL this process if ``point`` is the configured one and its count is reached
-    (with ``:raise``, raise :class:`InjectedFault`, once; with ``:stop``, SIGSTOP it)."""
+    (with ``:raise``, raise :class:`InjectedFault`, once; with ``:fail``, from then on;
+    with ``:stop``, SIGSTOP it)."""
     if point not in _remaining:
         return
     _remaining[point] -= 1
+    if _fail and _remaining[point] <= 0:
+        raise InjectedFault(f"fault injected at {point}")
     if _remaining[point] != 0:
         return
     if _raise:

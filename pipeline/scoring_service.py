@@ -41,6 +41,7 @@ from aiokafka.errors import CommitFailedError
 from mode import Service
 
 from pipeline import faults, metrics, progress
+from pipeline.alertmanager import backoff_delay
 from pipeline.batchio import BatchProducer, Record
 from pipeline.changelog import LogRecord, read_to_end
 from pipeline.faust_transport import FETCH_MAX_WAIT_MS
@@ -50,6 +51,12 @@ from pipeline.settings import Settings
 from pipeline.validate import RawRecord
 
 log = logging.getLogger(__name__)
+
+#: Reading the progress of newly assigned raw partitions: attempts before the worker
+#: stops, and the bounds of the waits in between (seconds; see backoff_delay).
+RESUME_ATTEMPTS = 4
+RESUME_MIN_BACKOFF = 0.5
+RESUME_MAX_BACKOFF = 2.0
 
 
 #: (segment key, :func:`pipeline.scoring.deltas_document`)
@@ -347,10 +354,12 @@ class ScoringConsumer(Service):
         ]
 
     async def resume(self, assigned: list[TopicPartition]) -> None:
-        """Read the progress of newly assigned raw partitions (see pipeline.progress)."""
+        """Read the progress of newly assigned raw partitions (see pipeline.progress).
+        Safe to call again after a failure: the generation, so the fence, is the same."""
         consumer = self.consumer
         if consumer is None or not assigned:
             return
+        faults.reached("scoring-resume")
         generation = consumer._coordinator.generation  # aiokafka has no public accessor
         partitions = await self.producer.partitions(self.progress_topic)
         values: dict[int, list[bytes]] = {tp.partition: [] for tp in assigned}
@@ -558,6 +567,10 @@ class BrokerDataLost(RuntimeError):
     """The broker no longer has records this worker already read."""
 
 
+class ResumeFailed(RuntimeError):
+    """The progress of newly assigned raw partitions could not be read."""
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, service: ScoringConsumer) -> None:
         self.service = service
@@ -581,13 +594,36 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             self.service.tokens.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("scoring partitions assigned: %s", sorted(tp.partition for tp in assigned))
-        try:
-            await self.service.resume(list(assigned))
-        except Exception:  # never stall the partitions: score on, and say what it costs
-            log.exception(
-                "could not read the scoring progress of raw partitions %s: a batch replayed "
-                "after a crash may count twice and duplicates seen before it may pass",
-                sorted(tp.partition for tp in assigned),
-            )
-            self.service.resumed.update(tp.partition for tp in assigned)
+        partitions = sorted(tp.partition for tp in assigned)
+        log.info("scoring partitions assigned: %s", partitions)
+        for attempt in range(1, RESUME_ATTEMPTS + 1):
+            try:
+                await self.service.resume(list(assigned))
+                return
+            except Exception as exc:
+                failure = exc
+                if attempt == RESUME_ATTEMPTS:
+                    break
+                delay = backoff_delay(attempt, RESUME_MIN_BACKOFF, RESUME_MAX_BACKOFF)
+                log.warning(
+                    "could not read the scoring progress of raw partitions %s (%r); "
+                    "attempt %d of %d, again in %.1f s",
+                    partitions,
+                    exc,
+                    attempt,
+                    RESUME_ATTEMPTS,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        # Scoring on without the progress would break exactness: a batch an earlier owner
+        # published without committing would be replayed in full and counted twice, and
+        # without a fence a frozen earlier owner's late batch would count too. The
+        # partitions stay unscored (not in ``resumed``) until the worker has stopped;
+        # a restarted worker, or another member of the group, resumes them.
+        exc = ResumeFailed(
+            f"could not read the scoring progress of raw partitions {partitions} in "
+            f"{RESUME_ATTEMPTS} attempts, the last failing with {failure!r}; stopping so "
+            "that a restarted worker (or another one of the group) resumes them"
+        )
+        log.critical("%s", exc)
+        await self.service.fatal(exc)

@@ -14,6 +14,7 @@ the same answer do not count again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -33,7 +34,7 @@ from pipeline.progress import fence as progress_fence
 from pipeline.progress import progress_topic
 from pipeline.scoring_service import pack_fence
 from pipeline.simulator import FeedbackSimulator, SimulatorConfig
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, free_port
 from tests.soak.soak import read_topic, wait_for_drain
 from tests.soak.truth import Truth, api_counts, mismatches
 
@@ -187,6 +188,59 @@ def test_a_windows_rebuild_that_fails_stops_the_worker(worker_env, tmp_path) -> 
         assert "rebuilding the windows failed: InjectedFault" in worker.log()
     finally:
         worker.stop()
+
+
+def test_scoring_progress_that_cannot_be_read_is_retried_then_stops_the_worker(
+    broker, start_worker, worker_env, tmp_path
+) -> None:
+    """A worker taking raw partitions over must read their scoring progress before it
+    scores them: without it a batch the earlier owner published but did not commit is
+    replayed in full, not cut where it ended, and counts twice. A reading that fails
+    once is tried again (the counts stay exact); one that keeps failing stops the worker
+    (it used to score on without the progress), and the group's other member takes the
+    partitions over."""
+    raw = worker_env["NPS_TOPIC_RAW"]
+    sim = FeedbackSimulator(SimulatorConfig(seed=61, comment_probability=0.3))
+    truth = Truth()
+    small_batches = {"NPS_BATCH_SIZE": "150"}
+
+    first = start_worker(NPS_FAULT_INJECT="scoring-published:4", **small_batches)
+    send(broker.bootstrap, raw, answers(sim, 1500), truth)
+    killed(first)  # its fourth batch published, not committed
+
+    second = start_worker(NPS_FAULT_INJECT="scoring-resume:1:raise", **small_batches)
+    send(broker.bootstrap, raw, answers(sim, 300), truth)
+    wait_for_drain(second, len(truth.ids), timeout=120)
+    assert mismatches(truth, api_counts(second.url)) == []
+    assert total(api_counts(second.url)) == len(truth.ids) == 1800
+    log = second.log()
+    assert "could not read the scoring progress of raw partitions [0, 1, 2, 3]" in log
+    assert "attempt 1 of 4" in log
+    assert "replaying from offset" in log  # the first worker's last batch, cut alike
+
+    third = WorkerProcess(
+        {
+            **worker_env,
+            "NPS_FAULT_INJECT": "scoring-resume:1:fail",
+            "NPS_WEB_PORT": str(free_port()),
+        },
+        tmp_path / "third.log",
+    )
+    try:
+        with contextlib.suppress(AssertionError):  # ready or not before it stops
+            third.start(timeout=60)
+        assert third.proc is not None
+        code = third.proc.wait(timeout=120)
+        log = third.log()
+        assert code != 0, log
+        assert "attempt 3 of 4" in log
+        assert "in 4 attempts, the last failing with InjectedFault" in log
+    finally:
+        third.stop()
+    send(broker.bootstrap, raw, answers(sim, 300), truth)  # the second one scores them
+    wait_for_drain(second, len(truth.ids), timeout=120)
+    assert mismatches(truth, api_counts(second.url)) == []
+    assert total(api_counts(second.url)) == len(truth.ids) == 2100
 
 
 def test_a_worker_frozen_past_its_session_timeout_works_on(
