@@ -110,6 +110,17 @@ def _parse(body: bytes) -> Any | web.Response:
         return _error(400, f"body is not JSON: {exc}")
 
 
+async def _authorized_json(request: web.Request, allow_query: bool = False) -> Any:
+    """The JSON body of a request that needs a bearer token (see :func:`_bearer`), or
+    the 401/403, 413 or 400 answer (a ``web.Response``)."""
+    if (denied := _bearer(request, allow_query)) is not None:
+        return denied
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    return _parse(body)
+
+
 async def _produce(request: web.Request, checked: Triage) -> web.Response:
     """Write the accepted events; 202 if all items were valid, 422 if not, 503 on timeout."""
     writer = request.app[WRITER]
@@ -129,12 +140,7 @@ async def _produce(request: web.Request, checked: Triage) -> web.Response:
 
 async def post_feedback(request: web.Request) -> web.Response:
     """``POST /api/v1/feedback``: one FeedbackEvent or a JSON array of them."""
-    if (denied := _bearer(request)) is not None:
-        return denied
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
-    document = _parse(body)
+    document = await _authorized_json(request)
     if isinstance(document, web.Response):
         return document
     items = _items(document, request.app[SETTINGS])
@@ -179,12 +185,7 @@ async def _unsigned_webhook(
     convert: Callable[[object], list[dict[str, Any]] | adapters.Ignored],
 ) -> web.Response:
     """Tools that do not sign their webhooks: a bearer token (header or ``?token=``)."""
-    if (denied := _bearer(request, allow_query=True)) is not None:
-        return denied
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
-    payload = _parse(body)
+    payload = await _authorized_json(request, allow_query=True)
     if isinstance(payload, web.Response):
         return payload
     return await _webhook_events(request, payload, convert)
