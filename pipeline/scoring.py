@@ -29,7 +29,7 @@ from pipeline.dedupe import (
 from pipeline.eventtime import Watermarks
 from pipeline.followups.tasks import TaskBuilder
 from pipeline.redact import Redactor
-from pipeline.segments import SegmentKeyCache
+from pipeline.segments import SegmentKeyCache, ThemeCombinationKeys
 from pipeline.settings import Settings
 from pipeline.sparseadd import Adder, adder_for
 from pipeline.text.stage_analytics import NO_INSIGHT, THEME_DIMENSION, TextAnalytics, theme_keys
@@ -115,8 +115,12 @@ class ScoringStage:
         self.bucket_seconds = settings.bucket_seconds
         self.followups = TaskBuilder.from_settings(settings)  # None when disabled
         self.text = TextAnalytics.from_settings(settings)  # None when NPS_TEXT_ANALYTICS is off
-        self.theme_segments = THEME_DIMENSION in settings.dimensions
-        self._theme_keys: dict[str, list[str]] = {}  # "billing|price" -> its segment keys
+        #: theme=<name> segments (the dimension) and combinations with theme
+        self.theme_dimension = THEME_DIMENSION in settings.dimensions
+        combinations = ThemeCombinationKeys(SEGMENT_FIELDS, self.combinations, THEME_DIMENSION)
+        self.theme_combinations = combinations if combinations.combinations else None
+        self.theme_segments = self.theme_dimension or self.theme_combinations is not None
+        self._theme_keys: dict[str, list[str]] = {}  # "billing|price" -> its theme=<name> keys
 
     def process(self, records: list[RawRecord]) -> Output:
         out = Output()
@@ -251,7 +255,7 @@ class ScoringStage:
         # the answer's theme segments (theme=<name>) are part of what it contributes
         themes = "|".join(insight.themes) if insight.themes and self.theme_segments else None
         if themes:
-            keys = self._with_themes(keys, themes)
+            keys = self._with_themes(keys, themes, values)
         contribution = (  # see pipeline.dedupe.Contribution
             int(ts // width) * width,
             survey,
@@ -323,13 +327,19 @@ class ScoringStage:
         ``themes``: the theme names joined by ``|``, as stored in the contribution. The
         list returned may be shared: not to be changed."""
         keys = self.segment_keys.lookup(values)[1]
-        return self._with_themes(keys, themes) if themes else keys
+        return self._with_themes(keys, themes, values) if themes else keys
 
-    def _with_themes(self, keys: list[str], themes: str) -> list[str]:
-        """``keys`` and the segment keys of ``themes`` (theme names joined by ``|``)."""
+    def _with_themes(
+        self, keys: list[str], themes: str, values: tuple[str | None, ...]
+    ) -> list[str]:
+        """``keys`` and the segment keys of ``themes`` (theme names joined by ``|``):
+        ``theme=<name>`` if it is a dimension, then the combinations with theme."""
         extra = self._theme_keys.get(themes)
         if extra is None:
-            extra = self._theme_keys[themes] = theme_keys(themes.split("|"))
+            names = themes.split("|")
+            extra = self._theme_keys[themes] = theme_keys(names) if self.theme_dimension else []
+        if self.theme_combinations is not None:
+            return keys + extra + self.theme_combinations.keys(values, themes)
         return keys + extra
 
     @staticmethod

@@ -263,3 +263,61 @@ class SegmentKeyCache:
         found = self._values[i][value] = (sys.intern(value), key, stripped)
         self._size += 1
         return found
+
+
+class ThemeCombinationKeys:
+    """Segment keys of the combinations that include a derived dimension (``theme``):
+    ``department,theme`` gives an answer in department ``support`` whose comment has the
+    themes ``billing`` and ``price`` the keys ``department=support|theme=billing`` and
+    ``department=support|theme=price``, fields in the combination's order; none when one
+    of its other fields is missing or blank (as :func:`segment_keys` gives none).
+
+    ``fields`` are the names of the values :meth:`keys` is given (``SEGMENT_FIELDS``);
+    a combination of ``combinations`` is taken when it names ``derived`` once and its
+    other names are all ``fields``. Keys are cached per (themes, field values) of each
+    combination, bounded like :class:`SegmentKeyCache`.
+    """
+
+    def __init__(
+        self,
+        fields: Sequence[str],
+        combinations: Sequence[Sequence[str]],
+        derived: str,
+        max_entries: int = KEY_CACHE_MAX,
+    ) -> None:
+        index = {name: i for i, name in enumerate(fields)}
+        #: per combination: its names and, per name, the field position (None: derived)
+        self.combinations: list[tuple[tuple[str, ...], tuple[int | None, ...]]] = []
+        for combination in combinations:
+            names = tuple(combination)
+            if names.count(derived) != 1 or not all(n in index or n == derived for n in names):
+                continue
+            if any(names == known for known, _ in self.combinations):
+                continue
+            self.combinations.append((names, tuple(index.get(n) for n in names)))
+        self.max_entries = max_entries
+        self._cache: dict[tuple[str, tuple[str | None, ...]], list[str]] = {}
+
+    def keys(self, values: Sequence[str | None], themes: str) -> list[str]:
+        """The keys of an answer with segment field ``values`` (None when missing) and
+        ``themes`` (theme names joined by ``|``, as the scoring stage stores them)."""
+        cache_key = (themes, tuple(values))
+        found = self._cache.get(cache_key)
+        if found is not None:
+            return found
+        if len(self._cache) >= self.max_entries:
+            self._cache.clear()
+        keys: list[str] = []
+        for names, positions in self.combinations:
+            fields: list[tuple[str, str | None]] = [
+                (name, None if i is None else (values[i] or "").strip() or None)
+                for name, i in zip(names, positions, strict=True)
+            ]
+            if any(v is None for (_, v), i in zip(fields, positions, strict=True) if i is not None):
+                continue  # a field missing or blank: no key
+            for theme in themes.split("|"):
+                key = segment_key([(name, theme if v is None else v) for name, v in fields])
+                if key not in keys:
+                    keys.append(key)
+        self._cache[cache_key] = keys
+        return keys

@@ -131,7 +131,8 @@ class Settings(BaseSettings):
     combinations: Annotated[list[str], NoDecode] = Field(
         default=["department,channel"],
         description="Combinations of dimensions with windows of their own, e.g. "
-        "'department,channel'; several separated by ';' in env.",
+        "'department,channel'; several separated by ';' in env. 'theme' may be one of "
+        "them: 'department,theme' gives an answer one segment per theme of its comment.",
     )
     windows_seconds: Annotated[list[int], NoDecode] = Field(
         default=[300, 3600, 86400], description="Rolling window lengths (multiples of the bucket)."
@@ -473,13 +474,15 @@ class Settings(BaseSettings):
     @field_validator("combinations")
     @classmethod
     def _known_combinations(cls, value: list[str]) -> list[str]:
+        known = (*SEGMENT_FIELDS, *DERIVED_DIMENSIONS)
         for combo in value:
             parts = [p.strip() for p in combo.split(",")]
-            unknown = [p for p in parts if p not in SEGMENT_FIELDS]
-            if len(parts) < 2 or unknown:
+            unknown = [p for p in parts if p not in known]
+            if len(parts) < 2 or unknown or len(set(parts)) < len(parts):
                 raise ValueError(
-                    f"combination {combo!r} must list two or more of {list(SEGMENT_FIELDS)} "
-                    "separated by commas, e.g. 'department,channel'"
+                    f"combination {combo!r} must list two or more different names of "
+                    f"{list(known)} separated by commas, e.g. 'department,channel' or "
+                    "'department,theme'"
                 )
         return value
 
