@@ -55,7 +55,7 @@ class Output:
     deltas: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     deadletters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     #: follow-up tasks (key = task id) when NPS_FOLLOWUPS_ENABLED (see pipeline.followups)
-    followups: list[tuple[bytes, bytes]] = field(default_factory=list)
+    followups: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     duplicates: int = 0
     #: event ids the dedupe newly remembered (persisted with the batch's progress)
     journal: list[Journaled] = field(default_factory=list)

@@ -330,6 +330,72 @@ def test_overdue_alert_fires_once_and_resolves_on_contact() -> None:
     assert resolved[0].resolved_at == BASE + timedelta(hours=6.5)
 
 
+def test_a_revised_task_replaces_the_first_and_keeps_its_status() -> None:
+    """Upsert by task id: new due time, owner and comment; the status so far stays; an
+    overdue alert resolves when the new due time is not past; a rebuild gives the same."""
+    t = tracker()
+    table: dict[bytes, bytes] = {}
+
+    def run(batch: list[RawRecord]) -> list:
+        result = t.apply_batch(batch)
+        for key, value in result.changes:
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+        return result.alerts
+
+    run([task_record(make_task("A", 0, 4, agent="a1"))])
+    run([update("A", "acknowledged", 1)])
+    fired = run([task_record(make_task("Z", 5, 48))])  # the clock at 5 h: A overdue
+    assert [(a.status, a.segment) for a in fired] == [(AlertStatus.FIRING, "agent=a1")]
+    # revised: due 48 h after the answer, another agent, a comment
+    revised = make_task("A", 0, 48, agent="a9", comment="Changed my mind, call me.")
+    resolved = run([task_record(revised)])
+    assert [(a.status, a.alert_id) for a in resolved] == [(AlertStatus.RESOLVED, fired[0].alert_id)]
+    view = t.view("fu-A")
+    assert view is not None
+    assert view.task == revised and view.state == "acknowledged" and not view.overdue
+    assert view.task.due_at == BASE + timedelta(hours=48)
+    agents = t.parts("agent", 86400)
+    assert (agents["agent=a1"].stats().tasks, agents["agent=a9"].stats().tasks) == (1, 1)  # Z, A
+    assert not run([task_record(revised)])  # a repeat of the revision changes nothing
+    restored = tracker()
+    restored.rebuild(list(table.items()), {0})
+    assert restored.view("fu-A") == view
+    # the revision's due time goes by: overdue again, one alert
+    again = run([task_record(make_task("Y", 49, 48))])
+    assert [(a.status, a.segment) for a in again] == [(AlertStatus.FIRING, "agent=a9")]
+
+
+def test_a_task_tombstone_withdraws_the_task() -> None:
+    t = tracker()
+    t.apply_batch([task_record(make_task("A", 0, 4)), task_record(make_task("B", 0, 48))])
+    fired = t.apply_batch([task_record(make_task("Z", 5, 48))]).alerts
+    assert [a.alert_id for a in fired] == [fired[0].alert_id] and len(fired) == 1
+    tombstone = RawRecord(TASKS, 0, next(_offsets), b"fu-A", None)
+    result = t.apply_batch([tombstone])
+    assert [(a.status, a.alert_id) for a in result.alerts] == [
+        (AlertStatus.RESOLVED, fired[0].alert_id)
+    ]
+    assert (b"T|0|fu-A", None) in result.changes
+    assert t.view("fu-A") is None
+    assert t.parts("overall", 86400)["overall"].stats().tasks == 2  # B and Z
+    # again, or for an answer that never had a task: nothing
+    for key in (b"fu-A", b"fu-never"):
+        nothing = t.apply_batch([RawRecord(TASKS, 0, next(_offsets), key, None)])
+        assert not nothing.alerts and not nothing.changes
+
+
+def test_a_revision_no_rule_selects_publishes_a_tombstone() -> None:
+    builder = TaskBuilder(FollowupRules())
+    out: list[tuple[bytes, bytes | None]] = []
+    builder.collect(scored(3), out)  # a detractor: a task
+    builder.collect(scored(10), out, count=False)  # revised to a promoter: withdrawn
+    builder.collect(scored(10), out)  # a first version no rule selects: nothing
+    assert [(key, value is None) for key, value in out] == [(b"fu-e1", False), (b"fu-e1", True)]
+
+
 def test_state_survives_a_rebuild_from_the_table() -> None:
     t = tracker(grace=3600)
     table: dict[bytes, bytes] = {}

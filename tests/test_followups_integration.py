@@ -312,3 +312,78 @@ def test_followups_end_to_end(start_worker: Any, broker: Any, unique: str) -> No
     assert (row["overdue"], row["contacted"], row["contacted_within_due"]) == (1, 4, 2)
     assert row["median_seconds_to_first_contact"] == (29 + 58) / 2 * H  # 2, 29, 58, 58
     producer.close()
+
+
+def test_a_revised_answer_replaces_or_withdraws_its_task(
+    start_worker: Any, broker: Any, unique: str
+) -> None:
+    """An answer revised (same event id, other content) publishes its task again: a
+    revision still selected by a rule replaces the task and keeps its status (upsert by
+    task id), one that no rule selects any more publishes a tombstone that withdraws it
+    from the tracker, the API and the figures."""
+    topics = {
+        "NPS_TOPIC_FOLLOWUPS": f"followups-{unique}",
+        "NPS_TOPIC_FOLLOWUP_EVENTS": f"followup-events-{unique}",
+        "NPS_TOPIC_ALERTS": f"alerts-{unique}",
+    }
+    worker = start_worker(NPS_FOLLOWUPS_ENABLED="true", NPS_ALERTS_ENABLED="false", **topics)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
+
+    def send(*answers: dict) -> None:
+        for event in answers:
+            producer.send(
+                worker.env["NPS_TOPIC_RAW"],
+                key=event["event_id"].encode(),
+                value=orjson.dumps(event),
+            )
+        producer.flush()
+
+    def task(task_id: str) -> dict:
+        return get_json(worker, f"/api/v1/followups/{task_id}")
+
+    r1 = answer("r1", 1, 5, "a1", "support")
+    r2 = answer("r2", 2, 6, "a2", "billing")
+    send(r1, r2)
+    wait_for(lambda: task("fu-r2")["task"]["priority"] == "high", "both tasks")
+    assert task("fu-r1")["task"]["priority"] == "high"
+    assert post(worker, "fu-r2", update("r2", "acknowledged", 3))[0] == 202
+    wait_for(lambda: task("fu-r2")["state"] == "acknowledged", "the acknowledgement")
+
+    # r1 revised to a promoter: no rule selects it; r2 to a high-value 2 with a comment
+    urgent = {
+        **r2,
+        "score": 2,
+        "account_value": 20000.0,
+        "comment": "Terrible. Charged twice and nobody helps.",
+    }
+    send({**r1, "score": 9}, urgent)
+    wait_for(lambda: task("fu-r2")["task"]["priority"] == "urgent", "the replaced task")
+    view = task("fu-r2")
+    assert view["state"] == "acknowledged"  # the status so far is kept
+    assert view["task"]["rule"] == "urgent-high-value"
+    assert datetime.fromisoformat(view["task"]["due_at"]) == T0 + timedelta(hours=6)
+    assert view["task"]["comment"] == "Terrible. Charged twice and nobody helps."
+
+    def withdrawn() -> bool:
+        try:
+            task("fu-r1")
+        except urllib.error.HTTPError as err:
+            return err.code == 404
+        return False
+
+    wait_for(withdrawn, "the withdrawal of fu-r1")
+
+    records = consume(broker.bootstrap, topics["NPS_TOPIC_FOLLOWUPS"], expected=4)
+    assert [(r.key.decode(), r.value is None) for r in records if r.key == b"fu-r1"] == [
+        ("fu-r1", False),
+        ("fu-r1", True),  # the tombstone
+    ]
+    summary = get_json(worker, "/api/v1/followups/summary?window=30d")
+    assert summary["segments"][0]["segment"] == "overall"
+    assert summary["segments"][0]["stats"]["tasks"] == 1
+    samples = metric_samples(worker)
+    revised = "nps_pipeline_followup_tasks_revised_total"
+    assert sample(samples, revised, change="replaced") == 1
+    assert sample(samples, revised, change="withdrawn") == 1
+    assert sample(samples, "nps_pipeline_followup_tasks_created_total", priority="high") == 2
+    assert sample(samples, "nps_pipeline_followup_tasks_created_total", priority="urgent") is None

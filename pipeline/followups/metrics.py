@@ -48,6 +48,12 @@ UPDATES = Counter(
     "or an older duplicate), invalid_task (a task record that does not validate).",
     ["result"],
 )
+TASKS_REVISED = Counter(
+    f"{PREFIX}_followup_tasks_revised_total",
+    "Tracked tasks changed by a revised answer: replaced (new content, status kept) or "
+    "withdrawn (the revision is selected by no rule).",
+    ["change"],
+)
 TASKS_EXPIRED = Counter(
     f"{PREFIX}_followup_tasks_expired_total",
     "Tasks dropped from the tracker because they left the longest follow-up window.",

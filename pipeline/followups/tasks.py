@@ -1,8 +1,11 @@
 """Scored event -> follow-up task (or none): pure, called once per scored event.
 
 The task id is ``fu-<event_id>``: the same answer always gives the same task, so a
-re-scored answer (at-least-once delivery after a crash) repeats the same record and
-the tracker keeps the first. The task is keyed by its id on ``feedback.followups``, as
+re-scored answer (at-least-once delivery after a crash) repeats the same record, which
+the tracker ignores. A revised answer (same event id, other content) gives its task
+again with the new content, which replaces the earlier one (upsert by task id), or,
+when no rule selects the revision, a tombstone (the key, no value) that withdraws the
+task. The task is keyed by its id on ``feedback.followups``, as
 are its status updates on ``feedback.followup-events``: both meet on one partition.
 
 The comment's sentiment and themes come from :class:`pipeline.text.CommentAnalyzer`,
@@ -51,15 +54,19 @@ class TaskBuilder:
         return cls(rules, analyzer)
 
     def collect(
-        self, scored: ScoredEvent, out: list[tuple[bytes, bytes]], count: bool = True
+        self, scored: ScoredEvent, out: list[tuple[bytes, bytes | None]], count: bool = True
     ) -> None:
         """Append the task record (key, JSON) of ``scored`` to ``out`` if a rule selects it.
 
         ``count=False`` for a revision of an answer: its task (same id) is published again
-        but is not a new task for the created-tasks metric.
+        but is not a new task for the created-tasks metric, and if no rule selects the
+        revision, a tombstone (key, None) withdraws the task the answer may have had.
         """
         task = self.build(scored)
-        if task is not None:
+        if task is None:
+            if not count:
+                out.append((task_id(scored.event_id).encode(), None))
+        else:
             out.append((task.task_id.encode(), task.model_dump_json().encode()))
             if count:
                 fmetrics.TASKS_CREATED.labels(task.priority.value).inc()

@@ -24,6 +24,12 @@ Semantics:
   task becomes overdue a ``firing`` :class:`~schemas.alert.Alert` is produced (kind
   ``followup_overdue``, segment = the task's owner), and a ``resolved`` one with the
   same id when it is contacted or resolved.
+* **Revised answers** (same task id, see :mod:`pipeline.followups.tasks`): a task
+  record with other content replaces the task (priority, due time, comment, owner
+  segments) and keeps its status; a tombstone (no value: the revision is no longer
+  selected by any rule) withdraws the task from the state and the figures. A firing
+  overdue alert of the first task resolves either way; a revised task past its due
+  time fires its own.
 * **Unknown task ids**: an update whose task is not (yet) known waits while the
   clock is within ``unknown_grace_seconds`` of its time (the task record may still be
   on its way: both topics are read in parallel), then is dead-lettered with reason
@@ -354,7 +360,7 @@ class FollowupTracker:
         updates: list[RawRecord] = []
         for record in records:
             if record.topic == self.tasks_topic:
-                self._add_task(record, dirty, touched)
+                self._add_task(record, result, dirty, touched)
             else:
                 updates.append(record)
         for record in updates:
@@ -389,23 +395,63 @@ class FollowupTracker:
             partition.clock = ts
 
     def _add_task(
-        self, record: RawRecord, dirty: dict[bytes, bytes | None], touched: set[int]
+        self,
+        record: RawRecord,
+        result: BatchResult,
+        dirty: dict[bytes, bytes | None],
+        touched: set[int],
     ) -> None:
+        if record.value is None:
+            self._withdraw(record, result, dirty)
+            return
         try:
-            task = FollowupTask.model_validate_json(record.value or b"")
+            task = FollowupTask.model_validate_json(record.value)
         except ValidationError:  # written by the scoring stage: a bug, not input
             fmetrics.UPDATES.labels("invalid_task").inc()
             return
         partition = self._partition(record.partition)
         touched.add(record.partition)
         self._advance(partition, task.created_at.timestamp())
-        if task.task_id in partition.tasks:
-            return  # at-least-once repeat of the same task: the first one is kept
-        state = self._state(task, record.value or b"")
+        known = partition.tasks.get(task.task_id)
+        if known is not None and known.raw == record.value:
+            return  # at-least-once repeat of the same task
+        state = self._state(task, record.value)
+        if known is not None:  # a revised answer: the new task, the status so far
+            state.acknowledged, state.contacted = known.acknowledged, known.contacted
+            state.resolved, state.outcome = known.resolved, known.outcome
+            fmetrics.TASKS_REVISED.labels("replaced").inc()
+            clock = self.clock
+            # the overdue alert was the first task's (its due time and owner): it
+            # resolves, and the revised task, if overdue, fires its own (_overdue)
+            if (
+                known.alerted is not None
+                and clock is not None
+                and self.rules.overdue_alerts.enabled
+            ):
+                result.alerts.append(self._alert(known, AlertStatus.RESOLVED, clock))
         partition.tasks[task.task_id] = state
-        heapq.heappush(partition.due_heap, (state.due, task.task_id))
-        heapq.heappush(partition.created_heap, (state.created, task.task_id))
+        if known is None or state.due != known.due or known.alerted is not None:
+            heapq.heappush(partition.due_heap, (state.due, task.task_id))
+        if known is None or state.created != known.created:
+            heapq.heappush(partition.created_heap, (state.created, task.task_id))
         dirty[f"T|{record.partition}|{task.task_id}".encode()] = state.encode()
+
+    def _withdraw(
+        self, record: RawRecord, result: BatchResult, dirty: dict[bytes, bytes | None]
+    ) -> None:
+        """A task tombstone: the revised answer needs no follow-up any more."""
+        if record.key is None:
+            return
+        task_id = record.key.decode(errors="replace")
+        partition = self._partition(record.partition)
+        state = partition.tasks.pop(task_id, None)
+        if state is None:
+            return  # a revision of an answer that never had a task, or a repeat
+        fmetrics.TASKS_REVISED.labels("withdrawn").inc()
+        dirty[f"T|{record.partition}|{task_id}".encode()] = None
+        clock = self.clock
+        if state.alerted is not None and clock is not None and self.rules.overdue_alerts.enabled:
+            result.alerts.append(self._alert(state, AlertStatus.RESOLVED, clock))
 
     def _state(self, task: FollowupTask, raw: bytes) -> TaskState:
         return TaskState(
@@ -521,9 +567,12 @@ class FollowupTracker:
             heap = partition.created_heap
             while heap and heap[0][0] < cut:
                 _, tid = heapq.heappop(heap)
-                if partition.tasks.pop(tid, None) is not None:
-                    dirty[f"T|{p}|{tid}".encode()] = None
-                    fmetrics.TASKS_EXPIRED.inc()
+                state = partition.tasks.get(tid)
+                if state is None or state.created >= cut:
+                    continue  # withdrawn, or revised with a later creation time
+                del partition.tasks[tid]
+                dirty[f"T|{p}|{tid}".encode()] = None
+                fmetrics.TASKS_EXPIRED.inc()
 
     # -- alerts ----------------------------------------------------------------------------
 
