@@ -274,8 +274,8 @@ class ThemeCombinationKeys:
 
     ``fields`` are the names of the values :meth:`keys` is given (``SEGMENT_FIELDS``);
     a combination of ``combinations`` is taken when it names ``derived`` once and its
-    other names are all ``fields``. Keys are cached per (themes, field values) of each
-    combination, bounded like :class:`SegmentKeyCache`.
+    other names are all ``fields``. Keys are cached per combination, themes and the
+    combination's field values, bounded like :class:`SegmentKeyCache`.
     """
 
     def __init__(
@@ -286,7 +286,7 @@ class ThemeCombinationKeys:
         max_entries: int = KEY_CACHE_MAX,
     ) -> None:
         index = {name: i for i, name in enumerate(fields)}
-        #: per combination: its names and, per name, the field position (None: derived)
+        #: per combination: its names, the field position per name (None: derived)
         self.combinations: list[tuple[tuple[str, ...], tuple[int | None, ...]]] = []
         for combination in combinations:
             names = tuple(combination)
@@ -296,28 +296,42 @@ class ThemeCombinationKeys:
                 continue
             self.combinations.append((names, tuple(index.get(n) for n in names)))
         self.max_entries = max_entries
-        self._cache: dict[tuple[str, tuple[str | None, ...]], list[str]] = {}
+        #: per combination: (themes, its fields' values) -> its keys
+        self._cache: list[dict[tuple[str, tuple[str | None, ...]], list[str]]] = [
+            {} for _ in self.combinations
+        ]
+        self._size = 0
 
     def keys(self, values: Sequence[str | None], themes: str) -> list[str]:
         """The keys of an answer with segment field ``values`` (None when missing) and
         ``themes`` (theme names joined by ``|``, as the scoring stage stores them)."""
-        cache_key = (themes, tuple(values))
-        found = self._cache.get(cache_key)
-        if found is not None:
-            return found
-        if len(self._cache) >= self.max_entries:
-            self._cache.clear()
         keys: list[str] = []
-        for names, positions in self.combinations:
-            fields: list[tuple[str, str | None]] = [
-                (name, None if i is None else (values[i] or "").strip() or None)
-                for name, i in zip(names, positions, strict=True)
-            ]
-            if any(v is None for (_, v), i in zip(fields, positions, strict=True) if i is not None):
-                continue  # a field missing or blank: no key
-            for theme in themes.split("|"):
-                key = segment_key([(name, theme if v is None else v) for name, v in fields])
-                if key not in keys:
-                    keys.append(key)
-        self._cache[cache_key] = keys
+        for (names, positions), cache in zip(self.combinations, self._cache, strict=True):
+            picked = tuple(None if i is None else values[i] for i in positions)
+            found = cache.get((themes, picked))
+            if found is None:
+                found = self._keys(names, positions, picked, themes)
+                if self._size >= self.max_entries:
+                    for known in self._cache:
+                        known.clear()
+                    self._size = 0
+                cache[(themes, picked)] = found
+                self._size += 1
+            keys += found
         return keys
+
+    @staticmethod
+    def _keys(
+        names: tuple[str, ...],
+        positions: tuple[int | None, ...],
+        picked: tuple[str | None, ...],
+        themes: str,
+    ) -> list[str]:
+        stripped = [None if v is None else v.strip() or None for v in picked]
+        if any(v is None for v, i in zip(stripped, positions, strict=True) if i is not None):
+            return []  # a field missing or blank: no key
+        fields = list(zip(names, stripped, strict=True))
+        return [
+            segment_key([(n, theme if v is None else v) for n, v in fields])
+            for theme in themes.split("|")
+        ]
