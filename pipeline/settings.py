@@ -491,6 +491,16 @@ class Settings(BaseSettings):
         return [tuple(p.strip() for p in combo.split(",")) for combo in self.combinations]
 
     @model_validator(mode="after")
+    def _derived_combinations_need_analytics(self) -> Settings:
+        derived = [",".join(c) for c in self.combination_fields if set(DERIVED_DIMENSIONS) & set(c)]
+        if derived and not self.text_analytics:
+            raise ValueError(
+                f"combinations {derived} name 'theme', which comes from the comment "
+                "analysis: set NPS_TEXT_ANALYTICS=true or take them out of NPS_COMBINATIONS"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _windows_fit_buckets(self) -> Settings:
         bad = [w for w in self.windows_seconds if w <= 0 or w % self.bucket_seconds]
         if bad or not self.windows_seconds:

@@ -147,6 +147,13 @@ def test_what_a_combination_may_list(combinations: str, ok: bool) -> None:
     assert "'department,theme'" in info.value.message
 
 
+def test_a_theme_combination_without_comment_analysis_fails_fast() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(combinations="department,theme", text_analytics=False)
+    assert "set NPS_TEXT_ANALYTICS=true or take them out of NPS_COMBINATIONS" in info.value.message
+    assert load_settings(text_analytics=False).combinations == ["department,channel"]
+
+
 @pytest.mark.integration
 def test_a_worker_counts_department_theme_segments(broker, start_worker, worker_env) -> None:
     worker = start_worker(NPS_COMBINATIONS="department,channel;department,theme")
