@@ -385,6 +385,20 @@ def test_a_task_tombstone_withdraws_the_task() -> None:
     for key in (b"fu-A", b"fu-never"):
         nothing = t.apply_batch([RawRecord(TASKS, 0, next(_offsets), key, None)])
         assert not nothing.alerts and not nothing.changes
+    # an update of the withdrawn task is dead-lettered at once, saying why
+    late = t.apply_batch([update("A", "contacted", 6)])
+    [letter] = [DeadLetter.model_validate_json(v) for _, v in late.deadletters]
+    assert letter.reason is Reason.UNKNOWN_TASK and letter.event_id == "fu-A"
+    assert "was withdrawn: its answer was revised" in letter.message
+    # and so after a rebuild from the table; selected again, the task is back
+    table = {k: v for k, v in result.changes if v is not None}
+    restored = tracker()
+    restored.rebuild(list(table.items()), {0})
+    again = restored.apply_batch([update("A", "contacted", 6)])
+    assert "was withdrawn" in DeadLetter.model_validate_json(again.deadletters[0][1]).message
+    back = restored.apply_batch([task_record(make_task("A", 0, 48))])
+    assert (b"W|0|fu-A", None) in back.changes
+    assert restored.apply_batch([update("A", "contacted", 6)]).applied == 1
 
 
 def test_a_revision_no_rule_selects_publishes_a_tombstone() -> None:

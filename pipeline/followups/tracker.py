@@ -40,7 +40,8 @@ Semantics:
   state (their table entries deleted).
 
 Table keys (bytes, partition = the source partition): ``T|<p>|<task id>`` -> task
-state, ``C|<p>`` -> the partition's clock, ``P|<p>|<offset>`` -> a waiting update.
+state, ``C|<p>`` -> the partition's clock, ``P|<p>|<offset>`` -> a waiting update,
+``W|<p>|<task id>`` -> the creation time of a withdrawn task.
 """
 
 from __future__ import annotations
@@ -171,6 +172,9 @@ class _Partition:
     pending: dict[int, RawRecord] = field(default_factory=dict)  # offset -> waiting update
     due_heap: list[tuple[float, str]] = field(default_factory=list)
     created_heap: list[tuple[float, str]] = field(default_factory=list)
+    #: task id -> creation time of the tasks withdrawn (kept as long as the task would
+    #: have been: an update of one is dead-lettered saying so)
+    withdrawn: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -412,6 +416,8 @@ class FollowupTracker:
         partition = self._partition(record.partition)
         touched.add(record.partition)
         self._advance(partition, task.created_at.timestamp())
+        if partition.withdrawn.pop(task.task_id, None) is not None:  # selected again
+            dirty[f"W|{record.partition}|{task.task_id}".encode()] = None
         known = partition.tasks.get(task.task_id)
         if known is not None and known.raw == record.value:
             return  # at-least-once repeat of the same task
@@ -449,6 +455,8 @@ class FollowupTracker:
             return  # a revision of an answer that never had a task, or a repeat
         fmetrics.TASKS_REVISED.labels("withdrawn").inc()
         dirty[f"T|{record.partition}|{task_id}".encode()] = None
+        partition.withdrawn[task_id] = state.created
+        dirty[f"W|{record.partition}|{task_id}".encode()] = orjson.dumps(state.created)
         clock = self.clock
         if state.alerted is not None and clock is not None and self.rules.overdue_alerts.enabled:
             result.alerts.append(self._alert(state, AlertStatus.RESOLVED, clock))
@@ -484,12 +492,16 @@ class FollowupTracker:
         self._advance(partition, ts)
         state = partition.tasks.get(update.task_id)
         if state is None:
-            if not retry:
+            withdrawn = update.task_id in partition.withdrawn
+            if not retry and not withdrawn:
                 partition.pending[record.offset] = record
                 dirty[f"P|{p}|{record.offset}".encode()] = _encode_record(record)
                 return
             message = (
-                f"no follow-up task {update.task_id!r} is known on partition {p} "
+                f"follow-up task {update.task_id!r} was withdrawn: its answer was revised "
+                "and no follow-up rule selects it any more"
+                if withdrawn
+                else f"no follow-up task {update.task_id!r} is known on partition {p} "
                 f"(waited {self.grace:g} s of event time for it)"
             )
             rejection = Rejection(Reason.UNKNOWN_TASK, message, "task_id", update.task_id)
@@ -573,6 +585,10 @@ class FollowupTracker:
                 del partition.tasks[tid]
                 dirty[f"T|{p}|{tid}".encode()] = None
                 fmetrics.TASKS_EXPIRED.inc()
+            for tid, created in list(partition.withdrawn.items()):
+                if created < cut:
+                    del partition.withdrawn[tid]
+                    dirty[f"W|{p}|{tid}".encode()] = None
 
     # -- alerts ----------------------------------------------------------------------------
 
@@ -668,6 +684,8 @@ class FollowupTracker:
                 partition.clock = float(orjson.loads(raw_value))
             elif kind == "P":
                 partition.pending[int(name)] = _decode_record(raw_value)
+            elif kind == "W":
+                partition.withdrawn[name] = float(orjson.loads(raw_value))
             elif kind == "T":
                 document = orjson.loads(raw_value)
                 raw = orjson.dumps(document["task"])
